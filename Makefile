@@ -1,0 +1,75 @@
+# kinfer's entry points. Everything installs into .venv/ and ~/.cache/kinfer/ (test-bed binaries, by version).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+
+.PHONY: help install lint format test unit testbed-build testbed-up testbed-down demo bench crds models images clean
+
+help:
+	@echo "make demo     run the fraud pipeline on a local Kafka broker with live progress"
+	@echo "make test     install everything, build and start the test bed, run the whole suite"
+	@echo "make lint     ruff and mypy"
+	@echo "make bench    throughput, latency, cold start and memory benchmarks (.bench/results.json)"
+	@echo "make testbed-up / testbed-down   start or stop the local Kafka + Kubernetes test bed"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip==25.3
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# The TF Serving gRPC stubs: --no-deps, see pyproject.toml.
+	$(PIP) install -q --no-deps tensorflow-serving-api==2.21.0
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+testbed-build:
+	bash tests/testbed/build.sh all
+
+testbed-up: install testbed-build
+	$(PY) -m tests.testbed up
+
+testbed-down: install
+	$(PY) -m tests.testbed down
+
+# The whole suite. The session fixtures reuse a running `make testbed-up` bed, or start (and stop) their own.
+test: install testbed-build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(PY) -m pytest -m "not testbed" $(PYTEST_ARGS)
+
+crds: install
+	$(PY) -m kinfer_operator.crdgen --write
+
+models: install
+	$(PY) models/train.py
+
+demo: install
+	bash tests/testbed/build.sh kafka
+	$(PY) -m kinfer_runtime.demo
+
+bench: install
+	bash tests/testbed/build.sh kafka
+	$(PY) -m tests.bench
+
+images:
+	@if docker info >/dev/null 2>&1; then \
+	  docker build -f images/runtime.Dockerfile -t kinfer/runtime:0.1.0 . && \
+	  docker build -f images/operator.Dockerfile -t kinfer/operator:0.1.0 . ; \
+	else echo "no Docker engine here: images not built (make lint checks the Dockerfiles)"; fi
+
+clean:
+	rm -rf .testbed .bench .pytest_cache .mypy_cache .ruff_cache

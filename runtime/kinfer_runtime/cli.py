@@ -1,0 +1,45 @@
+"""The ``kinfer`` command: one entry point for the runtime, the operator and the data tools.
+
+Each subcommand lives in its own module with a ``main(argv) -> int``; this file only dispatches, importing the
+module lazily so that ``kinfer produce`` does not pay for TensorFlow and the runtime image needs no kopf.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("kinfer_runtime.app", "run an InferencePipeline's consumer (locally or as the container entrypoint)"),
+    "operator": ("kinfer_operator.main", "run the Kubernetes operator"),
+    "produce": ("kinfer_runtime.produce", "send JSONL or CSV records to a topic"),
+    "replay": ("kinfer_runtime.replay", "re-inject dead-lettered records into the input topic"),
+    "score": ("kinfer_runtime.score", "score a file or a topic range with a pipeline's preprocessing and model"),
+    "demo": ("kinfer_runtime.demo", "run the fraud-detection demo on a local broker"),
+    "crdgen": ("kinfer_operator.crdgen", "print or write the InferencePipeline CRD generated from the spec model"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: kinfer COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    lines += ["", "kinfer COMMAND --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in SUBCOMMANDS:
+        print(f"kinfer: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

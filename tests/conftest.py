@@ -1,0 +1,72 @@
+"""Session fixtures over the real test bed (Kafka broker, Kubernetes control plane) and per-test helpers.
+
+A live bed started by ``make testbed-up`` is reused; otherwise the session starts its own and stops it at the
+end. Tests that use any of these fixtures are marked ``testbed`` automatically (``make unit`` deselects them).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import DEFAULT_ROOT, KafkaBroker, TestBed, component_dir
+
+BED_FIXTURES = {"testbed", "kafka_bootstrap", "kube_api", "namespace", "private_kafka"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.testbed)
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[TestBed]:
+    running = TestBed.attach(DEFAULT_ROOT)
+    if running is not None:
+        yield running
+        return
+    bed = TestBed(DEFAULT_ROOT / f"session-{os.getpid()}").start()
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(testbed: TestBed) -> str:
+    return testbed.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def kube_api(testbed: TestBed):  # type: ignore[no-untyped-def]
+    from kubernetes import config
+
+    return config.new_client_from_config(str(testbed.kubeconfig))
+
+
+@pytest.fixture
+def namespace(kube_api) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"metadata": {"name": name, "labels": {"kinfer.io/test": "true"}}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of the test's own, for tests that pause, kill or restart it."""
+    broker = KafkaBroker(component_dir("kafka") / "libs", tmp_path / "kafka", DEFAULT_ROOT / "logs" / "private")
+    broker.log_dir = DEFAULT_ROOT / "logs" / f"private-kafka-{broker.port}"
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -1,0 +1,43 @@
+"""``python -m tests.testbed up|down|status``: what ``make testbed-up`` and ``make testbed-down`` run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from .bed import DEFAULT_ROOT, TestBed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.testbed")
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--kafka-only", action="store_true", help="start only the Kafka broker")
+    args = parser.parse_args(argv)
+    if args.action == "up":
+        running = TestBed.attach(DEFAULT_ROOT)
+        if running:
+            print(f"test bed already running (Kafka {running.bootstrap_servers}); source .testbed/env.sh")
+            return 0
+        TestBed.down(DEFAULT_ROOT)  # leftovers of a bed that half-died
+        started = time.monotonic()
+        bed = TestBed(DEFAULT_ROOT, kubernetes=not args.kafka_only).start()
+        print(f"test bed ready in {time.monotonic() - started:.1f} s")
+        print(f"  Kafka:      {bed.bootstrap_servers}")
+        if bed.state["kubeconfig"]:
+            print(f"  API server: {bed.state['api_server']}  (KUBECONFIG={bed.kubeconfig})")
+        print(f"  logs:       {bed.log_dir}/")
+        print("  source .testbed/env.sh  # KUBECONFIG, KAFKA_BOOTSTRAP_SERVERS, PATH with kubectl and helm")
+        return 0
+    if args.action == "down":
+        stopped = TestBed.down(DEFAULT_ROOT)
+        print("test bed stopped" if stopped else "no test bed running")
+        return 0
+    bed = TestBed.attach(DEFAULT_ROOT)
+    print(json.dumps(bed.state, indent=2) if bed else "no test bed running")
+    return 0 if bed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

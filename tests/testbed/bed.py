@@ -1,0 +1,246 @@
+"""The whole test bed: Kafka plus the Kubernetes control plane, started together and described in a state file.
+
+``make testbed-up`` and the pytest session fixtures both use :class:`TestBed`. A bed writes
+``<root>/state.json`` (process ids, endpoints) and ``<root>/env.sh``; a pytest session that finds a live bed at
+``.testbed`` attaches to it instead of starting another, so developers iterate against one long-running bed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .kafka import KafkaBroker
+from .kubernetes import ControlPlane, ControlPlanePaths
+from .process import pid_alive
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+DEFAULT_ROOT = REPO_ROOT / ".testbed"
+
+
+def read_versions() -> dict[str, str]:
+    versions = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KINFER_CACHE", Path.home() / ".cache" / "kinfer"))
+
+
+def component_dir(component: str) -> Path:
+    """The cache directory of a built component, or an error that says how to build it."""
+    versions = read_versions()
+    version_key = {
+        "kafka": "KAFKA_VERSION",
+        "etcd": "ETCD_VERSION",
+        "kubernetes": "KUBERNETES_VERSION",
+        "kwok": "KWOK_VERSION",
+        "helm": "HELM_VERSION",
+    }[component]
+    path = cache_dir() / f"{component}-{versions[version_key]}"
+    if not (path / ".done").exists():
+        raise RuntimeError(
+            f"test bed: {component} is not built ({path}); run `bash tests/testbed/build.sh {component}`"
+        )
+    return path
+
+
+class TestBed:
+    """Kafka and (optionally) Kubernetes on loopback, data in a throwaway directory, logs in ``<root>/logs``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, root: Path = DEFAULT_ROOT, *, kubernetes: bool = True):
+        self.root = root
+        self.with_kubernetes = kubernetes
+        self.log_dir = root / "logs"
+        self.bin_dir = root / "bin"
+        self.data_dir: Path | None = None
+        self.kafka: KafkaBroker | None = None
+        self.control_plane: ControlPlane | None = None
+        self.state: dict[str, Any] = {}
+        self.owner = False
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> TestBed:
+        started = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="kinfer-testbed-"))
+        self.owner = True
+        self._link_binaries()
+        self.kafka = KafkaBroker(component_dir("kafka") / "libs", self.data_dir / "kafka", self.log_dir)
+        # Kafka's JVM and the control plane start in parallel: together they are what a warm start waits on.
+        kafka_error: list[BaseException] = []
+
+        def start_kafka() -> None:
+            try:
+                assert self.kafka is not None
+                self.kafka.start()
+            except BaseException as error:  # re-raised in the main thread
+                kafka_error.append(error)
+
+        kafka_thread = threading.Thread(target=start_kafka, name="kafka-start")
+        kafka_thread.start()
+        try:
+            if self.with_kubernetes:
+                self.control_plane = ControlPlane(
+                    ControlPlanePaths(
+                        bin_dir=component_dir("kubernetes"),
+                        kwok_dir=component_dir("kwok"),
+                        etcd_dir=component_dir("etcd"),
+                        data_dir=self.data_dir / "kubernetes",
+                        log_dir=self.log_dir,
+                    )
+                )
+                self.control_plane.paths.data_dir.mkdir(parents=True)
+                self.control_plane.start()
+        finally:
+            kafka_thread.join()
+        if kafka_error:
+            self.stop()
+            raise kafka_error[0]
+        self._write_state(time.monotonic() - started)
+        return self
+
+    def stop(self) -> None:
+        if self.control_plane:
+            self.control_plane.stop()
+        if self.kafka:
+            self.kafka.stop()
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        for name in ("state.json", "env.sh"):
+            (self.root / name).unlink(missing_ok=True)
+
+    # --- attaching to a running bed --------------------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, root: Path = DEFAULT_ROOT) -> TestBed | None:
+        """The bed described by ``<root>/state.json`` if all of its processes still run, else None."""
+        try:
+            state = json.loads((root / "state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if not all(pid_alive(pid) for pid in state["pids"].values()):
+            return None
+        bed = cls(root, kubernetes=bool(state.get("kubeconfig")))
+        bed.state = state
+        bed.data_dir = Path(state["data_dir"])
+        return bed
+
+    @staticmethod
+    def down(root: Path = DEFAULT_ROOT) -> bool:
+        """Stop the bed described by ``<root>/state.json`` (from another process) and remove its data."""
+        try:
+            state = json.loads((root / "state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        pids = list(state["pids"].values())
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+            time.sleep(0.2)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(state["data_dir"], ignore_errors=True)
+        for name in ("state.json", "env.sh"):
+            (root / name).unlink(missing_ok=True)
+        return True
+
+    # --- what tests use --------------------------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return str(self.state["bootstrap_servers"])
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path(self.state["kubeconfig"])
+
+    @property
+    def kafka_libs(self) -> Path:
+        return Path(self.state["kafka_libs"])
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        if self.state.get("kubeconfig"):
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        env["NO_PROXY"] = "127.0.0.1,localhost"
+        return env
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self._run("kubectl", args, check, input)
+
+    def helm(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self._run("helm", args, check, input)
+
+    def _run(
+        self, tool: str, args: tuple[str, ...], check: bool, input: str | None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.bin_dir / tool), *args], env=self.env, input=input, capture_output=True, text=True, timeout=300
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        return result
+
+    # --- internals -------------------------------------------------------------------------------------------
+
+    def _link_binaries(self) -> None:
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        links = {"helm": component_dir("helm") / "helm"}
+        if self.with_kubernetes:
+            links["kubectl"] = component_dir("kubernetes") / "kubectl"
+            links["kwok"] = component_dir("kwok") / "kwok"
+        for name, target in links.items():
+            link = self.bin_dir / name
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+
+    def _write_state(self, startup_seconds: float) -> None:
+        assert self.kafka is not None and self.kafka.pid is not None and self.data_dir is not None
+        pids = {"kafka": self.kafka.pid}
+        if self.control_plane:
+            pids.update({p.name: p.pid for p in self.control_plane.processes if p.pid is not None})
+        self.state = {
+            "pids": pids,
+            "bootstrap_servers": self.kafka.bootstrap_servers,
+            "kafka_libs": str(self.kafka.libs_dir),
+            "kubeconfig": str(self.control_plane.kubeconfig) if self.control_plane else "",
+            "api_server": self.control_plane.server if self.control_plane else "",
+            "data_dir": str(self.data_dir),
+            "startup_seconds": round(startup_seconds, 1),
+        }
+        (self.root / "state.json").write_text(json.dumps(self.state, indent=2))
+        lines = [
+            "# Written by the kinfer test bed: `source .testbed/env.sh`",
+            f"export KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}",
+            f'export PATH="{self.bin_dir}:$PATH"',
+            "export NO_PROXY=127.0.0.1,localhost",
+        ]
+        if self.control_plane:
+            lines.append(f"export KUBECONFIG={self.control_plane.kubeconfig}")
+        (self.root / "env.sh").write_text("\n".join(lines) + "\n")

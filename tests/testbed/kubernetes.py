@@ -1,0 +1,289 @@
+"""A local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
+
+All binaries are built from the Go modules by ``build.sh``. Client-certificate auth and RBAC are on, the
+aggregation layer is configured (front-proxy CA and client certificate) so that an extension API server such as
+the operator's external metrics API can be registered, and the controller-manager runs with a short HPA sync
+period. kwok simulates kubelets on fake nodes, so Deployments get Running, Ready pods; no container ever runs.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .pki import CertificateAuthority, write_service_account_keys
+from .process import ManagedProcess, free_port
+
+# The controller-manager's HPA sync period: short, so autoscaling tests see decisions within seconds.
+HPA_SYNC_PERIOD = "3s"
+FAKE_NODE_COUNT = 3
+
+
+def _https_ok(url: str, ca_file: Path, cert: tuple[Path, Path] | None = None) -> bool:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    if cert:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    with urllib.request.urlopen(url, context=context, timeout=3) as response:
+        return bool(response.status == 200)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return bool(response.status == 200)
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str = "admin") -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kinfer-testbed", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [
+            {"name": "kinfer-testbed", "context": {"cluster": "kinfer-testbed", "user": user, "namespace": "default"}}
+        ],
+        "current-context": "kinfer-testbed",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def fake_node(name: str) -> dict[str, object]:
+    """A Node that kwok manages (by annotation); no taint, so every workload can be scheduled on it."""
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "2"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                "topology.kubernetes.io/zone": f"zone-{name[-1]}",
+            },
+        },
+        "status": {"allocatable": capacity, "capacity": capacity},
+    }
+
+
+@dataclass
+class ControlPlanePaths:
+    bin_dir: Path
+    kwok_dir: Path
+    etcd_dir: Path
+    data_dir: Path
+    log_dir: Path
+
+
+class ControlPlane:
+    """Starts the control plane in order, each step gated on readiness; ``stop`` reverses it."""
+
+    def __init__(self, paths: ControlPlanePaths):
+        self.paths = paths
+        self.etcd_port = free_port()
+        self.etcd_peer_port = free_port()
+        self.api_port = free_port()
+        self.scheduler_port = free_port()
+        self.kwok_port = free_port()
+        self.pki_dir = paths.data_dir / "pki"
+        self.kubeconfig = paths.data_dir / "admin.kubeconfig"
+        self.processes: list[ManagedProcess] = []
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def _process(self, name: str, command: list[str], ready: object, timeout: float = 120) -> ManagedProcess:
+        process = ManagedProcess(
+            name=name,
+            command=command,
+            log_path=self.paths.log_dir / f"{name}.log",
+            ready=ready,  # type: ignore[arg-type]
+            start_timeout=timeout,
+        )
+        process.start()
+        self.processes.append(process)
+        return process
+
+    def write_pki(self) -> None:
+        ca = CertificateAuthority(self.pki_dir, "ca")
+        self.ca_file = ca.cert_path
+        self.apiserver_cert = ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ip_addresses=("127.0.0.1", "10.0.0.1"),
+            server=True,
+        )
+        self.admin_cert = ca.issue("admin", "kubernetes-admin", organizations=("system:masters",), client=True)
+        front_proxy = CertificateAuthority(self.pki_dir, "front-proxy-ca")
+        self.front_proxy_ca = front_proxy.cert_path
+        self.front_proxy_client = front_proxy.issue("front-proxy-client", "front-proxy-client", client=True)
+        self.service_account = write_service_account_keys(self.pki_dir)
+        write_kubeconfig(self.kubeconfig, self.server, self.ca_file, self.admin_cert.cert, self.admin_cert.key)
+
+    def start(self) -> None:
+        self.write_pki()
+        bins = self.paths.bin_dir
+        self._process(
+            "etcd",
+            [
+                str(self.paths.etcd_dir / "etcd"),
+                "--name=kinfer-testbed",
+                f"--data-dir={self.paths.data_dir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{self.etcd_peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{self.etcd_peer_port}",
+                f"--initial-cluster=kinfer-testbed=http://127.0.0.1:{self.etcd_peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            lambda: _http_ok(f"http://127.0.0.1:{self.etcd_port}/health"),
+        )
+        self._process(
+            "kube-apiserver",
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={self.apiserver_cert.cert}",
+                f"--tls-private-key-file={self.apiserver_cert.key}",
+                f"--client-ca-file={self.ca_file}",
+                "--authorization-mode=Node,RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={self.service_account.cert}",
+                f"--service-account-signing-key-file={self.service_account.key}",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                # The aggregation layer, for APIService-registered servers (the external metrics API).
+                f"--requestheader-client-ca-file={self.front_proxy_ca}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+                f"--proxy-client-cert-file={self.front_proxy_client.cert}",
+                f"--proxy-client-key-file={self.front_proxy_client.key}",
+                f"--audit-log-path={self.paths.log_dir / 'audit.log'}",
+                f"--audit-policy-file={self._audit_policy()}",
+                "--audit-log-maxsize=200",
+                "--v=1",
+            ],
+            lambda: _https_ok(f"{self.server}/readyz", self.ca_file),
+            timeout=180,
+        )
+        kubeconfig = str(self.kubeconfig)
+        self._process(
+            "kube-controller-manager",
+            [
+                str(bins / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={self.service_account.key}",
+                f"--root-ca-file={self.ca_file}",
+                f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
+                "--v=1",
+            ],
+            self._default_service_account_exists,
+        )
+        self._process(
+            "kube-scheduler",
+            [
+                str(bins / "kube-scheduler"),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.scheduler_port}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+            self._scheduler_healthy,
+        )
+        self._process(
+            "kwok",
+            [
+                str(self.paths.kwok_dir / "kwok"),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={self.paths.kwok_dir / 'stages.yaml'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--manage-single-node=",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.2",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{self.kwok_port}",
+            ],
+            lambda: _http_ok(f"http://127.0.0.1:{self.kwok_port}/healthz"),
+        )
+        self.create_fake_nodes()
+
+    def _audit_policy(self) -> Path:
+        # Writes only (no reads, no events), so tests can count what an idle operator writes to the API server.
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [
+                {"level": "None", "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
+                {"level": "None", "resources": [{"group": "", "resources": ["events"]}]},
+                {"level": "None", "resources": [{"group": "events.k8s.io", "resources": ["events"]}]},
+                {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+            ],
+        }
+        path = self.pki_dir.parent / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return path
+
+    def _default_service_account_exists(self) -> bool:
+        # The controller-manager is working once its service-account controller created `default` in default.
+        return _https_ok(
+            f"{self.server}/api/v1/namespaces/default/serviceaccounts/default",
+            self.ca_file,
+            (self.admin_cert.cert, self.admin_cert.key),
+        )
+
+    def _scheduler_healthy(self) -> bool:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the scheduler serves a self-signed certificate on loopback
+        url = f"https://127.0.0.1:{self.scheduler_port}/healthz"
+        with urllib.request.urlopen(url, context=context, timeout=3) as response:
+            return bool(response.status == 200)
+
+    def create_fake_nodes(self) -> None:
+        import time
+
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        for index in range(FAKE_NODE_COUNT):
+            api.create_node(fake_node(f"kwok-node-{index}"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            nodes = api.list_node().items
+            ready = [
+                n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+            ]
+            if len(ready) == FAKE_NODE_COUNT:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"test bed: kwok did not make {FAKE_NODE_COUNT} nodes Ready within 60 s")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
