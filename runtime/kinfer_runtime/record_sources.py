@@ -1,0 +1,173 @@
+"""Readers that turn JSONL, CSV and Parquet files (or stdin) into records, for ``kinfer produce`` and ``kinfer score``.
+
+Two shapes come out of here: ``OutgoingRecord`` (key, value bytes and headers, ready for a producer) and plain
+dicts (one per row). A JSONL line is sent verbatim, byte for byte, so a deliberately malformed line reaches the
+topic as it is; CSV and Parquet rows are encoded as JSON objects. CSV cells are typed the way a person reading
+the file would expect (``12`` → int, ``1.5`` → float, ``true`` → bool, empty → missing) because the pipeline's
+preprocessing rejects numbers sent as strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+FORMATS = ("jsonl", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """One record to produce: the bytes exactly as they go on the wire."""
+
+    value: bytes | None
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def detect_format(path: str, explicit: str | None = None) -> str:
+    """The file format from ``--format`` or the file's extension (``.jsonl``, ``.ndjson``, ``.json``, ``.csv``...)."""
+    if explicit:
+        if explicit not in FORMATS:
+            raise ValueError(f"unknown format {explicit!r}: use one of {', '.join(FORMATS)}")
+        return explicit
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() not in (".gz",)]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if path == "-":
+        return "jsonl"
+    raise ValueError(f"cannot tell the format of {path!r} from its name: pass --format jsonl|csv|parquet")
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """The file, or stdin for ``-``, opened for binary reading."""
+    if path == "-":
+        return sys.stdin.buffer
+    return open(path, "rb")
+
+
+def key_bytes(value: Any) -> bytes | None:
+    """A record key from a field's value: strings as UTF-8, other scalars as their JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return orjson.dumps(value)
+
+
+def key_from_json(line: bytes, key_field: str) -> bytes | None:
+    """The key field of a JSON object line; None when the line is not an object or lacks the field."""
+    try:
+        parsed = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return key_bytes(parsed.get(key_field)) if isinstance(parsed, dict) else None
+
+
+def jsonl_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Non-blank lines without their line ending, as bytes."""
+    for raw in stream:
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            yield line
+
+
+def records_from_jsonl(stream: IO[bytes], key_field: str | None = None) -> Iterator[OutgoingRecord]:
+    """One record per non-blank line, value = the line verbatim, key from ``key_field`` when the line has it."""
+    for line in jsonl_lines(stream):
+        yield OutgoingRecord(value=line, key=key_from_json(line, key_field) if key_field else None)
+
+
+def coerce_csv_cell(text: str) -> Any:
+    """A CSV cell as the JSON value it most plausibly means; None for an empty cell."""
+    if text == "":
+        return None
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def rows_from_csv(stream: IO[bytes], delimiter: str = ",") -> Iterator[dict[str, Any]]:
+    """Rows of a CSV file with a header line; empty cells are left out (a missing field, not a null)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    for row in csv.DictReader(text, delimiter=delimiter):
+        yield {name: coerce_csv_cell(cell) for name, cell in row.items() if name is not None and cell != ""}
+
+
+def rows_from_jsonl(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
+    """Parsed JSONL objects; a line that is not a JSON object raises ValueError naming its line number."""
+    for number, line in enumerate(jsonl_lines(stream), start=1):
+        parsed = orjson.loads(line)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"line {number} is not a JSON object")
+        yield parsed
+
+
+def rows_from_parquet(path: str, batch_size: int = 4096) -> Iterator[dict[str, Any]]:
+    """Rows of a Parquet file, read in batches so a large file is never held in memory whole."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=batch_size):
+            for row in batch.to_pylist():
+                yield {name: value for name, value in row.items() if value is not None}
+
+
+def records_from_rows(rows: Iterable[dict[str, Any]], key_field: str | None = None) -> Iterator[OutgoingRecord]:
+    """Rows encoded as compact JSON objects, keyed by ``key_field`` when present."""
+    for row in rows:
+        key = key_bytes(row.get(key_field)) if key_field else None
+        yield OutgoingRecord(value=orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY), key=key)
+
+
+def read_records(path: str, fmt: str, key_field: str | None = None) -> Iterator[OutgoingRecord]:
+    """Records to produce from a file (or ``-``) of the given format."""
+    if fmt == "parquet":
+        if path == "-":
+            raise ValueError("Parquet cannot be read from stdin: give a file")
+        yield from records_from_rows(rows_from_parquet(path), key_field)
+        return
+    stream = open_binary(path)
+    try:
+        if fmt == "jsonl":
+            yield from records_from_jsonl(stream, key_field)
+        else:
+            yield from records_from_rows(rows_from_csv(stream), key_field)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def count_lines(path: str, fmt: str) -> int | None:
+    """How many records a file holds, for the progress bar's total; None when unknown (stdin)."""
+    if path == "-":
+        return None
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as parquet:
+            return int(parquet.metadata.num_rows)
+    with open(path, "rb") as stream:
+        lines = sum(1 for line in stream if line.strip())
+    return max(lines - 1, 0) if fmt == "csv" else lines
