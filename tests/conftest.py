@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,14 +44,14 @@ def kafka_bootstrap(testbed: TestBed) -> str:
 
 
 @pytest.fixture(scope="session")
-def kube_api(testbed: TestBed):  # type: ignore[no-untyped-def]
+def kube_api(testbed: TestBed) -> Any:
     from kubernetes import config
 
     return config.new_client_from_config(str(testbed.kubeconfig))
 
 
 @pytest.fixture
-def namespace(kube_api) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def namespace(kube_api: Any) -> Iterator[str]:
     from kubernetes import client
 
     name = f"t-{uuid.uuid4().hex[:8]}"

@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         stopped = TestBed.down(DEFAULT_ROOT)
         print("test bed stopped" if stopped else "no test bed running")
         return 0
-    bed = TestBed.attach(DEFAULT_ROOT)
-    print(json.dumps(bed.state, indent=2) if bed else "no test bed running")
-    return 0 if bed else 1
+    attached = TestBed.attach(DEFAULT_ROOT)
+    print(json.dumps(attached.state, indent=2) if attached else "no test bed running")
+    return 0 if attached else 1
 
 
 if __name__ == "__main__":

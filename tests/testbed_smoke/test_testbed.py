@@ -24,7 +24,7 @@ def kafka_roundtrip(bootstrap: str, records: int = 1000, timeout: float = 60) ->
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 20000})
     delivered: list[int] = []
     for i in range(records):
-        producer.produce(topic, key=str(i), value=f"value-{i}", on_delivery=lambda e, m: delivered.append(m.offset()))
+        producer.produce(topic, key=str(i), value=f"value-{i}", on_delivery=lambda e, m: delivered.append(m.offset() or 0))
         producer.poll(0)
     if producer.flush(30) != 0 or len(delivered) != records:
         raise KafkaException(f"only {len(delivered)} of {records} records delivered")
@@ -44,8 +44,9 @@ def kafka_roundtrip(bootstrap: str, records: int = 1000, timeout: float = 60) ->
         for message in consumer.consume(500, timeout=0.5):
             if message.error():
                 raise KafkaException(message.error())
-            values.add(message.value().decode())
-            per_partition[message.partition()] = per_partition.get(message.partition(), 0) + 1
+            values.add(bytes(message.value() or b"").decode())
+            partition = int(message.partition() or 0)
+            per_partition[partition] = per_partition.get(partition, 0) + 1
     consumer.close()
     if len(values) != records:
         raise KafkaException(f"consumed {len(values)} of {records} records")
