@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kinfer_runtime.spec import InferencePipeline, SaslMechanism, parse_pipeline
+from kinfer_runtime.spec import InferencePipeline, SaslMechanism, SecurityProtocol, parse_pipeline
 
 BOOTSTRAP_ENV_VARS = ("KINFER_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
 
@@ -60,7 +60,7 @@ def pipeline_client_config(pipeline: InferencePipeline) -> dict[str, str]:
     """librdkafka settings of the pipeline's spec.kafka, secrets read from the mounted Secret files if present."""
     kafka = pipeline.spec.kafka
     config = dict(kafka.config)
-    protocol = str(kafka.security_protocol)
+    protocol = SecurityProtocol(kafka.security_protocol).value
     config["security.protocol"] = protocol
     if kafka.sasl is not None:
         sasl_dir = Path(os.environ.get("KINFER_SASL_DIR", "/var/run/secrets/kinfer/sasl"))

@@ -9,6 +9,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from kinfer_runtime.kafka_tools import client_config, parse_settings
 from kinfer_runtime.produce import ProduceSummary, TokenBucket
 from kinfer_runtime.progress import ProgressBar, format_progress
@@ -153,3 +154,30 @@ def test_client_config_precedence() -> None:
         parse_settings(["novalue"])
     config = client_config("h:1", {"acks": "1", "linger.ms": "50"}, ["acks=all"], {"linger.ms": "5", "x": "y"})
     assert config == {"bootstrap.servers": "h:1", "acks": "all", "linger.ms": "50", "x": "y"}
+
+
+def test_pipeline_settings_and_target_come_from_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from kinfer_runtime.kafka_tools import load_pipeline_file, pipeline_client_config, resolve_target
+    from tests.ingestion.pipelines import pipeline_manifest, write_pipeline
+
+    topics = {"input": "in", "output": "out", "deadLetter": "dlq"}
+    path = write_pipeline(
+        tmp_path / "p.yaml",
+        pipeline_manifest(
+            "p", "broker:9092", topics, kafka={"bootstrapServers": "broker:9092", "config": {"linger.ms": "7"}}
+        ),
+    )
+    pipeline = load_pipeline_file(path)
+    assert pipeline_client_config(pipeline) == {"linger.ms": "7", "security.protocol": "PLAINTEXT"}
+    for name in ("KINFER_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    args = argparse.Namespace(pipeline=str(path), topic=None, bootstrap_servers=None)
+    assert resolve_target(args, "input")[:2] == ("in", "broker:9092")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env:1")
+    assert resolve_target(args, "input")[:2] == ("in", "env:1")
+    args.bootstrap_servers, args.topic = "flag:1", "other"
+    assert resolve_target(args, "input")[:2] == ("other", "flag:1")
+    with pytest.raises(ValueError, match="no topic"):
+        resolve_target(argparse.Namespace(pipeline=None, topic=None, bootstrap_servers="x"), "input")
