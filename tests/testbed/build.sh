@@ -64,9 +64,16 @@ build_kafka() {
     -DoutputDirectory="$1/libs" dependency:copy-dependencies -DincludeScope=runtime
 }
 
+# A Kafka Connect distributed worker (connect-runtime + the file connectors) for the ingestion tests.
+build_connect() {
+  mvn -B -q -f "$HERE/connect/pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
+    -DoutputDirectory="$1/libs" dependency:copy-dependencies -DincludeScope=runtime
+}
+
 what=${1:-all}
 case $what in
   all|kafka) run_once "$CACHE/kafka-$KAFKA_VERSION" "Kafka $KAFKA_VERSION" build_kafka ;;&
+  all|connect) run_once "$CACHE/connect-$KAFKA_VERSION" "Kafka Connect $KAFKA_VERSION" build_connect ;;&
   all|etcd) run_once "$CACHE/etcd-$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd ;;&
   all|helm) run_once "$CACHE/helm-$HELM_VERSION" "helm $HELM_VERSION" build_helm ;;&
   all|kwok) run_once "$CACHE/kwok-$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok ;;&
