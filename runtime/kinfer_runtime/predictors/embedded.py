@@ -1,0 +1,196 @@
+"""The embedded predictor: the SavedModel runs in this process, called through its serving signature.
+
+Load and warm-up happen before the loop consumes anything. Each batch is padded with zero rows up to a power-of-two
+bucket (at most ``maxBatchSize``), and every bucket is run once at warm-up, so the concrete signature function only
+ever sees shapes it has already run (it is a concrete function: it cannot retrace; the fixed set of shapes keeps
+per-shape kernel caches warm too). ``model.predict`` is never used: it costs ~70 ms per call (performance.md §2).
+
+Hot reload (versionPolicy Latest): ``maybe_reload`` looks for a higher version directory every few seconds; a
+background thread loads and warms it up while the current version keeps serving, then the next call swaps it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kinfer_runtime.model_metadata import ModelMetadata, list_versions, load_model_metadata, pick_version
+from kinfer_runtime.predictors.base import Prediction, PredictionFailed, bucket_for, bucket_sizes, pad_rows
+
+log = logging.getLogger(__name__)
+
+
+def configure_tf_threads(intra_op: int, inter_op: int) -> None:
+    """Set TF's thread pools; only possible before TF's runtime starts, later it is logged and left as is."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        current = (
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        )
+        if current != (intra_op, inter_op):
+            log.warning("TF already initialised with intra/inter threads %s, wanted %s", current, (intra_op, inter_op))
+
+
+class LoadedModel:
+    """One warmed-up version: its signature function, metadata, and the batch shapes it has run."""
+
+    def __init__(self, version_dir: Path, buckets: list[int]) -> None:
+        import tensorflow as tf
+
+        self.metadata: ModelMetadata = load_model_metadata(version_dir)
+        self.version = self.metadata.version
+        self._saved_model = tf.saved_model.load(str(version_dir))
+        signatures = self._saved_model.signatures
+        if self.metadata.signature not in signatures:
+            raise PredictionFailed(f"{version_dir} has no signature {self.metadata.signature!r} ({list(signatures)})")
+        self.function: Any = signatures[self.metadata.signature]
+        self.buckets = buckets
+        self.batch_sizes_run: set[int] = set()
+        for rows in buckets:
+            self.call(
+                {
+                    name: np.zeros((rows, *info.row_shape), dtype=info.dtype)
+                    for name, info in self.metadata.inputs.items()
+                }
+            )
+        self.warm_batch_sizes = frozenset(self.batch_sizes_run)
+
+    def call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        rows = next(iter(inputs.values())).shape[0]
+        self.batch_sizes_run.add(rows)
+        tensors = {name: tf.constant(array) for name, array in inputs.items()}
+        try:
+            outputs = self.function(**tensors)
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
+            raise PredictionFailed(f"model {self.metadata.name} v{self.version} refused the batch: {error}") from error
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = next(iter(inputs.values())).shape[0]
+        largest = self.buckets[-1]
+        if rows > largest:  # the loop's batches never exceed maxBatchSize; split rather than run a new shape
+            parts = [self.predict({k: v[s : s + largest] for k, v in inputs.items()}) for s in range(0, rows, largest)]
+            return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        size = bucket_for(rows, self.buckets)
+        outputs = self.call({name: pad_rows(array, size) for name, array in inputs.items()})
+        return {name: array[:rows] for name, array in outputs.items()}
+
+
+class EmbeddedPredictor:
+    def __init__(
+        self,
+        model_name: str,
+        model_dir: Path,
+        *,
+        pinned_version: int | None = None,
+        max_batch_size: int = 256,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        reload_check_seconds: float = 5.0,
+    ) -> None:
+        self.model_name = model_name
+        self.model_dir = Path(model_dir)
+        self.pinned_version = pinned_version
+        self.buckets = bucket_sizes(max_batch_size)
+        self.threads = (intra_op_threads, inter_op_threads)
+        self.reload_check_seconds = reload_check_seconds
+        self._current: LoadedModel | None = None
+        self._next_check = 0.0
+        self._loader: threading.Thread | None = None
+        self._loaded_next: LoadedModel | None = None
+        self._failed_versions: dict[int, float] = {}  # version -> when to try it again
+
+    @property
+    def model_version(self) -> int:
+        return self._current.version if self._current else 0
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        if self._current is None:
+            raise RuntimeError("the predictor is not loaded")
+        return self._current.metadata
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._current
+
+    def load(self) -> None:
+        configure_tf_threads(*self.threads)
+        version = pick_version(self.model_dir, self.pinned_version)
+        if version is None:
+            wanted = f"version {self.pinned_version}" if self.pinned_version else "any version"
+            raise FileNotFoundError(
+                f"{self.model_dir} holds no SavedModel for {wanted} (<dir>/<version>/saved_model.pb)"
+            )
+        started = time.monotonic()
+        self._current = LoadedModel(self.model_dir / str(version), self.buckets)
+        log.info(
+            "loaded model %s version %d in %.2fs (warm-up over batch sizes %s)",
+            self.model_name,
+            version,
+            time.monotonic() - started,
+            self.buckets,
+        )
+        self._next_check = time.monotonic() + self.reload_check_seconds
+
+    def ready(self) -> bool:
+        return self._current is not None
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
+        model = self._current
+        if model is None:
+            raise RuntimeError("predict() before load()")
+        return Prediction(model.predict(inputs), model.version)
+
+    def maybe_reload(self) -> bool:
+        if self._loaded_next is not None:
+            self._current, self._loaded_next, self._loader = self._loaded_next, None, None
+            log.info("model %s now serving version %d", self.model_name, self._current.version)
+            return True
+        if self.pinned_version is not None or self._loader is not None or time.monotonic() < self._next_check:
+            return False
+        self._next_check = time.monotonic() + self.reload_check_seconds
+        now = time.monotonic()
+        newer = [
+            v
+            for v in list_versions(self.model_dir)
+            if v > self.model_version and self._failed_versions.get(v, 0.0) <= now
+        ]
+        if newer:
+            self._loader = threading.Thread(
+                target=self._load_next, args=(newer[-1],), name="kinfer-model-reload", daemon=True
+            )
+            self._loader.start()
+        return False
+
+    def wait_for_reload(self, timeout: float) -> None:
+        """Block until a started background load finishes (tests, and shutdown)."""
+        loader = self._loader
+        if loader is not None:
+            loader.join(timeout)
+
+    def _load_next(self, version: int) -> None:
+        try:
+            self._loaded_next = LoadedModel(self.model_dir / str(version), self.buckets)
+        except Exception:  # a half-copied or broken version must not stop the one serving
+            log.exception(
+                "could not load model %s version %d; keeping version %d", self.model_name, version, self.model_version
+            )
+            self._failed_versions[version] = time.monotonic() + 60.0  # perhaps still being copied
+            self._loader = None
+
+    def close(self) -> None:
+        self.wait_for_reload(timeout=30)
+        self._current = self._loaded_next = None
