@@ -1,0 +1,102 @@
+"""Turn one consumed batch plus its predictions and failures into the records to produce (pure).
+
+Every input yields exactly one record: an output when it was predicted, a dead-letter record otherwise. The
+batch also yields, per input partition, the offset to commit once all of them are acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from kinfer_runtime.commits import Outgoing, TopicPartitionKey
+from kinfer_runtime.dead_letter import Failure, dead_letter_headers
+from kinfer_runtime.output import BatchContext, output_headers, output_value
+
+TIMESTAMP_NOT_AVAILABLE = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+
+
+class InputRecord(Protocol):
+    """The part of ``confluent_kafka.Message`` used here."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> Any: ...
+    def value(self) -> Any: ...
+    def headers(self) -> Any: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass
+class AssembledBatch:
+    records: list[Outgoing]
+    next_offsets: dict[TopicPartitionKey, int]
+    output_timestamps_s: np.ndarray
+
+
+def record_timestamp_ms(message: InputRecord) -> int | None:
+    kind, value = message.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE or value <= 0 else value
+
+
+def next_offsets(messages: Sequence[InputRecord]) -> dict[TopicPartitionKey, int]:
+    offsets: dict[TopicPartitionKey, int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        offset = (message.offset() or 0) + 1
+        if offset > offsets.get(key, -1):
+            offsets[key] = offset
+    return offsets
+
+
+def assemble_batch(
+    messages: Sequence[InputRecord],
+    predicted: Sequence[int],
+    rows: Sequence[dict[str, Any]],
+    failures: Sequence[tuple[int, Failure]],
+    context: BatchContext,
+    *,
+    output_topic: str,
+    dead_letter_topic: str,
+    now_ms: float,
+) -> AssembledBatch:
+    """``predicted[i]`` is the index in ``messages`` of the input whose prediction is ``rows[i]``; ``failures``
+    pairs indices with why they failed. Together they must cover every message exactly once."""
+    if len(predicted) != len(rows):
+        raise ValueError(f"{len(rows)} prediction rows for {len(predicted)} predicted records")
+    if len(predicted) + len(failures) != len(messages):
+        raise ValueError(f"{len(predicted)} predicted + {len(failures)} failed != {len(messages)} consumed records")
+    records: list[Outgoing] = []
+    shared = context.shared_headers()
+    timestamps = np.empty(len(predicted), dtype=np.float64)
+    for row_number, (index, row) in enumerate(zip(predicted, rows, strict=True)):
+        message = messages[index]
+        partition, offset = message.partition() or 0, message.offset() or 0
+        timestamp_ms = record_timestamp_ms(message)
+        timestamps[row_number] = timestamp_ms / 1000.0 if timestamp_ms is not None else np.nan
+        records.append(
+            Outgoing(
+                output_topic,
+                message.key(),
+                output_value(row, context, partition, offset, timestamp_ms, now_ms),
+                output_headers(shared, message.headers(), partition, offset),
+            )
+        )
+    for index, failure in failures:
+        message = messages[index]
+        headers = dead_letter_headers(
+            message.headers(),
+            topic=message.topic() or context.source_topic,
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            timestamp_ms=record_timestamp_ms(message),
+            failure=failure,
+            pipeline=context.pipeline,
+            model_version=context.model_version,
+        )
+        records.append(Outgoing(dead_letter_topic, message.key(), message.value(), headers, reason=failure.reason))
+    return AssembledBatch(records, next_offsets(messages), timestamps[~np.isnan(timestamps)])

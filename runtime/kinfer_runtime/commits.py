@@ -1,0 +1,121 @@
+"""At-least-once bookkeeping: which input offsets may be committed, given which outputs the broker has acked.
+
+Batches are produced in consume order and their delivery reports arrive in any order; an input offset becomes
+committable only when its batch *and every batch before it* has every output and dead-letter record
+acknowledged. So the committable offsets are those of the longest fully-acknowledged prefix of the in-flight
+batches. Delivery reports are served on the loop's own thread (``producer.poll``), so nothing here is locked.
+Pure: no Kafka client is touched, which is what lets the ordering rules be unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass
+class Outgoing:
+    """One record to produce: an output or a dead-letter record (``reason`` set)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    reason: str | None = None
+
+
+@dataclass
+class InFlightBatch:
+    """A produced batch waiting for its delivery reports."""
+
+    sequence: int
+    next_offsets: dict[TopicPartitionKey, int]  # per input partition: the offset after the batch's last record
+    records: list[Outgoing]
+    output_timestamps_s: np.ndarray  # input timestamps (seconds) of the output records, for end-to-end latency
+    pending: int = 0
+    failed: list[int] = field(default_factory=list)
+    acked_outputs: int = 0
+    acked_dead_letters: dict[str, int] = field(default_factory=dict)
+    fatal_error: Any = None
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0 and not self.failed
+
+    def delivery_callback(self, index: int) -> Callable[[Any, Any], None]:
+        """The ``on_delivery`` for record ``index`` (confluent-kafka passes (error, message))."""
+
+        def on_delivery(error: Any, _message: Any) -> None:
+            self.pending -= 1
+            if error is not None:
+                self.failed.append(index)
+                if getattr(error, "fatal", lambda: False)():
+                    self.fatal_error = error
+                return
+            reason = self.records[index].reason
+            if reason is None:
+                self.acked_outputs += 1
+            else:
+                self.acked_dead_letters[reason] = self.acked_dead_letters.get(reason, 0) + 1
+
+        return on_delivery
+
+    def take_failed(self) -> list[int]:
+        """Indices whose delivery failed, to be produced again (their batch stays uncommittable until then)."""
+        failed, self.failed = self.failed, []
+        return failed
+
+
+class BatchTracker:
+    """The in-flight batches, oldest first."""
+
+    def __init__(self) -> None:
+        self.batches: deque[InFlightBatch] = deque()
+        self._sequence = 0
+
+    def add(
+        self, next_offsets: dict[TopicPartitionKey, int], records: list[Outgoing], output_timestamps_s: np.ndarray
+    ) -> InFlightBatch:
+        self._sequence += 1
+        batch = InFlightBatch(self._sequence, next_offsets, records, output_timestamps_s, pending=len(records))
+        self.batches.append(batch)
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def pending_records(self) -> int:
+        return sum(batch.pending for batch in self.batches)
+
+    def with_failures(self) -> list[InFlightBatch]:
+        return [batch for batch in self.batches if batch.failed]
+
+    def pop_completed(self) -> list[InFlightBatch]:
+        """Remove and return the fully acknowledged prefix."""
+        completed = []
+        while self.batches and self.batches[0].done:
+            completed.append(self.batches.popleft())
+        return completed
+
+    def forget_partitions(self, partitions: Iterable[TopicPartitionKey]) -> None:
+        """Lost partitions (another member owns them now): their offsets must never be committed by us."""
+        lost = set(partitions)
+        for batch in self.batches:
+            for key in lost & batch.next_offsets.keys():
+                del batch.next_offsets[key]
+
+
+def merge_offsets(batches: Iterable[InFlightBatch]) -> dict[TopicPartitionKey, int]:
+    """The offsets to commit after these (ordered) batches: per partition the highest next offset."""
+    merged: dict[TopicPartitionKey, int] = {}
+    for batch in batches:
+        for key, offset in batch.next_offsets.items():
+            if offset > merged.get(key, -1):
+                merged[key] = offset
+    return merged

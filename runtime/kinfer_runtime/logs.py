@@ -1,0 +1,49 @@
+"""Structured logs: one JSON object per line on stderr, with the pipeline's identity on every line.
+
+Extra fields go through ``logger.info("...", extra={"fields": {...}})``; they are merged into the object.
+Secrets never reach a log call (kafka_config.redacted is what gets logged of the client settings).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, static: dict[str, Any] | None = None):
+        super().__init__()
+        self.static = static or {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **self.static,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str = "INFO", **static: Any) -> None:
+    """Route the root logger to stderr as JSON lines (replacing handlers, so calling it twice is harmless)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(static))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """``extra=`` argument for a log call with structured fields."""
+    return {"fields": values}
