@@ -148,6 +148,11 @@ class ModelSpec(SpecModel):
     )
     version_policy: VersionPolicy = VersionPolicy.LATEST
     version: int | None = Field(default=None, ge=1, description="The version to serve when versionPolicy is Pinned.")
+    storage_secret: str | None = Field(
+        default=None,
+        description="Secret whose keys become the environment of the init container that copies an s3:// or gs:// "
+        "model (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); none for pvc:// or image paths.",
+    )
 
     @model_validator(mode="after")
     def _uri_and_version(self) -> ModelSpec:

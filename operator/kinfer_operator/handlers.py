@@ -1,0 +1,108 @@
+"""kopf handlers: thin wrappers that run the one reconcile and apply its outcome (status patch, Events).
+
+Registered by ``register`` into a given registry (not at import time), so the timer interval and the
+finalizer's give-up time come from the command line, and tests can run several operators in one process.
+The finalizer is added only to pipelines with ``deletionPolicy: Delete``: a ``Retain`` pipeline has nothing
+to clean up outside Kubernetes, so it can never hold up a namespace deletion, even with the operator gone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from kinfer_operator import kafka_admin, metrics, naming
+from kinfer_operator.kube import Kube
+from kinfer_operator.preflight import parse_or_problems
+from kinfer_operator.reconcile import _admin, reconcile
+from kinfer_runtime.spec import TopicMode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HandlerOptions:
+    reconcile_seconds: float = 30.0  # timer period: drift is corrected within one period
+    delete_give_up_seconds: float = 120.0  # how long deletion waits for an unreachable Kafka
+
+
+def _reconcile(kube: Kube, body: kopf.Body, patch: kopf.Patch) -> None:
+    started = time.monotonic()
+    result = "error"
+    try:
+        outcome = reconcile(kube, dict(body))
+        for key, value in outcome.status_patch.items():
+            patch.status[key] = value
+        for event in outcome.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        result = "invalid" if outcome.invalid else ("changed" if outcome.applied or outcome.status_patch else "idle")
+        status = {**dict(body.get("status") or {}), **outcome.status_patch}
+        metrics.observe_pipeline(body["metadata"]["namespace"], body["metadata"]["name"], status)
+    finally:
+        metrics.RECONCILE_TOTAL.labels(result=result).inc()
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+
+def _wants_finalizer(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("deletionPolicy") == "Delete"
+
+
+def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOptions) -> None:
+    resource = (naming.GROUP, naming.VERSION, naming.PIPELINE_PLURAL)
+
+    def on_change(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        _reconcile(kube, body, patch)
+
+    for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        decorator(*resource, registry=registry, id="reconcile")(on_change)
+
+    kopf.timer(
+        *resource,
+        registry=registry,
+        id="reconcile-timer",
+        interval=options.reconcile_seconds,
+        initial_delay=options.reconcile_seconds,
+    )(on_change)
+
+    def on_delete(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> None:
+        delete_topics(kube, body, meta, spec, options.delete_give_up_seconds)
+
+    kopf.on.delete(*resource, registry=registry, id="delete-topics", when=_wants_finalizer)(on_delete)
+
+
+def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float) -> None:
+    """deletionPolicy Delete: delete the topics kinfer created; give up after a bounded time if Kafka is down."""
+    pipeline, _ = parse_or_problems(meta["name"], meta["namespace"], dict(spec))
+    if pipeline is None:
+        kopf.warn(body, reason="TopicsKept", message="the spec is invalid, so no topics are known to delete")
+        return
+    topics = pipeline.spec.topics
+    managed = [
+        t.name for t in (topics.input, topics.output, topics.dead_letter) if TopicMode(t.mode) is TopicMode.CREATE
+    ]
+    try:
+        kafka_admin.delete_topics(_admin(kube, pipeline), managed)
+    except kafka_admin.KafkaUnavailable as error:
+        waited = _seconds_since(meta.get("deletionTimestamp"))
+        if waited < give_up_seconds:
+            raise kopf.TemporaryError(f"topics not deleted yet ({error}); retrying", delay=10) from None
+        kopf.warn(
+            body,
+            reason="TopicsNotDeleted",
+            message=f"gave up deleting topics {', '.join(managed)} after {int(waited)}s: {error}. Delete them by hand.",
+        )
+        return
+    if managed:
+        kopf.info(body, reason="TopicsDeleted", message=f"deleted topics {', '.join(managed)}")
+
+
+def _seconds_since(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return (datetime.datetime.now(datetime.UTC) - then).total_seconds()

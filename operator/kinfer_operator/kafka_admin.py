@@ -1,0 +1,172 @@
+"""The thin layer over confluent-kafka's AdminClient: read the pipeline's topics, carry out a TopicPlan, delete.
+
+One AdminClient per distinct connection (bootstrap servers + security), shared by all pipelines on that cluster:
+a client holds threads and sockets, and 200 pipelines on one cluster must not mean 200 clients. Credentials
+come from the Secrets the spec names, are passed to librdkafka in memory (``ssl.*.pem``), and never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from kinfer_operator.manifests import content_hash
+from kinfer_operator.topics import TopicPlan, TopicState
+from kinfer_runtime.spec import KafkaSpec
+
+TIMEOUT_SECONDS = 10.0
+
+_clients: dict[str, AdminClient] = {}
+_clients_lock = threading.Lock()
+
+
+class KafkaUnavailable(Exception):
+    """The cluster could not be reached or refused a request (message safe to show: no credentials in it)."""
+
+
+def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """librdkafka settings for the operator's admin client; ``secrets``: Secret name → decoded keys."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": str(kafka.security_protocol),
+        "client.id": "kinfer-operator",
+        "socket.timeout.ms": int(TIMEOUT_SECONDS * 1000),
+        "reconnect.backoff.max.ms": 5000,
+    }
+    for key, value in kafka.config.items():
+        if not key.startswith(("group.", "enable.", "isolation.", "auto.", "fetch.", "partition.assignment")):
+            config[key] = value
+    if kafka.sasl is not None:
+        values = secrets.get(kafka.sasl.secret_name, {})
+        config["sasl.mechanism"] = str(kafka.sasl.mechanism)
+        config["sasl.username"] = values.get(kafka.sasl.username_key, "")
+        config["sasl.password"] = values.get(kafka.sasl.password_key, "")
+    if kafka.tls is not None:
+        values = secrets.get(kafka.tls.secret_name, {})
+        config["ssl.ca.pem"] = values.get(kafka.tls.ca_key, "")
+        if kafka.tls.cert_key and kafka.tls.key_key:
+            config["ssl.certificate.pem"] = values.get(kafka.tls.cert_key, "")
+            config["ssl.key.pem"] = values.get(kafka.tls.key_key, "")
+    return config
+
+
+def admin_client(config: dict[str, Any]) -> AdminClient:
+    key = content_hash(config)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = AdminClient(config)
+        return client
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return str(error.args[0].str())
+    return str(error)
+
+
+def _code(error: KafkaException) -> int | None:
+    if error.args and isinstance(error.args[0], KafkaError):
+        return int(error.args[0].code())
+    return None
+
+
+def describe_topics(client: AdminClient, names: list[str]) -> dict[str, TopicState]:
+    """State of the named topics that exist (missing ones are simply absent from the result)."""
+    try:
+        metadata = client.list_topics(timeout=TIMEOUT_SECONDS)
+    except KafkaException as error:
+        raise KafkaUnavailable(f"cannot reach Kafka: {_error_text(error)}") from None
+    present = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            continue
+        replicas = len(next(iter(topic.partitions.values())).replicas)
+        present[name] = TopicState(name, len(topic.partitions), replicas, {})
+    if not present:
+        return present
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in present]
+    try:
+        for resource, future in client.describe_configs(resources, request_timeout=TIMEOUT_SECONDS).items():
+            entries = future.result()
+            overrides = {
+                entry.name: str(entry.value)
+                for entry in entries.values()
+                if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value and entry.value is not None
+            }
+            state = present[resource.name]
+            present[resource.name] = TopicState(state.name, state.partitions, state.replication_factor, overrides)
+    except KafkaException as error:
+        raise KafkaUnavailable(f"cannot read topic configs: {_error_text(error)}") from None
+    return present
+
+
+def execute_plan(client: AdminClient, plan: TopicPlan) -> None:
+    """Carry out creations, partition increases and config changes; raises KafkaUnavailable on failure."""
+    futures: dict[str, Any] = {}
+    if plan.create:
+        new = [
+            NewTopic(
+                t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=dict(t.config)
+            )
+            for t in plan.create
+        ]
+        futures |= {f"create {k}": f for k, f in client.create_topics(new, request_timeout=TIMEOUT_SECONDS).items()}
+    if plan.increase:
+        grow = [NewPartitions(name, count) for name, count in plan.increase.items()]
+        futures |= {f"partitions {k}": f for k, f in client.create_partitions(grow).items()}
+    names = sorted(set(plan.set_configs) | set(plan.delete_configs))
+    if names:
+        resources = []
+        for name in names:
+            entries = [
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in plan.set_configs.get(name, {}).items()
+            ]
+            entries += [
+                ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE)
+                for key in plan.delete_configs.get(name, [])
+            ]
+            resources.append(ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries))
+        futures |= {f"configs {r.name}": f for r, f in client.incremental_alter_configs(resources).items()}
+    failures = []
+    for what, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if _code(error) == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # a concurrent or earlier reconcile got there first
+            failures.append(f"{what}: {_error_text(error)}")
+    if failures:
+        raise KafkaUnavailable("; ".join(failures))
+
+
+def delete_topics(client: AdminClient, names: list[str]) -> None:
+    """Delete topics; a topic that's already gone counts as deleted."""
+    if not names:
+        return
+    failures = []
+    for name, future in client.delete_topics(
+        names, operation_timeout=TIMEOUT_SECONDS, request_timeout=TIMEOUT_SECONDS
+    ).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if _code(error) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            failures.append(f"{name}: {_error_text(error)}")
+    if failures:
+        raise KafkaUnavailable("; ".join(failures))

@@ -1,0 +1,166 @@
+"""``kinfer operator``: run the operator (kopf, in-process) with its metrics/health server (team-interfaces §5).
+
+The same entry point serves the container image and local runs against any kubeconfig. kopf keeps its
+progress and diff-base in ``kinfer.io/*`` annotations (not in status, which stays the operator's own API),
+posts only warnings from its own logs as Events (the reconcile posts the Events that matter itself), and
+uses the ``kinfer.io/finalizer`` finalizer. The autoscaler plugs in through
+``kinfer_operator.autoscaling.service.start(options, registry, kube)`` when that module exists: it may register
+kopf daemons and start the external metrics API server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import kopf
+from kubernetes import client, config
+
+from kinfer_operator import naming
+from kinfer_operator.handlers import HandlerOptions, register
+from kinfer_operator.hooks import _load
+from kinfer_operator.kube import Kube
+from kinfer_operator.metrics import serve_http
+
+logger = logging.getLogger("kinfer_operator")
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: list[str] = field(default_factory=list)
+    all_namespaces: bool = False
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    external_metrics_port: int = 6443
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    peering: str | None = None
+    standalone: bool = False
+    lag_poll_seconds: float = 5.0
+    reconcile_seconds: float = 30.0
+    delete_give_up_seconds: float = 120.0
+
+
+def parse_args(argv: list[str]) -> OperatorOptions:
+    parser = argparse.ArgumentParser(prog="kinfer operator", description="Run the kinfer Kubernetes operator.")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics and /healthz server")
+    parser.add_argument("--metrics-port", type=int, default=8080)
+    parser.add_argument("--external-metrics-port", type=int, default=6443)
+    parser.add_argument("--tls-cert-file")
+    parser.add_argument("--tls-key-file")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument("--peering", help="KopfPeering name, for several operator replicas (one active)")
+    peering.add_argument("--standalone", action="store_true", help="no peering: this is the only operator")
+    parser.add_argument("--lag-poll-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--reconcile-seconds", type=float, default=30.0, help="period of the drift-correcting reconcile timer"
+    )
+    parser.add_argument(
+        "--delete-give-up-seconds",
+        type=float,
+        default=120.0,
+        help="how long deletion retries an unreachable Kafka before keeping the topics",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return OperatorOptions(
+        namespaces=args.namespace,
+        all_namespaces=args.all_namespaces or not args.namespace,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        external_metrics_port=args.external_metrics_port,
+        tls_cert_file=args.tls_cert_file,
+        tls_key_file=args.tls_key_file,
+        peering=args.peering,
+        standalone=args.standalone,
+        lag_poll_seconds=args.lag_poll_seconds,
+        reconcile_seconds=args.reconcile_seconds,
+        delete_give_up_seconds=args.delete_give_up_seconds,
+    )
+
+
+def kube_client() -> Kube:
+    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG`` or ~/.kube/config)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32  # kopf runs sync handlers on a thread pool
+    return Kube(client.ApiClient(configuration))
+
+
+def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = naming.FINALIZER
+    # kopf would post an Event for every handler run ("Timer succeeded"): API writes on every idle pass.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 16
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.peering.standalone = options.standalone
+    if options.peering:
+        settings.peering.name = options.peering
+        settings.peering.mandatory = True
+    return settings
+
+
+def build_registry(options: OperatorOptions, kube: Kube) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
+    register(registry, kube, HandlerOptions(options.reconcile_seconds, options.delete_give_up_seconds))
+    start_autoscaling = _load("kinfer_operator.autoscaling.service", "start")
+    if start_autoscaling is not None:
+        start_autoscaling(options, registry, kube)
+    return registry
+
+
+async def run(options: OperatorOptions) -> None:
+    kube = kube_client()
+    registry = build_registry(options, kube)
+    server = serve_http(options.metrics_host, options.metrics_port)
+    logger.info("metrics and health on %s:%d", *server.server_address[:2])
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, request_stop)
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=operator_settings(options),
+            standalone=options.standalone,
+            peering_name=options.peering,
+            clusterwide=options.all_namespaces,
+            namespaces=options.namespaces,
+            stop_flag=stop,
+        )
+    finally:
+        server.shutdown()
+
+
+def main(argv: list[str]) -> int:
+    options = parse_args(argv)
+    asyncio.run(run(options))
+    return 0

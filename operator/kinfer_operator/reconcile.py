@@ -1,0 +1,244 @@
+"""The one level-based reconcile of an InferencePipeline, used by create, update, resume and the timer.
+
+Each pass looks at the world, not at what changed: parse and preflight the spec (any problem → InvalidSpec,
+nothing created or changed), bring the topics in line, ask the autoscaler and connector plug-ins for their
+children, apply every child whose spec-hash or fields differ, and compute the status. A pass that finds
+everything in place sends only GETs. It returns the status patch and Events; the kopf handler applies them.
+
+Plug-ins (engineers A and I) — see ``kinfer_operator.hooks``: the pass calls
+``kinfer_operator.autoscaling.reconcile.desired_autoscaler(AutoscalerContext) -> AutoscalerPlan`` and
+``kinfer_operator.connectors.desired_connectors(ConnectorContext) -> ConnectorPlan`` when those modules exist;
+their manifests are applied here (owner reference and spec-hash added), their conditions go into status.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kinfer_operator import conditions, kafka_admin, naming
+from kinfer_operator.conditions import Condition, deployment_state, workload_condition
+from kinfer_operator.consumer import tfserving_endpoint
+from kinfer_operator.desired import deploys_tfserving, desired_children
+from kinfer_operator.hooks import AutoscalerContext, ConnectorContext, autoscaler_hook, connector_hook
+from kinfer_operator.kube import Kube, KubeError, apply_child, get_child, object_path, secret_keys, secret_values
+from kinfer_operator.manifests import Owner, spec_hash_of
+from kinfer_operator.preflight import parse_or_problems, secret_problems, static_problems
+from kinfer_operator.status import Event, Observed, build_status, condition_events, status_patch
+from kinfer_operator.topics import TopicPlan, plan_topics
+from kinfer_operator.volumes import referenced_secrets
+from kinfer_runtime.spec import InferencePipeline, ServingMode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    status_patch: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    applied: dict[str, str] = field(default_factory=dict)  # "Kind/name" → created | updated | restored
+    invalid: bool = False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
+    meta, spec, previous = body["metadata"], body.get("spec") or {}, dict(body.get("status") or {})
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    generation = int(meta.get("generation") or 0)
+    pipeline, problems = parse_or_problems(name, namespace, spec)
+    if pipeline is not None:
+        problems += static_problems(pipeline)
+        needed = referenced_secrets(pipeline.spec.kafka, pipeline.spec.model)
+        found = {secret: secret_keys(kube, namespace, secret) for secret in needed}
+        problems += secret_problems(needed, found)
+
+    topic_plan, topic_condition = None, None
+    if pipeline is not None and not problems:
+        topic_plan, topic_condition = _read_topics(kube, pipeline, previous)
+        if topic_plan is not None:
+            problems += topic_plan.invalid
+    if pipeline is None or problems:
+        return _invalid(kube, body, pipeline, problems, previous, generation)
+
+    events: list[Event] = []
+    if topic_plan is not None:
+        topic_condition = _apply_topics(kube, pipeline, topic_plan, events)
+    assert topic_condition is not None
+    owner = Owner(name, namespace, uid)
+    live_consumer = kube.request("GET", object_path("apps/v1", "Deployment", namespace, naming.consumer_name(name)))
+    live_tfserving = None
+    if deploys_tfserving(pipeline):
+        path = object_path("apps/v1", "Deployment", namespace, naming.tfserving_name(name))
+        live_tfserving = kube.request("GET", path)
+    consumer_state, tfserving_state = deployment_state(live_consumer), deployment_state(live_tfserving)
+    serving = _serving_condition(pipeline, tfserving_state)
+    partitions = (topic_plan.partitions if topic_plan else {}) or dict(previous.get("topics") or {})
+    autoscaler = autoscaler_hook()(
+        AutoscalerContext(
+            pipeline=pipeline,
+            uid=uid,
+            partitions=partitions.get(pipeline.spec.topics.input.name),
+            consumer_replicas=consumer_state.desired if consumer_state.exists else None,
+            consumer_ready_replicas=consumer_state.available,
+            serving_ready=serving.is_true,
+            status=previous,
+        )
+    )
+    connectors = connector_hook()(ConnectorContext(pipeline=pipeline, uid=uid))
+    children = desired_children(
+        pipeline,
+        owner,
+        autoscaler.consumer_replicas,
+        autoscaler.tfserving_replicas,
+        extra=autoscaler.manifests + connectors.manifests,
+    )
+    initial = {
+        naming.consumer_name(name): pipeline.spec.autoscaling.min_replicas,
+        naming.tfserving_name(name): pipeline.spec.serving.tfserving.replicas,
+    }
+    applied = _apply_children(kube, children, initial, events)
+    events += [Event(kind, reason, message) for kind, reason, message in autoscaler.events]
+
+    parts = [
+        topic_condition,
+        workload_condition(conditions.CONSUMERS_READY, naming.consumer_name(name), consumer_state),
+        serving,
+        autoscaler.condition,
+    ]
+    if connectors.condition is not None:
+        parts.append(connectors.condition)
+    current = conditions.overall_conditions(parts, conditions.was_ready(previous.get("conditions") or []))
+    observed = Observed(
+        generation=generation,
+        conditions=current,
+        replicas=int((live_consumer or {}).get("status", {}).get("replicas") or 0),
+        ready_replicas=consumer_state.available,
+        partitions=partitions,
+        input_topic=pipeline.spec.topics.input.name,
+        lag=autoscaler.lag,
+        serving_endpoint=tfserving_endpoint(pipeline)
+        if ServingMode(pipeline.spec.serving.mode) == "tfserving"
+        else None,
+        autoscaling=autoscaler.status or None,
+    )
+    status = build_status(previous, observed, pipeline, name, _now())
+    events += condition_events(previous.get("conditions") or [], current)
+    return Outcome(status_patch(previous, status), events, applied)
+
+
+def _invalid(
+    kube: Kube,
+    body: dict[str, Any],
+    pipeline: InferencePipeline | None,
+    problems: list[str],
+    previous: dict[str, Any],
+    generation: int,
+) -> Outcome:
+    """InvalidSpec: create and change nothing; existing children keep running the last valid spec."""
+    meta = body["metadata"]
+    current = conditions.invalid_spec_conditions(problems)
+    live = kube.request(
+        "GET", object_path("apps/v1", "Deployment", meta["namespace"], naming.consumer_name(meta["name"]))
+    )
+    if live is not None:
+        message = "the last valid spec keeps running until the spec is fixed"
+        current = [
+            c if c.type != conditions.DEGRADED else Condition(c.type, "True", conditions.INVALID_SPEC, message)
+            for c in current
+        ]
+    observed = Observed(generation=generation, conditions=current)
+    status = build_status(previous, observed, pipeline, meta["name"], _now())
+    events = condition_events(previous.get("conditions") or [], current)
+    return Outcome(status_patch(previous, status), events, invalid=True)
+
+
+def _admin(kube: Kube, pipeline: InferencePipeline) -> Any:
+    kafka = pipeline.spec.kafka
+    secrets: dict[str, dict[str, str]] = {}
+    if kafka.sasl is not None:
+        keys = [kafka.sasl.username_key, kafka.sasl.password_key]
+        secrets[kafka.sasl.secret_name] = secret_values(kube, pipeline.metadata.namespace, kafka.sasl.secret_name, keys)
+    if kafka.tls is not None:
+        keys = [k for k in (kafka.tls.ca_key, kafka.tls.cert_key, kafka.tls.key_key) if k]
+        secrets.setdefault(kafka.tls.secret_name, {}).update(
+            secret_values(kube, pipeline.metadata.namespace, kafka.tls.secret_name, keys)
+        )
+    return kafka_admin.admin_client(kafka_admin.admin_config(kafka, secrets))
+
+
+def _read_topics(
+    kube: Kube, pipeline: InferencePipeline, previous: dict[str, Any]
+) -> tuple[TopicPlan | None, Condition | None]:
+    topics = pipeline.spec.topics
+    names = [topics.input.name, topics.output.name, topics.dead_letter.name]
+    try:
+        observed = kafka_admin.describe_topics(_admin(kube, pipeline), names)
+    except kafka_admin.KafkaUnavailable as error:
+        return None, Condition(conditions.TOPICS_READY, "False", conditions.KAFKA_ERROR, str(error))
+    return plan_topics(pipeline.spec, observed, set(previous.get("topics") or {})), None
+
+
+def _apply_topics(kube: Kube, pipeline: InferencePipeline, plan: TopicPlan, events: list[Event]) -> Condition:
+    kind = conditions.TOPICS_READY
+    if plan.changes:
+        try:
+            kafka_admin.execute_plan(_admin(kube, pipeline), plan)
+        except kafka_admin.KafkaUnavailable as error:
+            return Condition(kind, "False", conditions.KAFKA_ERROR, str(error))
+        for name in plan.recreated:
+            events.append(Event("Warning", "TopicRecreated", f"topic {name} was deleted outside kinfer; re-created"))
+        created = [t.name for t in plan.create if t.name not in plan.recreated]
+        if created:
+            events.append(Event("Normal", "TopicsCreated", f"created topics {', '.join(created)}"))
+        for name, count in plan.increase.items():
+            events.append(Event("Normal", "PartitionsIncreased", f"topic {name} now has {count} partitions"))
+        for name in sorted(set(plan.set_configs) | set(plan.delete_configs)):
+            events.append(Event("Normal", "TopicConfigUpdated", f"topic {name}: configs aligned with the spec"))
+    if plan.refused:
+        return Condition(kind, "False", conditions.NOT_SUPPORTED, "; ".join(plan.refused))
+    if plan.waiting:
+        return Condition(kind, "False", "TopicMissing", "; ".join(plan.waiting))
+    summary = ", ".join(f"{name} ({count})" for name, count in plan.partitions.items())
+    return Condition(kind, "True", "TopicsReady", f"topics and partitions: {summary}")
+
+
+def _serving_condition(pipeline: InferencePipeline, state: conditions.DeploymentState) -> Condition:
+    kind = conditions.SERVING_READY
+    if ServingMode(pipeline.spec.serving.mode) is ServingMode.EMBEDDED:
+        return Condition(kind, "True", "Embedded", "the model runs inside the consumer pods")
+    if not deploys_tfserving(pipeline):
+        return Condition(kind, "True", "ExternalEndpoint", f"TF Serving at {tfserving_endpoint(pipeline)}")
+    return workload_condition(kind, naming.tfserving_name(pipeline.metadata.name), state)
+
+
+def _apply_children(
+    kube: Kube, children: list[dict[str, Any]], initial: dict[str, int], events: list[Event]
+) -> dict[str, str]:
+    applied: dict[str, str] = {}
+    for desired in children:
+        name = desired["metadata"]["name"]
+        live = get_child(kube, desired)
+        try:
+            result = apply_child(kube, desired, live, replicas=initial.get(name))
+        except KubeError as error:
+            events.append(Event("Warning", "ApplyFailed", f"{desired['kind']} {name}: {error}"))
+            raise
+        if result == "updated" and spec_hash_of(live or {}) == spec_hash_of(desired):
+            result = "restored"  # same spec-hash, different fields: edited by hand
+        if result != "unchanged":
+            applied[f"{desired['kind']}/{name}"] = result
+    created = sorted(key for key, result in applied.items() if result == "created")
+    restored = sorted(key for key, result in applied.items() if result == "restored")
+    updated = sorted(key for key, result in applied.items() if result == "updated")
+    if created:
+        events.append(Event("Normal", "Created", f"created {', '.join(created)}"))
+    if updated:
+        events.append(Event("Normal", "Updated", f"updated {', '.join(updated)}"))
+    if restored:
+        events.append(Event("Warning", "DriftCorrected", f"restored {', '.join(restored)} (changed outside kinfer)"))
+    return applied
