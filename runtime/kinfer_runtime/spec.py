@@ -356,6 +356,10 @@ class AutoscalingSpec(SpecModel):
         default=5, ge=2, description="Polls without progress after which a lagging partition counts as stuck."
     )
     limit_to_partitions_with_lag: bool = False
+    serving_consumers_per_replica: int = Field(
+        default=4, ge=1, description="tfserving mode: TF Serving replicas follow consumer demand, one per this many."
+    )
+    serving_max_replicas: int = Field(default=4, ge=1, description="tfserving mode: upper bound of the TF Serving HPA.")
 
     @model_validator(mode="after")
     def _range(self) -> AutoscalingSpec:

@@ -45,6 +45,7 @@ class Decision:
     arrival_rate: float | None
     drain_seconds: float | None
     metric_value: int  # what the external metrics API serves for the HPA (AverageValue target = threshold)
+    serving_demand_value: int  # consumers wanted without the serving hold * threshold (the TF Serving HPA's)
     time: float
 
 
@@ -137,5 +138,6 @@ class PipelineAutoscaler:
                 total_lag, current_replicas, self.progress.per_replica_rate, self.progress.arrival_rate
             ),
             metric_value=desired * auto.lag_threshold,
+            serving_demand_value=max(decision.unheld, desired) * auto.lag_threshold,
             time=reading.time,
         )

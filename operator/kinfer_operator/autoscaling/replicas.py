@@ -40,6 +40,7 @@ class ReplicaDecision:
     cap: int  # the partition cap that applied
     capped_by_partitions: bool
     held_by_serving: bool
+    unheld: int  # the count without the serving hold (what TF Serving should get ready for)
 
 
 def replicas_for_lag(lag: int, threshold: int) -> int:
@@ -77,10 +78,10 @@ def desired_replicas(inputs: ReplicaInputs) -> ReplicaDecision:
     within_max = min(wanted, inputs.max_replicas)
     capped = within_max > cap
     desired = max(min(within_max, cap), inputs.min_replicas)
-    held = False
+    unheld, held = desired, False
     if not inputs.serving_ready and desired > inputs.current_replicas:
         desired, held = max(inputs.current_replicas, inputs.min_replicas), True
-    return ReplicaDecision(desired, wanted, cap, capped, held)
+    return ReplicaDecision(desired, wanted, cap, capped, held, unheld)
 
 
 @dataclass

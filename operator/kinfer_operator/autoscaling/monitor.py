@@ -1,0 +1,175 @@
+"""The operator's lag monitor: a thread that polls Kafka every few seconds and keeps each pipeline's decision.
+
+The reconcile registers pipelines (``track``/``forget``) and reads the latest decision for status; the
+external metrics API reads it for the HPA. Per poll and pipeline: read offsets (``poller``), read the
+consumer (and TF Serving) Deployment, run the pure ``PipelineAutoscaler``, and act only for scale to or from
+zero (the one move the HPA can't make). Everything is in memory: after a restart the first polls rebuild it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kinfer_operator import metrics, naming
+from kinfer_operator.autoscaling.engine import Decision, PipelineAutoscaler, read_committed
+from kinfer_operator.autoscaling.poller import KafkaLagPoller
+from kinfer_operator.kafka_admin import admin_config
+from kinfer_operator.kube import Kube, object_path
+from kinfer_operator.manifests import content_hash
+from kinfer_runtime.spec import InferencePipelineSpec, ServingMode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackedPipeline:
+    namespace: str
+    name: str
+    spec: InferencePipelineSpec
+    autoscaler: PipelineAutoscaler
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    decision: Decision | None = None
+    error: str | None = None
+    polled_at: float | None = None  # monotonic time of the last successful poll
+
+
+class LagMonitor:
+    """Thread-safe registry of pipelines plus the poll loop (``start``/``stop``, or ``poll_once`` in tests)."""
+
+    def __init__(self, kube: Kube | None, poll_seconds: float = 5.0):
+        self.kube = kube
+        self.poll_seconds = poll_seconds
+        self._pipelines: dict[tuple[str, str], TrackedPipeline] = {}
+        self._pollers: dict[str, KafkaLagPoller] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.scale_actions: list[tuple[str, str, int]] = []  # (namespace, pipeline, replicas), for tests and logs
+
+    # --- registry (called by the reconcile) -----------------------------------------------------------------
+
+    def track(
+        self, namespace: str, name: str, spec: InferencePipelineSpec, secrets: dict[str, dict[str, str]] | None = None
+    ) -> None:
+        with self._lock:
+            tracked = self._pipelines.get((namespace, name))
+            if tracked is None:
+                self._pipelines[(namespace, name)] = TrackedPipeline(
+                    namespace, name, spec, PipelineAutoscaler.for_spec(spec), dict(secrets or {})
+                )
+            elif tracked.spec != spec:
+                tracked.spec = spec
+                tracked.autoscaler.configure(spec)
+            if tracked is not None and secrets is not None:
+                tracked.secrets = dict(secrets)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            tracked = self._pipelines.pop((namespace, name), None)
+        if tracked is not None and tracked.decision is not None:
+            for partition in tracked.decision.lag_by_partition:
+                with contextlib.suppress(KeyError):
+                    metrics.PIPELINE_PARTITION_LAG.remove(namespace, name, str(partition))
+
+    def latest(self, namespace: str, name: str) -> TrackedPipeline | None:
+        with self._lock:
+            return self._pipelines.get((namespace, name))
+
+    def fresh_decisions(self, namespace: str) -> list[tuple[str, Decision]]:
+        """Decisions of the namespace's pipelines no older than three poll periods (stale ones aren't served)."""
+        horizon = time.monotonic() - 3 * self.poll_seconds - 10
+        with self._lock:
+            return [
+                (p.name, p.decision)
+                for p in self._pipelines.values()
+                if p.namespace == namespace and p.decision is not None and (p.polled_at or 0) >= horizon
+            ]
+
+    # --- the loop -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kinfer-lag-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for poller in self._pollers.values():
+            poller.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.poll_once()
+            self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+
+    def poll_once(self) -> None:
+        with self._lock:
+            pipelines = list(self._pipelines.values())
+        for tracked in pipelines:
+            try:
+                self._poll(tracked)
+            except Exception as error:  # one broken pipeline (or cluster) must not stop the others
+                tracked.error = f"{type(error).__name__}: {error}"
+                log.warning("lag poll of %s/%s failed: %s", tracked.namespace, tracked.name, tracked.error)
+
+    def _poll(self, tracked: TrackedPipeline) -> None:
+        spec = tracked.spec
+        poller = self._poller(admin_config(spec.kafka, tracked.secrets))
+        group = spec.consumer_group(tracked.name)
+        reading = poller.read(spec.topics.input.name, group, read_committed(spec))
+        current, serving_ready = self._workload(tracked)
+        decision = tracked.autoscaler.step(reading, current, serving_ready)
+        if decision.scale_to is not None and decision.scale_to != current and self.kube is not None:
+            self._scale(tracked, decision.scale_to)
+        tracked.decision, tracked.error, tracked.polled_at = decision, None, time.monotonic()
+        export_gauges(tracked.namespace, tracked.name, decision)
+
+    def _poller(self, config: dict[str, Any]) -> KafkaLagPoller:
+        key = content_hash(config)
+        if key not in self._pollers:
+            self._pollers[key] = KafkaLagPoller(config)
+        return self._pollers[key]
+
+    def _workload(self, tracked: TrackedPipeline) -> tuple[int, bool]:
+        """The consumer Deployment's replicas and whether the model server is Ready (True in embedded mode)."""
+        if self.kube is None:
+            return 0, True
+        path = object_path("apps/v1", "Deployment", tracked.namespace, naming.consumer_name(tracked.name))
+        live = self.kube.request("GET", path) or {}
+        replicas = int((live.get("spec") or {}).get("replicas") or 0)
+        serving = tracked.spec.serving
+        if ServingMode(serving.mode) is not ServingMode.TFSERVING or serving.tfserving.endpoint:
+            return replicas, True
+        path = object_path("apps/v1", "Deployment", tracked.namespace, naming.tfserving_name(tracked.name))
+        server = self.kube.request("GET", path) or {}
+        wanted = int((server.get("spec") or {}).get("replicas") or 0)
+        available = int((server.get("status") or {}).get("availableReplicas") or 0)
+        return replicas, available >= max(1, wanted)
+
+    def _scale(self, tracked: TrackedPipeline, replicas: int) -> None:
+        assert self.kube is not None
+        # the Deployment itself (not /scale): the operator's RBAC already allows patching Deployments
+        path = object_path("apps/v1", "Deployment", tracked.namespace, naming.consumer_name(tracked.name))
+        self.kube.request(
+            "PATCH", path, body={"spec": {"replicas": replicas}}, content_type="application/merge-patch+json"
+        )
+        self.scale_actions.append((tracked.namespace, tracked.name, replicas))
+        log.info("scaled %s/%s consumers to %d (scale to/from zero)", tracked.namespace, tracked.name, replicas)
+
+
+def export_gauges(namespace: str, name: str, decision: Decision) -> None:
+    """The autoscaler's series of the operator's /metrics (gauges defined in ``kinfer_operator.metrics``)."""
+    metrics.PIPELINE_LAG.labels(namespace, name).set(decision.total_lag)
+    for partition, lag in decision.lag_by_partition.items():
+        metrics.PIPELINE_PARTITION_LAG.labels(namespace, name, str(partition)).set(lag)
+    metrics.PIPELINE_DESIRED_REPLICAS.labels(namespace, name).set(decision.desired_replicas)
+    metrics.PIPELINE_CAPPED.labels(namespace, name).set(1 if decision.capped_by_partitions else 0)
+    drain = decision.drain_seconds
+    metrics.PIPELINE_DRAIN_SECONDS.labels(namespace, name).set(float("nan") if drain is None else drain)

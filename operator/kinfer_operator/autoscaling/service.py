@@ -1,0 +1,83 @@
+"""Starting autoscaling inside ``kinfer operator``: the lag monitor thread and the external metrics API server.
+
+``start(options, registry, kube)`` is called once by the operator's startup (``kinfer_operator.main``) and
+registers a kopf cleanup handler that stops both; ``start_autoscaling`` is the same without kopf (tests).
+The reconcile finds the running monitor through ``current_monitor`` (None when none runs, e.g. unit tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
+from kinfer_operator.autoscaling.monitor import LagMonitor
+from kinfer_operator.kube import Kube
+
+log = logging.getLogger(__name__)
+
+_monitor: LagMonitor | None = None
+
+
+@dataclass
+class AutoscalingService:
+    monitor: LagMonitor
+    server: MetricsApiServer | None
+
+    def stop(self) -> None:
+        global _monitor
+        if self.server is not None:
+            self.server.stop()
+        self.monitor.stop()
+        _monitor = None
+
+
+def current_monitor() -> LagMonitor | None:
+    return _monitor
+
+
+def start_autoscaling(
+    api: ApiClient | None,
+    poll_seconds: float = 5.0,
+    metrics_port: int | None = 6443,
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
+    host: str = "0.0.0.0",
+) -> AutoscalingService:
+    """Start the monitor and (with a port and a certificate) the metrics API; returns a handle to stop them."""
+    global _monitor
+    monitor = LagMonitor(Kube(api) if api is not None else None, poll_seconds)
+    monitor.start()
+    _monitor = monitor
+    server = None
+    if metrics_port is not None and tls_cert_file is not None and tls_key_file is not None:
+        server = MetricsApiServer(monitor, host, metrics_port, tls_cert_file, tls_key_file, api=api)
+        server.start()
+    elif metrics_port is not None:
+        log.warning("external metrics API not started: give --tls-cert-file and --tls-key-file")
+    return AutoscalingService(monitor, server)
+
+
+def start(options: Any, registry: Any, kube: Kube) -> AutoscalingService:
+    """The hook ``kinfer_operator.main`` calls with its ``OperatorOptions``, kopf registry and API client."""
+    import kopf
+
+    cert, key = options.tls_cert_file, options.tls_key_file
+    service = start_autoscaling(
+        kube.api,
+        poll_seconds=options.lag_poll_seconds,
+        metrics_port=options.external_metrics_port,
+        tls_cert_file=Path(cert) if cert else None,
+        tls_key_file=Path(key) if key else None,
+        host=options.metrics_host,
+    )
+
+    @kopf.on.cleanup(registry=registry)
+    def stop_autoscaling(**_: Any) -> None:
+        service.stop()
+
+    return service
