@@ -1,0 +1,40 @@
+"""Small real-Kafka helpers for the autoscaling tests (topics, producing, committing as a group)."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def create_topic(bootstrap: str, partitions: int, prefix: str = "as") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+    return name
+
+
+def produce_spread(bootstrap: str, topic: str, partitions: int, count: int) -> None:
+    """``count`` records round-robin over the partitions, acknowledged before returning."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for index in range(count):
+        producer.produce(topic, value=b'{"x": 1}', key=str(index).encode(), partition=index % partitions)
+    assert producer.flush(30) == 0
+
+
+def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit as the group without joining it (what a consumer that processed up to there would have done)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+    finally:
+        consumer.close()
