@@ -111,16 +111,16 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
     rules = all_rules(render({"externalMetrics.enabled": False}))
     granted = {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == {
-        ("kinfer.io", "inferencepipelines"): {"get", "list", "watch", "patch"},
-        ("kinfer.io", "inferencepipelines/status"): {"get", "patch"},
+        ("kinfer.io", "inferencepipelines"): {"list", "watch", "patch"},
+        ("kinfer.io", "inferencepipelines/status"): {"patch"},
         ("kinfer.io", "inferencepipelines/finalizers"): {"update"},
-        ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-        ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
-        ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
-        ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch", "delete"},
-        ("", "events"): {"create", "patch"},
+        ("apps", "deployments"): {"get", "create", "patch"},
+        ("", "configmaps"): {"get", "create", "patch"},
+        ("", "services"): {"get", "create", "patch"},
+        ("autoscaling", "horizontalpodautoscalers"): {"get", "create", "patch"},
+        ("", "events"): {"create"},
         ("", "secrets"): {"get"},
-        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+        ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
     }
     no_secrets = all_rules(render({"rbac.secretsGet": False}))
     assert not [r for r in no_secrets if "secrets" in r["resources"]]
@@ -134,8 +134,8 @@ def test_external_metrics_reader_is_limited_to_kinfer_metrics() -> None:
     assert reader["rules"] == [
         {
             "apiGroups": ["external.metrics.k8s.io"],
-            "resources": ["kinfer_pipeline_lag"],
-            "verbs": ["get", "list", "watch"],
+            "resources": ["kinfer_pipeline_lag", "kinfer_pipeline_scaling_lag", "kinfer_pipeline_serving_demand"],
+            "verbs": ["get"],
         }
     ]
     binding = one(manifests, "ClusterRoleBinding", "kinfer-kinfer-operator-external-metrics-reader")
@@ -240,7 +240,7 @@ def test_monitoring_assets_each_behind_one_value() -> None:
         assert len(alone & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}) == 1, key
 
 
-BAD_VALUES = [
+BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"replicaCount": 0}, "/replicaCount"),
     ({"replicaCount": 2, "peering.enabled": False}, "/peering/enabled"),
     ({"image.pullPolicy": "Sometimes"}, "'Always', 'IfNotPresent', 'Never'"),
@@ -265,3 +265,10 @@ def test_schema_refuses_bad_values_with_a_clear_message(values: dict[str, Any], 
     error = render_error(values)
     assert "values don't meet the specifications of the schema" in error
     assert message in error, error
+
+
+def test_chart_grants_the_hpa_every_metric_the_operator_serves() -> None:
+    from kinfer_operator.autoscaling.builders import METRIC_NAMES
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert sorted(values["externalMetrics"]["metricNames"]) == sorted(METRIC_NAMES)
