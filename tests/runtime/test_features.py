@@ -49,13 +49,14 @@ def test_unknown_category_uses_the_unknown_bucket_unless_rejected():
     assert [(f.index, f.reason) for f in batch.failures] == [(0, FailureReason.UNKNOWN_CATEGORY)]
 
 
-BAD_RECORDS = {
+BAD_RECORDS: dict[FailureReason, list[bytes | None]] = {
     FailureReason.EMPTY_VALUE: [None, b"", b"   "],
     FailureReason.NOT_UTF8: [b'{"amount": "\xff\xfe"}'],
     FailureReason.MALFORMED_JSON: [b'{"amount": 1', b"amount=1", b'{"amount": 1}}'],
     FailureReason.NOT_AN_OBJECT: [b"[1, 2]", b"42", b'"text"', b"null"],
     FailureReason.MISSING_FIELD: [b'{"hour": 3}', b'{"amount": null}'],
-    FailureReason.WRONG_TYPE: [b'{"amount": "12"}', b'{"amount": true}', b'{"amount": [1]}', b'{"amount": 1, "channel": 2.5}'],
+    FailureReason.WRONG_TYPE: [b'{"amount": "12"}', b'{"amount": true}', b'{"amount": [1]}',
+                               b'{"amount": 1, "channel": 2.5}'],
     FailureReason.NON_FINITE: [b'{"amount": NaN}', b'{"amount": Infinity}', b'{"amount": 1, "hour": -Infinity}',
                                b'{"amount": 1e400}', b'{"amount": 1e60}'],
     FailureReason.RECORD_TOO_LARGE: [orjson.dumps({"amount": 1, "pad": "x" * 2000})],
@@ -157,11 +158,12 @@ def test_spec_features_override_the_model_metadata():
     batch = preprocessor.encode([record])
     assert batch.inputs["dense"][0, 0] == pytest.approx(0.25)
     assert batch.inputs["merchant_category"].dtype == np.int64
-    assert batch.inputs["merchant_category"][0, 0] == metadata.features[-1].vocabulary.index("fuel")
+    vocabulary = metadata.features[-1].vocabulary or []
+    assert batch.inputs["merchant_category"][0, 0] == vocabulary.index("fuel")
 
 
 def test_a_spec_that_cannot_fill_the_inputs_is_refused_at_compile_time():
-    with pytest.raises(PreprocessorError, match="gives|give"):
+    with pytest.raises(PreprocessorError, match="give"):
         Preprocessor(FEATURES[:2], INPUTS)
     with pytest.raises(PreprocessorError, match="not mapped"):
         Preprocessor(FEATURES, {"a": TensorInfo(shape=[None, 1]), "b": TensorInfo(shape=[None, 5])})

@@ -13,7 +13,7 @@ import pytest
 from kinfer_runtime.features import Preprocessor
 from kinfer_runtime.model_metadata import load_model_metadata
 from kinfer_runtime.outputs import format_outputs
-from kinfer_runtime.predictors import build_predictor, bucket_sizes
+from kinfer_runtime.predictors import bucket_sizes, build_predictor
 from kinfer_runtime.predictors.base import Prediction, bucket_for, pad_rows
 from kinfer_runtime.predictors.embedded import EmbeddedPredictor
 from kinfer_runtime.spec import parse_pipeline
@@ -136,7 +136,7 @@ def test_pinned_version_ignores_newer_ones(fraud_dir):
 
 
 def test_missing_model_directory_fails_load_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match="saved_model.pb"):
+    with pytest.raises(FileNotFoundError, match=r"saved_model\.pb"):
         EmbeddedPredictor("fraud", tmp_path / "nothing").load()
 
 
