@@ -374,10 +374,17 @@ class AutoscalingSpec(SpecModel):
 
 
 class ConnectorSpec(SpecModel):
+    """A Kafka Connect source connector that feeds the pipeline's input topic."""
+
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     connector_class: str = Field(min_length=1)
     tasks_max: int = Field(default=1, ge=1)
     config: dict[str, str] = Field(default_factory=dict)
+    topic_config_key: str | None = Field(
+        default="topic",
+        description="Connector config key that names the target topic; kinfer sets it to the pipeline's input "
+        "topic unless config sets it. Null to leave the config alone (connectors that name topics otherwise).",
+    )
 
 
 class IngestionSpec(SpecModel):
@@ -385,6 +392,18 @@ class IngestionSpec(SpecModel):
     use_strimzi: bool = Field(default=False, description="Create Strimzi KafkaConnector resources instead.")
     strimzi_cluster: str | None = Field(default=None, description="Strimzi KafkaConnect name (strimzi.io/cluster).")
     connectors: list[ConnectorSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _where_connectors_run(self) -> IngestionSpec:
+        names = [c.name for c in self.connectors]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"ingestion.connectors: names must be unique, repeated: {', '.join(duplicates)}")
+        if self.use_strimzi and not self.strimzi_cluster:
+            raise ValueError("ingestion.useStrimzi needs ingestion.strimziCluster (the KafkaConnect's name)")
+        if self.connectors and not self.use_strimzi and not self.connect_url:
+            raise ValueError("ingestion.connectors need ingestion.connectUrl (or useStrimzi with strimziCluster)")
+        return self
 
 
 # --- The pipeline ---------------------------------------------------------------------------------------------
