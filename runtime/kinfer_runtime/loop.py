@@ -207,7 +207,8 @@ class PipelineLoop:
     def _predict_and_produce(self, messages: list[Message], encoded: Any, preprocess_s: float) -> None:
         from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
 
-        failures = [(f.index, Failure(f.reason, f.message)) for f in encoded.failures]
+        # str(getattr(...)): reasons may be a str-valued Enum, whose str() is "Class.MEMBER" on Python 3.11.
+        failures = [(f.index, Failure(str(getattr(f.reason, "value", f.reason)), f.message)) for f in encoded.failures]
         predicted: list[int] = list(encoded.ok)
         rows: list[dict[str, Any]] = []
         predict_s = 0.0
