@@ -148,13 +148,13 @@ def merge_conditions(
 
 
 def transitions(previous: list[dict[str, Any]], current: list[Condition]) -> list[tuple[Condition, str | None]]:
-    """Conditions whose status or reason changed, with their previous reason (for Events)."""
+    """Conditions whose status or reason changed, with their previous status (None when new), for Events."""
     before = {c.get("type"): c for c in previous or []}
     changed = []
     for condition in current:
         old = before.get(condition.type)
         if old is None or old.get("status") != condition.status or old.get("reason") != condition.reason:
-            changed.append((condition, old.get("reason") if old else None))
+            changed.append((condition, old.get("status") if old else None))
     return changed
 
 

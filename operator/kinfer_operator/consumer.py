@@ -174,5 +174,29 @@ def build_metrics_service(pipeline: InferencePipeline, owner: Owner) -> dict[str
     )
 
 
-def configmap_hash(configmap: dict[str, Any]) -> str:
-    return content_hash(configmap.get("data", {}))
+# Spec fields the runtime process doesn't act on: changing them must not roll the consumer pods
+# (a `kubectl scale` or a partition increase is not a reason to restart every consumer).
+_NOT_FOR_THE_RUNTIME = {
+    "consumer": ("replicas",),
+    "autoscaling": None,
+    "ingestion": None,
+    "deletionPolicy": None,
+    "topics": None,  # names matter, but the runtime never creates or sizes topics; names are handled below
+}
+
+
+def rollout_hash(pipeline: InferencePipeline) -> str:
+    """Hash of the runtime config the consumers act on: stamped on the pod template so a change rolls them."""
+    spec = pipeline.spec.to_wire()
+    for key, fields in _NOT_FOR_THE_RUNTIME.items():
+        if fields is None:
+            spec.pop(key, None)
+        else:
+            for name in fields:
+                spec.get(key, {}).pop(name, None)
+    topics = pipeline.spec.topics
+    spec["topicNames"] = [topics.input.name, topics.output.name, topics.dead_letter.name]
+    tfserving = spec.get("serving", {}).get("tfserving", {})
+    for name in ("replicas", "resources", "image", "batching"):
+        tfserving.pop(name, None)
+    return content_hash(spec)

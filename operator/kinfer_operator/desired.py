@@ -13,7 +13,7 @@ from kinfer_operator.consumer import (
     build_consumer_deployment,
     build_metrics_service,
     build_runtime_configmap,
-    configmap_hash,
+    rollout_hash,
 )
 from kinfer_operator.manifests import Owner, child, content_hash
 from kinfer_operator.tfserving import (
@@ -49,7 +49,7 @@ def desired_children(
     runtime_config = build_runtime_configmap(pipeline, owner)
     children += [
         runtime_config,
-        build_consumer_deployment(pipeline, owner, consumer_replicas, configmap_hash(runtime_config)),
+        build_consumer_deployment(pipeline, owner, consumer_replicas, rollout_hash(pipeline)),
         build_metrics_service(pipeline, owner),
     ]
     children += [adopt(manifest, owner) for manifest in extra or []]

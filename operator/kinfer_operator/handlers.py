@@ -8,6 +8,7 @@ to clean up outside Kubernetes, so it can never hold up a namespace deletion, ev
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
@@ -69,10 +70,29 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOption
         initial_delay=options.reconcile_seconds,
     )(on_change)
 
+    _timer_without_finalizer(registry, "reconcile-timer")
+
+    def on_event(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            metrics.forget_pipeline(namespace, name)
+
+    kopf.on.event(*resource, registry=registry, id="forget-metrics")(on_event)
+
     def on_delete(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> None:
         delete_topics(kube, body, meta, spec, options.delete_give_up_seconds)
 
     kopf.on.delete(*resource, registry=registry, id="delete-topics", when=_wants_finalizer)(on_delete)
+
+
+def _timer_without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
+    """kopf puts a finalizer on every object with a timer; ours needs none (the pass is stateless and a deleted
+    object's timer just stops), and a finalizer would let a stopped operator block namespace deletion.
+    kopf has no public switch for this, so the registered handler is replaced by a copy without the flag.
+    """
+    handlers = registry._spawning._handlers
+    for index, handler in enumerate(handlers):
+        if handler.id == handler_id:
+            handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
 
 
 def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float) -> None:

@@ -102,6 +102,8 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         naming.tfserving_name(name): pipeline.spec.serving.tfserving.replicas,
     }
     applied = _apply_children(kube, children, initial, events)
+    if generation != previous.get("observedGeneration"):  # only a spec change can make a child unwanted
+        applied |= _prune(kube, namespace, name, uid, children, events)
     events += [Event(kind, reason, message) for kind, reason, message in autoscaler.events]
 
     parts = [
@@ -214,6 +216,39 @@ def _serving_condition(pipeline: InferencePipeline, state: conditions.Deployment
     if not deploys_tfserving(pipeline):
         return Condition(kind, "True", "ExternalEndpoint", f"TF Serving at {tfserving_endpoint(pipeline)}")
     return workload_condition(kind, naming.tfserving_name(pipeline.metadata.name), state)
+
+
+PRUNABLE_KINDS = (
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+)
+
+
+def _prune(
+    kube: Kube, namespace: str, name: str, uid: str, children: list[dict[str, Any]], events: list[Event]
+) -> dict[str, str]:
+    """Delete children this pipeline owns but no longer wants (tfserving → embedded, autoscaling turned off)."""
+    wanted = {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in children}
+    kinds = set(PRUNABLE_KINDS) | {(c["apiVersion"], c["kind"]) for c in children}
+    selector = [("labelSelector", f"{naming.LABEL_PIPELINE}={name},{naming.LABEL_MANAGED_BY}=kinfer")]
+    pruned: dict[str, str] = {}
+    for api_version, kind in sorted(kinds):
+        try:
+            listed = kube.request("GET", object_path(api_version, kind, namespace), query=selector)
+        except KubeError:
+            continue  # e.g. no such API in this cluster (KEDA not installed)
+        for item in (listed or {}).get("items", []):
+            item_name = item["metadata"]["name"]
+            owned = any(ref.get("uid") == uid for ref in item["metadata"].get("ownerReferences") or [])
+            if owned and (api_version, kind, item_name) not in wanted:
+                kube.request("DELETE", object_path(api_version, kind, namespace, item_name))
+                pruned[f"{kind}/{item_name}"] = "deleted"
+    if pruned:
+        events.append(Event("Normal", "Pruned", f"deleted {', '.join(sorted(pruned))} (no longer in the spec)"))
+    return pruned
 
 
 def _apply_children(

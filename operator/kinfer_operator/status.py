@@ -105,14 +105,13 @@ class Event:
 def condition_events(previous: list[dict[str, Any]], current: list[Condition]) -> list[Event]:
     """Events for the transitions that matter: Ready flipping, Degraded rising, refused or invalid specs."""
     events = []
-    for condition, old_reason in transitions(previous, current):
+    for condition, old_status in transitions(previous, current):
         if condition.type == READY:
             if condition.is_true:
                 events.append(Event("Normal", "Ready", condition.message))
-            elif condition.reason in (INVALID_SPEC, NOT_SUPPORTED) or old_reason is not None:
+            elif condition.reason in (INVALID_SPEC, NOT_SUPPORTED) or old_status == "True":
+                # Not while starting up (Creating → RollingOut …): only a refusal or the loss of Ready.
                 events.append(Event("Warning", condition.reason, condition.message))
-        elif condition.type == DEGRADED and condition.is_true and condition.reason != NOT_SUPPORTED:
+        elif condition.type == DEGRADED and condition.is_true and condition.reason not in (NOT_SUPPORTED, INVALID_SPEC):
             events.append(Event("Warning", "Degraded", condition.message))
-        elif condition.reason == NOT_SUPPORTED and not condition.is_true:
-            events.append(Event("Warning", NOT_SUPPORTED, condition.message))
     return events

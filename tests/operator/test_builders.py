@@ -193,3 +193,19 @@ def test_plugin_manifests_are_adopted() -> None:
     assert spec_hash_of(adopt(hpa, owner(p))) != spec_hash_of(adopted)
     children = desired_children(p, owner(p), None, None, extra=[hpa])
     assert children[-1]["kind"] == "HorizontalPodAutoscaler"
+
+
+def test_only_runtime_relevant_changes_roll_the_consumers() -> None:
+    p = pipeline(FRAUD)
+
+    def template_hash(q: Any) -> str:
+        deployment = desired_children(q, owner(q), 2, None)[1]
+        annotations: dict[str, str] = deployment["spec"]["template"]["metadata"]["annotations"]
+        return annotations[naming.ANNOTATION_CONFIG_HASH]
+
+    base = template_hash(p)
+    assert template_hash(pipeline(FRAUD, consumer={"replicas": 5})) == base
+    assert template_hash(pipeline(FRAUD, topics={"input": {"partitions": 12}})) == base
+    assert template_hash(pipeline(FRAUD, autoscaling={"enabled": True})) == base
+    assert template_hash(pipeline(FRAUD, model={"versionPolicy": "Pinned", "version": 2})) != base
+    assert template_hash(pipeline(FRAUD, topics={"output": {"name": "elsewhere"}})) != base

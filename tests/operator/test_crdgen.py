@@ -58,7 +58,7 @@ def test_cel_rules_and_subresources() -> None:
     rules = [r["rule"] for r in spec["properties"]["model"]["x-kubernetes-validations"]]
     assert any("Pinned" in rule for rule in rules)
     rules = [r["rule"] for r in spec["properties"]["autoscaling"]["x-kubernetes-validations"]]
-    assert rules == ["self.minReplicas <= self.maxReplicas"]
+    assert rules == ["!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas"]
     assert version["subresources"]["scale"] == {
         "specReplicasPath": ".spec.consumer.replicas",
         "statusReplicasPath": ".status.replicas",
