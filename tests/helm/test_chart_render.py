@@ -128,20 +128,11 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
     assert [r for r in keda if r["apiGroups"] == ["keda.sh"] and r["resources"] == ["scaledobjects"]]
 
 
-def test_external_metrics_reader_is_limited_to_kinfer_metrics() -> None:
+def test_external_metrics_api_auth_delegation() -> None:
     manifests = render()
-    reader = one(manifests, "ClusterRole", "kinfer-kinfer-operator-external-metrics-reader")
-    assert reader["rules"] == [
-        {
-            "apiGroups": ["external.metrics.k8s.io"],
-            "resources": ["kinfer_pipeline_lag", "kinfer_pipeline_scaling_lag", "kinfer_pipeline_serving_demand"],
-            "verbs": ["get"],
-        }
-    ]
-    binding = one(manifests, "ClusterRoleBinding", "kinfer-kinfer-operator-external-metrics-reader")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}
-    ]
+    # The HPA controller's built-in role (system:controller:horizontal-pod-autoscaler) already reads
+    # external.metrics.k8s.io; the chart grants nothing more (tests/helm/test_chart_install.py checks it).
+    assert [c["metadata"]["name"] for c in find(manifests, "ClusterRole")] == ["kinfer-kinfer-operator"]
     delegator = one(manifests, "ClusterRoleBinding", "kinfer-kinfer-operator-auth-delegator")
     assert delegator["roleRef"]["name"] == "system:auth-delegator"
     reader_binding = one(manifests, "RoleBinding", "kinfer-kinfer-operator-auth-reader")
@@ -159,10 +150,9 @@ def test_namespaced_mode_uses_roles_in_each_watched_namespace() -> None:
     for role in roles:
         resources = {r for rule in role["rules"] for r in rule["resources"]}
         assert {"inferencepipelines", "deployments", "secrets", "kopfpeerings"} <= resources
-    # Nothing namespaced is granted cluster-wide; the only ClusterRole is the HPA controller's metrics reader.
-    assert [c["metadata"]["name"] for c in find(manifests, "ClusterRole")] == [
-        "kinfer-kinfer-operator-external-metrics-reader"
-    ]
+    # Nothing is granted cluster-wide but auth delegation (a binding to the built-in system:auth-delegator).
+    assert not find(manifests, "ClusterRole")
+    assert [b["roleRef"]["name"] for b in find(manifests, "ClusterRoleBinding")] == ["system:auth-delegator"]
     args = operator_container(manifests)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
     peerings = find(manifests, "KopfPeering")
@@ -265,10 +255,3 @@ def test_schema_refuses_bad_values_with_a_clear_message(values: dict[str, Any], 
     error = render_error(values)
     assert "values don't meet the specifications of the schema" in error
     assert message in error, error
-
-
-def test_chart_grants_the_hpa_every_metric_the_operator_serves() -> None:
-    from kinfer_operator.autoscaling.builders import METRIC_NAMES
-
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert sorted(values["externalMetrics"]["metricNames"]) == sorted(METRIC_NAMES)
