@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -64,6 +65,7 @@ def manifest(
     kafka_config: dict[str, str] | None = None,
     preprocessing: dict[str, Any] | None = None,
     max_batch_size: int = 256,
+    model: str = "fraud",
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "kafka": {
@@ -76,7 +78,7 @@ def manifest(
             "output": {"name": topics.output},
             "deadLetter": {"name": topics.dead_letter},
         },
-        "model": {"name": "fraud", "uri": "pvc://models/fraud"},
+        "model": {"name": model, "uri": f"pvc://models/{model}"},
         "consumer": {"maxBatchSize": max_batch_size, "maxBatchWaitMs": 20, "delivery": delivery},
     }
     if preprocessing:
@@ -93,7 +95,8 @@ def transactions(count: int, start: int = 0) -> list[tuple[bytes, bytes]]:
     return records
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]], **extra: Any) -> int:
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[Any, ...]], **extra: Any) -> int:
+    """Produce ``(key, value)`` or ``(key, value, headers)`` tuples and wait until every one is acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "acks": "all", **extra})
     failed: list[Any] = []
 
@@ -102,10 +105,10 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
             failed.append(error)
 
     sent = 0
-    for key, value in records:
+    for key, value, *headers in records:
         while True:
             try:
-                producer.produce(topic, value, key, on_delivery=on_delivery)
+                producer.produce(topic, value, key, headers=headers[0] if headers else None, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -174,7 +177,15 @@ class TopicReader:
 class RuntimeProcess:
     """``kinfer run`` as a child process, the way the container runs it."""
 
-    def __init__(self, pipeline: dict[str, Any], workdir: Path, bootstrap: str, pod_name: str | None = None):
+    def __init__(
+        self,
+        pipeline: dict[str, Any],
+        workdir: Path,
+        bootstrap: str,
+        pod_name: str | None = None,
+        model_path: Path = FRAUD_MODEL,
+    ):
+        self.model_path = model_path
         self.path = workdir / f"{pipeline['metadata']['name']}.yaml"
         self.path.write_text(yaml.safe_dump(pipeline))
         self.workdir = workdir
@@ -190,7 +201,7 @@ class RuntimeProcess:
 
     def start(self) -> RuntimeProcess:
         self.port = free_port()
-        command = [str(KINFER), "run", str(self.path), "--model-path", str(FRAUD_MODEL), "--bootstrap-servers",
+        command = [str(KINFER), "run", str(self.path), "--model-path", str(self.model_path), "--bootstrap-servers",
                    self.bootstrap, "--metrics-port", str(self.port)]  # fmt: skip
         if self.pod_name:
             command += ["--pod-name", self.pod_name]
@@ -268,3 +279,42 @@ class RuntimeProcess:
                 self.terminate(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class SteadyProducer:
+    """Produces ``transactions`` at a fixed rate on a thread until stopped; remembers which keys were acked."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: float):
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+        self.topic, self.rate = topic, rate
+        self.acked: set[bytes] = set()
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        if error is None:
+            self.acked.add(message.key())
+        else:
+            self.failed += 1
+
+    def _run(self) -> None:
+        started, n = time.monotonic(), 0
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) * self.rate)
+            for key, value in transactions(due - n, start=n):
+                try:
+                    self.producer.produce(self.topic, value, key, on_delivery=self._on_delivery)
+                except BufferError:
+                    break
+                n += 1
+            self.producer.poll(0.02)
+
+    def start(self) -> SteadyProducer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.producer.flush(120)
