@@ -96,6 +96,9 @@ class RuntimeMetrics:
         self.ready = Gauge(
             "kinfer_ready", "1 when the model is loaded and partitions are assigned.", base, registry=r
         ).labels(**ids)
+        self.assigned_partitions = Gauge(
+            "kinfer_assigned_partitions", "Input partitions assigned to this member.", base, registry=r
+        ).labels(**ids)
         self.predictor_unavailable = Counter(
             "kinfer_predictor_unavailable",
             "Batches held back because the predictor was unavailable.",

@@ -47,6 +47,7 @@ class Rebalancer:
     def _changed(self) -> None:
         loop = self.loop
         loop.state.assigned_partitions = len(self.assigned)
+        loop.metrics.assigned_partitions.set(len(self.assigned))
         loop.metrics.ready.set(1 if self.assigned and loop.state.model_loaded else 0)
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
