@@ -288,8 +288,14 @@ def test_operator_with_the_chart_identity_reconciles_a_sample(
             lambda: kubectl_json(testbed, "get", "inferencepipeline", name, "-n", watched) is None,
             90, "pipeline deletion (finalizer removed by the operator)",
         )  # fmt: skip
-    text = log.read_text()
-    assert "Forbidden" not in text and " 403" not in text, f"RBAC refusals in the operator log:\n{text[-5000:]}"
+    # kopf lists namespaces once to expand namespace patterns and, when refused, falls back to the exact names it
+    # was given (kopf's observation.py): harmless, and not granted (the operator needs no namespace access).
+    refusals = [
+        line
+        for line in log.read_text().splitlines()
+        if ("Forbidden" in line or " 403" in line) and 'cannot list resource "namespaces"' not in line
+    ]
+    assert not refusals, "RBAC refusals in the operator log:\n" + "\n".join(refusals[:20])
 
 
 def test_upgrade_updates_the_crd_and_keeps_the_certificate(
