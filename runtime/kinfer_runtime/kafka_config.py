@@ -83,6 +83,9 @@ def common_config(pipeline: InferencePipeline, bootstrap_servers: str, credentia
         "bootstrap.servers": bootstrap_servers,
         "security.protocol": protocol.value,
         "client.id": f"kinfer-{pipeline.metadata.namespace}-{pipeline.metadata.name}",
+        # Reconnect within a second of a broker's return (librdkafka backs off up to 10 s by default), so
+        # throughput recovers promptly after a broker restart.
+        "reconnect.backoff.max.ms": 1000,
     }
     if kafka.sasl is not None:
         config["sasl.mechanism"] = SaslMechanism(kafka.sasl.mechanism).value

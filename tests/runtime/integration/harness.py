@@ -140,6 +140,7 @@ class TopicReader:
                 "bootstrap.servers": bootstrap,
                 "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
+                "reconnect.backoff.max.ms": 1000,
                 "isolation.level": "read_committed" if committed_only else "read_uncommitted",
             }
         )
