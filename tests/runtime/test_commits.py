@@ -1,0 +1,60 @@
+"""At-least-once bookkeeping: only the fully acknowledged prefix of in-flight batches is committable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kinfer_runtime.commits import BatchTracker, Outgoing, merge_offsets
+
+NO_TIMES = np.empty(0)
+
+
+def records(n: int, reason: str | None = None) -> list[Outgoing]:
+    return [Outgoing("out", None, b"v", [], reason) for _ in range(n)]
+
+
+class Error:
+    def __init__(self, fatal: bool = False):
+        self._fatal = fatal
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+
+def test_a_later_batch_acked_first_waits_for_the_earlier_one() -> None:
+    tracker = BatchTracker()
+    first = tracker.add({("in", 0): 10}, records(2), NO_TIMES)
+    second = tracker.add({("in", 0): 20, ("in", 1): 5}, records(1), NO_TIMES)
+    second.delivery_callback(0)(None, None)
+    assert tracker.pop_completed() == []
+    first.delivery_callback(0)(None, None)
+    assert tracker.pop_completed() == [] and tracker.pending_records() == 1
+    first.delivery_callback(1)(None, None)
+    completed = tracker.pop_completed()
+    assert completed == [first, second] and len(tracker) == 0
+    assert merge_offsets(completed) == {("in", 0): 20, ("in", 1): 5}
+
+
+def test_a_failed_delivery_blocks_the_batch_until_it_is_produced_again() -> None:
+    tracker = BatchTracker()
+    batch = tracker.add({("in", 0): 3}, records(2) + records(1, "MalformedJson"), NO_TIMES)
+    batch.delivery_callback(0)(None, None)
+    batch.delivery_callback(1)(Error(), None)
+    batch.delivery_callback(2)(None, None)
+    assert tracker.pop_completed() == [] and tracker.with_failures() == [batch]
+    assert batch.fatal_error is None
+    assert batch.take_failed() == [1] and batch.failed == []
+    batch.pending += 1  # produced again
+    assert tracker.pop_completed() == []
+    batch.delivery_callback(1)(None, None)
+    assert tracker.pop_completed() == [batch]
+    assert batch.acked_outputs == 2 and batch.acked_dead_letters == {"MalformedJson": 1}
+
+
+def test_fatal_delivery_errors_are_kept_and_lost_partitions_never_committed() -> None:
+    tracker = BatchTracker()
+    batch = tracker.add({("in", 0): 3, ("in", 1): 9}, records(1), NO_TIMES)
+    batch.delivery_callback(0)(Error(fatal=True), None)
+    assert batch.fatal_error is not None
+    tracker.forget_partitions([("in", 1)])
+    assert batch.next_offsets == {("in", 0): 3}
