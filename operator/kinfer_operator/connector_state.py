@@ -110,14 +110,23 @@ def health_from_status(name: str, status: dict[str, Any] | None) -> ConnectorHea
 
 
 class RestartBackoff:
-    """When a failed connector may be restarted again: 0 s, then ``base_s``, doubling up to ``max_s``.
+    """When a failed connector may be restarted again: at once, then after ``base_s``, doubling up to ``max_s``.
 
-    Kept in the operator's memory: after an operator restart the next restart is immediate, which is fine.
+    A restarted task often runs for a moment and fails again, so the backoff is forgotten only once the
+    connector has kept running for ``stable_s`` after its last restart. Kept in the operator's memory: after an
+    operator restart the next restart is immediate, which is fine.
     """
 
-    def __init__(self, base_s: float = 10.0, max_s: float = 600.0, clock: Callable[[], float] = time.monotonic):
-        self.base_s, self.max_s, self.clock = base_s, max_s, clock
+    def __init__(
+        self,
+        base_s: float = 10.0,
+        max_s: float = 600.0,
+        stable_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_s, self.max_s, self.stable_s, self.clock = base_s, max_s, stable_s, clock
         self.restarts: dict[str, int] = {}
+        self.last_restart: dict[str, float] = {}
         self.not_before: dict[str, float] = {}
 
     def due(self, key: str) -> bool:
@@ -128,14 +137,22 @@ class RestartBackoff:
         count = self.restarts.get(key, 0)
         self.restarts[key] = count + 1
         delay = min(self.max_s, self.base_s * 2**count)
-        self.not_before[key] = self.clock() + delay
+        now = self.clock()
+        self.last_restart[key] = now
+        self.not_before[key] = now + delay
         return delay
 
     def wait_s(self, key: str) -> float:
         return max(0.0, self.not_before.get(key, 0.0) - self.clock())
 
-    def clear(self, key: str) -> None:
+    def running(self, key: str) -> None:
+        """The connector runs: forget its failures once it has run long enough since the last restart."""
+        if self.clock() - self.last_restart.get(key, float("-inf")) >= self.stable_s:
+            self.forget(key)
+
+    def forget(self, key: str) -> None:
         self.restarts.pop(key, None)
+        self.last_restart.pop(key, None)
         self.not_before.pop(key, None)
 
 
