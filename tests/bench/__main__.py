@@ -1,0 +1,143 @@
+"""``python -m tests.bench``: run all contenders on one broker with the same records and model, print a table with
+ratios, and write ``.bench/results.json`` (flat keys, so that runs can be compared).
+
+The broker: ``--bootstrap-servers``, else ``$KAFKA_BOOTSTRAP_SERVERS``, else a running ``make testbed-up`` bed,
+else a Kafka-only test bed of its own (started from ``tests/testbed``, stopped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench import baselines, kafka_io, quix_case
+from tests.bench.kinfer_case import Topics, manifest, percentile, run_latency, run_throughput
+from tests.bench.report import print_table, results
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / "models" / "fraud"
+
+
+def broker(args: argparse.Namespace, stack: ExitStack) -> str:
+    if args.bootstrap_servers:
+        return str(args.bootstrap_servers)
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    from tests.testbed.bed import DEFAULT_ROOT, TestBed
+
+    running = TestBed.attach(DEFAULT_ROOT)
+    if running is not None:
+        return running.bootstrap_servers
+    print("starting a Kafka broker for the benchmark (tests/testbed)", flush=True)
+    bed = TestBed(ROOT / ".bench" / "testbed", kubernetes=False).start()
+    stack.callback(bed.stop)
+    return bed.bootstrap_servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--bootstrap-servers")
+    parser.add_argument("--records", type=int, default=200_000, help="records for the throughput runs")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--max-batch-size", type=int, default=256)
+    parser.add_argument("--max-batch-wait-ms", type=int, default=20)
+    parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
+    parser.add_argument("--cases", default="a,d,eos,latency,b,c", help="subset to run, e.g. a,d (default: all)")
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
+    args = parser.parse_args(argv)
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with ExitStack() as stack:
+        bootstrap = broker(args, stack)
+        figures = run_all(args, bootstrap, work)
+    figures["bench_seconds"] = round(time.monotonic() - started, 1)
+    report = results(figures, args)
+    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    print_table(report)
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, float]:
+    from kinfer_runtime.synthetic import fraud_transactions
+
+    run = f"bench-{int(time.time())}"
+    records, _ = fraud_transactions(20_000, seed=42)
+    values = [orjson.dumps(r) for r in records]
+    keys = [r["transaction_id"].encode() for r in records]
+    n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
+    names = {c: f"{run}-{c}" for c in ("in", "a", "b", "c", "d", "d-dlq", "e", "e-dlq", "l-in", "l", "l-dlq")}
+    inputs = [names["in"], names["l-in"]]
+    kafka_io.create_topics(bootstrap, inputs, parts)
+    outputs = [name for name in names.values() if name not in inputs]
+    kafka_io.create_topics(bootstrap, outputs, parts, {"message.timestamp.type": "LogAppendTime"})
+    figures: dict[str, float] = {
+        "records": n,
+        "partitions": parts,
+        "max_batch_size": args.max_batch_size,
+        "max_batch_wait_ms": args.max_batch_wait_ms,
+    }
+    batching = {"max_batch_size": args.max_batch_size, "max_batch_wait_ms": args.max_batch_wait_ms}
+
+    def kinfer_pipeline(label: str, topics: Topics, delivery: str) -> dict[str, Any]:
+        return manifest(f"{run}-{label}", bootstrap, topics, delivery=delivery, **batching)
+
+    try:
+        step(f"filling {names['in']} with {n} fraud transactions ({sum(map(len, values)) // len(values)} B each)")
+        figures["fill_rps"] = kafka_io.fill_topic(bootstrap, names["in"], values, keys, n)
+        if "a" in cases:
+            step("(a) raw passthrough: consume + produce, same client")
+            baselines.passthrough(bootstrap, names["in"], names["a"], n, f"{run}-a")
+            figures["passthrough_rps"] = kafka_io.read_outputs(bootstrap, names["a"], parts, n, 120).rate()
+        if "d" in cases:
+            step("(d) kinfer run, at-least-once (also cold start and RSS)")
+            topics = Topics(names["in"], names["d"], names["d-dlq"], parts)
+            alo = run_throughput(bootstrap, topics, n, kinfer_pipeline("alo", topics, "atLeastOnce"), work, MODEL_DIR)
+            figures.update(kinfer_rps=alo["rps"], cold_start_s=alo["cold_start_s"], kinfer_rss_mb=alo["rss_mb"])
+        if "eos" in cases:
+            step("(d) kinfer run, exactly-once")
+            topics = Topics(names["in"], names["e"], names["e-dlq"], parts)
+            eos = run_throughput(bootstrap, topics, n, kinfer_pipeline("eos", topics, "exactlyOnce"), work, MODEL_DIR)
+            figures.update(kinfer_eos_rps=eos["rps"], kinfer_eos_cold_start_s=eos["cold_start_s"])
+        if "latency" in cases:
+            step("kinfer end-to-end latency at 5,000 and 10 records/s offered")
+            topics = Topics(names["l-in"], names["l"], names["l-dlq"], parts)
+            phases = [("warm-up", 5000.0, 2.0), ("5000", 5000.0, 10.0), ("10", 10.0, 20.0)]
+            pipeline = kinfer_pipeline("lat", topics, "atLeastOnce")
+            latency = run_latency(bootstrap, topics, pipeline, work, MODEL_DIR, phases, values)
+            for label in ("5000", "10"):
+                for q in (50, 99):
+                    figures[f"kinfer_p{q}_ms_at_{label}"] = percentile(latency[label], q)
+                figures[f"kinfer_latency_samples_at_{label}"] = len(latency[label])
+        if "b" in cases:
+            step(f"(b) tutorial loop: poll 1, model.predict, produce, commit ({args.slow_seconds:.0f} s)")
+            baselines.tutorial(bootstrap, names["in"], names["b"], MODEL_DIR / "1", f"{run}-b", args.slow_seconds)
+            figures["tutorial_rps"] = kafka_io.read_outputs(bootstrap, names["b"], parts, n, 10).rate()
+        if "c" in cases:
+            step(f"(c) quixstreams {quix_case.QUIXSTREAMS}: same preprocessing, signature per record")
+            python = quix_case.ensure_quix_venv(ROOT / ".bench" / "quix-venv")
+            quix_case.run_quix(
+                python, bootstrap, names["in"], names["c"], parts, f"{run}-c", MODEL_DIR / "1",
+                args.slow_seconds, work / "quix.log",
+            )  # fmt: skip
+            figures["quixstreams_rps"] = kafka_io.read_outputs(bootstrap, names["c"], parts, n, 20).rate()
+    finally:
+        kafka_io.delete_topics(bootstrap, list(names.values()))
+        print("  " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()), flush=True)
+    return figures
+
+
+def step(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

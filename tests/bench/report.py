@@ -1,0 +1,80 @@
+"""The benchmark's results: flat keys for ``.bench/results.json``, ratios, targets, and the printed table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from typing import Any
+
+# (figure, target, how it compares) — issue 3, item 12.
+TARGETS = [
+    ("kinfer_vs_passthrough", 0.5, ">="),
+    ("kinfer_vs_quixstreams", 10.0, ">="),
+    ("kinfer_p99_ms_at_5000", 50.0, "<="),
+    ("kinfer_p99_ms_at_10", None, "<="),  # maxBatchWaitMs + 20
+    ("cold_start_s", 8.0, "<="),
+    ("eos_vs_alo", 0.3, ">="),
+]
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float:
+    if not numerator or not denominator:
+        return float("nan")
+    return numerator / denominator
+
+
+def results(figures: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {key: _round(value) for key, value in figures.items()}
+    report["kinfer_vs_passthrough"] = _round(ratio(figures.get("kinfer_rps"), figures.get("passthrough_rps")))
+    report["kinfer_vs_quixstreams"] = _round(ratio(figures.get("kinfer_rps"), figures.get("quixstreams_rps")))
+    report["kinfer_vs_tutorial"] = _round(ratio(figures.get("kinfer_rps"), figures.get("tutorial_rps")))
+    report["eos_vs_alo"] = _round(ratio(figures.get("kinfer_eos_rps"), figures.get("kinfer_rps")))
+    met: dict[str, bool | None] = {}
+    for key, target, how in TARGETS:
+        limit = target if target is not None else figures.get("max_batch_wait_ms", 20) + 20
+        value = report.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            met[key] = None
+        else:
+            met[key] = bool(value >= limit if how == ">=" else value <= limit)
+        report[f"target_{key}"] = f"{how} {limit:g}"
+    report["targets_met"] = met
+    report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report["machine"] = f"{platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at the end"
+    return report
+
+
+def _round(value: float) -> float:
+    if isinstance(value, float) and not math.isnan(value):
+        return round(value, 3 if abs(value) < 100 else 1)
+    return value
+
+
+def print_table(report: dict[str, Any]) -> None:
+    rows = [
+        ("(a) raw passthrough", "passthrough_rps", "rec/s"),
+        ("(b) tutorial loop (model.predict per record)", "tutorial_rps", "rec/s"),
+        ("(c) quixstreams, signature per record", "quixstreams_rps", "rec/s"),
+        ("(d) kinfer, at-least-once", "kinfer_rps", "rec/s"),
+        ("(d) kinfer, exactly-once", "kinfer_eos_rps", "rec/s"),
+        ("kinfer p50 end-to-end at 5,000 rec/s", "kinfer_p50_ms_at_5000", "ms"),
+        ("kinfer p99 end-to-end at 5,000 rec/s", "kinfer_p99_ms_at_5000", "ms"),
+        ("kinfer p50 end-to-end at 10 rec/s", "kinfer_p50_ms_at_10", "ms"),
+        ("kinfer p99 end-to-end at 10 rec/s", "kinfer_p99_ms_at_10", "ms"),
+        ("kinfer cold start (process start → first output)", "cold_start_s", "s"),
+        ("kinfer peak RSS", "kinfer_rss_mb", "MB"),
+    ]
+    print(f"\n{'':52}{'value':>12}")
+    for label, key, unit in rows:
+        value = report.get(key)
+        shown = "—" if value is None else f"{value:,.1f}" if isinstance(value, float) else str(value)
+        print(f"{label:52}{shown:>12} {unit}")
+    print("\nratios and targets (issue 3):")
+    met = report["targets_met"]
+    for key, _, _ in TARGETS:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[met[key]]
+        print(f"  {key:28}{report.get(key)!s:>12}   target {report[f'target_{key}']:>8}   {verdict}")
+    print(f"  {'kinfer_vs_tutorial':28}{report.get('kinfer_vs_tutorial')!s:>12}")
