@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kinfer_runtime import replay
 from tests.ingestion.kafka_helpers import create_topic, read_topic
-from tests.ingestion.pipelines import pipeline_manifest, write_pipeline
+from tests.ingestion.pipelines import pipeline_manifest, running_pipeline, write_pipeline
 
 
 def dead_letter_headers(error_class: str, attempt: int, pipeline: str = "fraud") -> list[tuple[str, bytes]]:
@@ -164,3 +164,40 @@ def test_time_range_selects_nothing_in_the_future(
         == 0
     )
     assert "would replay 0 of 0" in capsys.readouterr().out
+
+
+def test_round_trip_with_the_runtime_ends_at_max_attempts(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad records go to the dead-letter topic, are replayed, fail again with the attempt raised, and stop."""
+    topics = {
+        "input": create_topic(kafka_bootstrap, "roundtrip-in", partitions=2),
+        "output": create_topic(kafka_bootstrap, "roundtrip-out", partitions=1),
+        "deadLetter": create_topic(kafka_bootstrap, "roundtrip-dlq", partitions=1),
+    }
+    name = f"rt-{topics['input'][-8:]}"
+    manifest = pipeline_manifest(name, kafka_bootstrap, topics, consumer={"maxAttempts": 3, "maxBatchWaitMs": 5})
+    path = write_pipeline(tmp_path / "pipeline.yaml", manifest)
+    good = [b'{"amount": 12.5, "hour": 3, "merchant_category": "grocery", "country": "DE", "channel": "web"}'] * 20
+    bad = [b"{broken", b'{"amount": "twelve", "hour": 3}', b'{"hour": 4}']
+    send(kafka_bootstrap, topics["input"], [(f"k{i}".encode(), v, [("trace-id", b"t-9")]) for i, v in
+                                            enumerate(good + bad)])  # fmt: skip
+    common = [str(path), "--bootstrap-servers", kafka_bootstrap, "--no-progress"]
+
+    with running_pipeline(path, kafka_bootstrap, tmp_path / "run.log"):
+        dead = read_topic(kafka_bootstrap, topics["deadLetter"], expected=3, timeout_s=120)
+        assert sorted(m.value() for m in dead) == sorted(bad)
+        assert read_topic(kafka_bootstrap, topics["output"], expected=20, timeout_s=60)
+        for round_number, (start, replayed) in enumerate([(0, 3), (3, 3), (6, 0)], start=1):
+            assert replay.main([*common, "--from-offset", str(start)]) == 0
+            assert f"replayed {replayed} of 3 dead-letter records" in capsys.readouterr().out
+            expected_dead = 3 * min(round_number + 1, 3)
+            dead = read_topic(kafka_bootstrap, topics["deadLetter"], expected=expected_dead, timeout_s=60)
+            assert len(dead) == expected_dead
+        # After the third failure the records stay in the dead-letter topic: 3 generations, attempts 1, 2, 3.
+        attempts = sorted(int(dict(m.headers())["kinfer.attempt"]) for m in dead)
+        assert attempts == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+        last = [m for m in dead if dict(m.headers())["kinfer.attempt"] == b"3"]
+        assert sorted(m.value() for m in last) == sorted(bad)
+        assert all(dict(m.headers())["trace-id"] == b"t-9" for m in last)  # the producer's own headers survive
+        assert {dict(m.headers())["kinfer.replayed-from"].decode().rsplit(":", 1)[-1] for m in last} == {"3", "4", "5"}

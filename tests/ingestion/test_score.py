@@ -6,10 +6,6 @@ synthetic fraud transactions plus bad records of several kinds.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +21,7 @@ from kinfer_runtime.produce import send_records
 from kinfer_runtime.record_sources import OutgoingRecord, records_from_rows
 from kinfer_runtime.synthetic import fraud_transactions
 from tests.ingestion.kafka_helpers import create_topic, read_topic
-from tests.ingestion.pipelines import REPO, pipeline_manifest, write_pipeline
-from tests.testbed.process import free_port
+from tests.ingestion.pipelines import pipeline_manifest, running_pipeline, write_pipeline
 
 GOOD = 600
 BAD = [b"{not json", b'{"amount": "12"}', b"[1, 2]", b'{"amount": NaN, "hour": 3}', b"\xff\xfe", b""]
@@ -62,22 +57,9 @@ def live_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     summary = send_records(Producer({"bootstrap.servers": kafka_bootstrap}), topics["input"], records)
     assert summary.ok and summary.delivered == GOOD + len(BAD)
 
-    env = {**os.environ, "KINFER_BOOTSTRAP_SERVERS": kafka_bootstrap}
-    log = (tmp_path / "run.log").open("wb")
-    runtime = subprocess.Popen(
-        [sys.executable, "-m", "kinfer_runtime.cli", "run", str(path), "--metrics-port", str(free_port())],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=REPO,
-    )
-    try:
+    with running_pipeline(path, kafka_bootstrap, tmp_path / "run.log"):
         outputs = read_topic(kafka_bootstrap, topics["output"], expected=GOOD, timeout_s=180)
         dead = read_topic(kafka_bootstrap, topics["deadLetter"], expected=len(BAD), timeout_s=60)
-    finally:
-        runtime.send_signal(signal.SIGTERM)
-        runtime.wait(60)
-        log.close()
     assert len(outputs) == GOOD, (tmp_path / "run.log").read_text()[-3000:]
     return {"path": path, "topics": topics, "outputs": outputs, "dead": dead, "name": name, "rows": rows}
 
