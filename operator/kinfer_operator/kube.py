@@ -90,6 +90,8 @@ def get_child(kube: Kube, manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 def contains(live: Any, desired: Any) -> bool:
     """True when every field the operator sets has that value in the live object (server defaults ignored)."""
+    if _blank(desired):
+        return live is None or _blank(live)  # the API server drops empty maps and lists
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(contains(live.get(key), value) for key, value in desired.items())
     if isinstance(desired, list):
@@ -97,6 +99,13 @@ def contains(live: Any, desired: Any) -> bool:
     if isinstance(desired, int | float) and isinstance(live, int | float) and not isinstance(desired, bool):
         return float(live) == float(desired)
     return bool(live == desired)
+
+
+def _blank(value: Any) -> bool:
+    """Empty, or a map of empties (``resources: {requests: {}, limits: {}}``)."""
+    if isinstance(value, dict):
+        return all(_blank(item) for item in value.values())
+    return isinstance(value, list) and not value
 
 
 def needs_write(live: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
@@ -121,8 +130,16 @@ def apply_child(kube: Kube, desired: dict[str, Any], live: dict[str, Any] | None
         live_replicas = ((live or {}).get("spec") or {}).get("replicas")
         body["spec"]["replicas"] = live_replicas if live_replicas is not None else replicas
     query = [("fieldManager", naming.FIELD_MANAGER), ("force", "true")]
-    kube.request("PATCH", path_of(body), body=body, content_type="application/apply-patch+yaml", query=query)
+    written = kube.request("PATCH", path_of(body), body=body, content_type="application/apply-patch+yaml", query=query)
+    if live is not None and _resource_version(written) == _resource_version(live):
+        # The server found nothing to change: our comparison was stricter than the API's semantics.
+        logger.debug("no-op apply of %s %s", body["kind"], body["metadata"]["name"])
+        return "unchanged"
     return "created" if live is None else "updated"
+
+
+def _resource_version(obj: dict[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
 
 
 def secret_keys(kube: Kube, namespace: str, name: str) -> set[str] | None:

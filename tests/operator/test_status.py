@@ -74,3 +74,11 @@ def test_live_object_comparison_ignores_server_defaults() -> None:
     other_hash = {**desired, "metadata": {**desired["metadata"], "annotations": {"kinfer.io/spec-hash": "h2"}}}
     assert needs_write(live, other_hash)
     assert contains({"a": 1.0}, {"a": 1}) and not contains({"a": [1, 2]}, {"a": [1]})
+
+
+def test_empty_maps_match_absent_fields() -> None:
+    # The API server drops `resources: {requests: {}, limits: {}}`; that must not look like drift.
+    assert contains({"name": "c"}, {"name": "c", "resources": {"requests": {}, "limits": {}}})
+    assert contains({"resources": {}}, {"resources": {"requests": {}}})
+    assert not contains({"resources": {"limits": {"cpu": "1"}}}, {"resources": {"limits": {}}})
+    assert contains({}, {"env": []}) and not contains({"env": [{"name": "x"}]}, {"env": []})
