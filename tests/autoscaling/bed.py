@@ -48,20 +48,27 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-@contextmanager
-def metrics_api_on_bed(kube: Kube, namespace: str, tmp: Path, poll_seconds: float = 1.0) -> Iterator[LagMonitor]:
-    """A LagMonitor plus the external metrics API, registered with the bed's aggregator for the test's length."""
+@dataclass(frozen=True)
+class ServingCert:
+    cert: Path
+    key: Path
+    ca_pem: bytes
+
+
+def serving_cert(tmp: Path, namespace: str) -> ServingCert:
+    """A CA and a serving certificate for ``kinfer-metrics.<namespace>.svc`` (the name the aggregator checks)."""
     authority = CertificateAuthority(tmp / "metrics-pki", "metrics-ca")
-    serving = authority.issue("server", SERVICE, dns_names=(f"{SERVICE}.{namespace}.svc",), server=True)
-    monitor = LagMonitor(kube, poll_seconds)
-    port = free_port()
-    server = MetricsApiServer(monitor, "127.0.0.1", port, serving.cert, serving.key, api=kube.api)
-    monitor.start()
-    server.start()
+    files = authority.issue("server", SERVICE, dns_names=(f"{SERVICE}.{namespace}.svc",), server=True)
+    return ServingCert(files.cert, files.key, authority.cert_path.read_bytes())
+
+
+@contextmanager
+def apiservice_to_loopback(kube: Kube, namespace: str, port: int, ca_pem: bytes) -> Iterator[None]:
+    """Register ``external.metrics.k8s.io`` to https://localhost:<port> for the test's length, then remove it."""
     try:
         service = build_metrics_api_service(SERVICE, namespace, port, external_name="localhost")
         apply(kube, object_path("v1", "Service", namespace, SERVICE), service)
-        apply(kube, APISERVICE_PATH, build_apiservice(SERVICE, namespace, port, authority.cert_path.read_bytes()))
+        apply(kube, APISERVICE_PATH, build_apiservice(SERVICE, namespace, port, ca_pem))
 
         def available() -> bool:
             live = kube.request("GET", APISERVICE_PATH) or {}
@@ -69,9 +76,24 @@ def metrics_api_on_bed(kube: Kube, namespace: str, tmp: Path, poll_seconds: floa
             return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
 
         wait_for(available, 90, "the external metrics APIService to be Available")
-        yield monitor
+        yield
     finally:
         kube.request("DELETE", APISERVICE_PATH)  # an unreachable APIService would break discovery for others
+
+
+@contextmanager
+def metrics_api_on_bed(kube: Kube, namespace: str, tmp: Path, poll_seconds: float = 1.0) -> Iterator[LagMonitor]:
+    """A LagMonitor plus the external metrics API in this process, registered with the bed's aggregator."""
+    cert = serving_cert(tmp, namespace)
+    monitor = LagMonitor(kube, poll_seconds)
+    port = free_port()
+    server = MetricsApiServer(monitor, "127.0.0.1", port, cert.cert, cert.key, api=kube.api)
+    monitor.start()
+    server.start()
+    try:
+        with apiservice_to_loopback(kube, namespace, port, cert.ca_pem):
+            yield monitor
+    finally:
         server.stop()
         monitor.stop()
 

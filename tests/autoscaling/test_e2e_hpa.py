@@ -14,10 +14,12 @@ import pytest
 
 from kinfer_operator import naming
 from kinfer_operator.autoscaling.builders import build_consumer_hpa
+from kinfer_operator.autoscaling.monitor import LagMonitor
 from kinfer_operator.kube import Kube, object_path
+from kinfer_runtime.spec import InferencePipelineSpec
 from tests.autoscaling.bed import Watcher, apply, metrics_api_on_bed, wait_for
 from tests.autoscaling.kafka_helpers import commit_offsets, create_topic, end_offsets, produce_spread
-from tests.autoscaling.pipelines import make_spec
+from tests.autoscaling.pipelines import make_spec, spec_dict
 from tests.autoscaling.report import record
 
 pytestmark = pytest.mark.testbed
@@ -114,10 +116,14 @@ def test_hpa_follows_lag_capped_at_partitions_and_scales_back(
                 assert watcher.latest().deployment_replicas == expected  # type: ignore[union-attr]
             tracked = monitor.latest(namespace, name)
             assert tracked is not None and tracked.decision is not None
+        # scale-up phases: the lag jumps (the scale-down phase waits out its 5 s window on purpose)
         reactions = [
             p["hpa_reaction_seconds"]
-            for p in phases.values()
-            if p["hpa_reaction_seconds"] is not None and not p["disturbed"]
+            for name, p in phases.items()
+            if name.startswith("lag_")
+            and "back_to" not in name
+            and p["hpa_reaction_seconds"] is not None
+            and not p["disturbed"]
         ]
         record(
             "e2e_hpa",
@@ -128,6 +134,7 @@ def test_hpa_follows_lag_capped_at_partitions_and_scales_back(
                 "max_replicas_seen": watcher.max_replicas(),
                 "deployment_scale_changes": watcher.changes(),
                 "max_lag_jump_to_hpa_desired_change_seconds": max(reactions) if reactions else None,
+                "scale_down_window_seconds": 5,
                 "hpa_sync_period_seconds": 3,
                 "lag_poll_seconds": 1.0,
             },
@@ -181,3 +188,48 @@ def test_scale_to_zero_after_cooldown_and_wake_on_first_records(
             "consumed_to_zero_seconds": round(back_to_zero, 2),
         },
     )
+
+
+def test_consumer_scale_out_held_while_model_server_not_ready(
+    kube_api: Any, kafka_bootstrap: str, namespace: str
+) -> None:
+
+    kube = Kube(kube_api)
+    name = "served"
+    topic = create_topic(kafka_bootstrap, 3)
+    raw = spec_dict(bootstrap=kafka_bootstrap, topic=topic, partitions=3, lagThreshold=THRESHOLD)
+    raw["serving"] = {"mode": "tfserving"}
+    spec = InferencePipelineSpec.model_validate(raw)
+    apply(
+        kube, object_path("apps/v1", "Deployment", namespace, naming.consumer_name(name)), consumer_deployment(name, 1)
+    )
+    server = consumer_deployment(name, 1)
+    server["metadata"]["name"] = naming.tfserving_name(name)
+    labels = naming.selector_labels(name, naming.COMPONENT_TFSERVING)
+    server["metadata"]["labels"] = server["spec"]["selector"]["matchLabels"] = labels
+    server["spec"]["template"]["metadata"]["labels"] = labels
+    server["spec"]["template"]["spec"]["nodeSelector"] = {"kinfer.io/no-such-node": "true"}  # stays Pending
+    server_path = object_path("apps/v1", "Deployment", namespace, naming.tfserving_name(name))
+    apply(kube, server_path, server)
+    monitor = LagMonitor(kube, poll_seconds=1)
+    monitor.track(namespace, name, spec)
+    produce_spread(kafka_bootstrap, topic, 3, 300)
+
+    def decision() -> Any:
+        monitor.poll_once()
+        tracked = monitor.latest(namespace, name)
+        assert tracked is not None and tracked.error is None, tracked and tracked.error
+        return tracked.decision
+
+    held = decision()
+    assert held.held_by_serving and held.desired_replicas == 1 and held.metric_value == THRESHOLD
+    assert held.serving_demand_value == 3 * THRESHOLD  # TF Serving's HPA still sees the demand
+    kube.request(
+        "PATCH",
+        server_path,
+        body={"spec": {"template": {"spec": {"nodeSelector": None}}}},
+        content_type="application/merge-patch+json",
+    )
+    released = wait_for(lambda: (d := decision()) and not d.held_by_serving and d, 90, "TF Serving Ready")
+    assert released.desired_replicas == 3
+    monitor.stop()

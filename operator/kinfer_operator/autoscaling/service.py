@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
+from kinfer_operator import naming
 from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
 from kinfer_operator.autoscaling.monitor import LagMonitor
 from kinfer_operator.kube import Kube
@@ -79,5 +80,10 @@ def start(options: Any, registry: Any, kube: Kube) -> AutoscalingService:
     @kopf.on.cleanup(registry=registry)
     def stop_autoscaling(**_: Any) -> None:
         service.stop()
+
+    @kopf.on.event(naming.GROUP, naming.VERSION, naming.PIPELINE_PLURAL, registry=registry, id="autoscaling-forget")
+    def forget_deleted(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            service.monitor.forget(namespace, name)  # stop polling the lag of a pipeline that is gone
 
     return service

@@ -1,0 +1,108 @@
+"""The whole product on the bed: ``kinfer operator`` (reconcile + lag monitor + metrics API) and the real HPA.
+
+An InferencePipeline with autoscaling enabled gets its HPA from the operator; records produced into its input
+topic with no consumer running scale the consumer Deployment up to the partition count and not beyond, the
+pipeline's status and Events say it is capped by partitions, and once the lag is committed it scales back.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kinfer_operator.kube import Kube, object_path
+from tests.autoscaling.bed import Watcher, apiservice_to_loopback, free_port, serving_cert, wait_for
+from tests.autoscaling.kafka_helpers import commit_offsets, end_offsets, produce_spread
+from tests.autoscaling.report import record
+from tests.operator.bed import Bed
+from tests.operator.conftest import CRD, OperatorProcess
+
+pytestmark = pytest.mark.testbed
+PARTITIONS = 3
+
+
+@pytest.fixture
+def bed(testbed: Any, kube_api: Any, kafka_bootstrap: str, namespace: str) -> Bed:
+    testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/inferencepipelines.kinfer.io")
+    return Bed(testbed, kube_api, kafka_bootstrap, namespace)
+
+
+def test_operator_hpa_scales_on_lag_capped_and_reports_it(bed: Bed, kube_api: Any, tmp_path: Path) -> None:
+    kube = Kube(kube_api)
+    namespace, name = bed.namespace, "fraud"
+    cert = serving_cert(tmp_path, namespace)
+    port = free_port()
+    extra = ["--external-metrics-port", str(port), "--tls-cert-file", str(cert.cert)]
+    extra += ["--tls-key-file", str(cert.key), "--lag-poll-seconds", "1"]
+    operator = OperatorProcess(bed.testbed, namespace, tmp_path / "operator.log", extra).start()
+    try:
+        with apiservice_to_loopback(kube, namespace, port, cert.ca_pem):
+            autoscaling = {
+                "enabled": True,
+                "minReplicas": 1,
+                "maxReplicas": 10,
+                "lagThreshold": 50,
+                "scaleDownStabilizationSeconds": 5,
+            }
+            manifest = bed.manifest(name, partitions=PARTITIONS, autoscaling=autoscaling)
+            bed.apply(manifest)
+            consumer = f"{name}-consumer"
+            hpa_path = object_path("autoscaling/v2", "HorizontalPodAutoscaler", namespace, consumer)
+
+            def hpa_active() -> bool:
+                conditions = ((kube.request("GET", hpa_path) or {}).get("status") or {}).get("conditions") or []
+                return any(c["type"] == "ScalingActive" and c["status"] == "True" for c in conditions)
+
+            wait_for(hpa_active, 120, "the operator's HPA reading the external metric")
+            topic = manifest["spec"]["topics"]["input"]["name"]
+            with Watcher(kube, namespace, consumer) as watcher:
+                produce_spread(bed.bootstrap, topic, PARTITIONS, 600)  # needs 12 consumers; 3 partitions
+                jumped = time.monotonic()
+                wait_for(lambda: (s := watcher.latest()) and s.deployment_replicas == PARTITIONS, 120, "scale-out")
+                reaction = watcher.first_change_after(jumped, 1)
+
+                def capped_status() -> dict[str, Any] | None:
+                    status = (bed.get(name) or {}).get("status") or {}
+                    auto = status.get("autoscaling") or {}
+                    return status if auto.get("cappedByPartitions") else None
+
+                status = wait_for(capped_status, 60, "status.autoscaling.cappedByPartitions")
+                condition = bed.condition(name, "AutoscalingReady")
+                assert condition["reason"] == "CappedByPartitions"
+                assert "add partitions to scale further" in condition["message"]
+                assert status["autoscaling"]["totalLag"] == 600
+                assert status["autoscaling"]["desiredReplicas"] == PARTITIONS
+                assert status["lag"] == 600
+                wait_for(lambda: "CappedByPartitions" in bed.event_reasons(name), 60, "the CappedByPartitions Event")
+                assert bed.topic_partitions(topic) == {topic: PARTITIONS}  # never changes partitions by itself
+                metric = operator.metric(
+                    "kinfer_pipeline_capped_by_partitions", f'namespace="{namespace}",pipeline="{name}"'
+                )
+                assert metric == 1.0
+
+                group = manifest["spec"]["consumer"].get("group") or f"kinfer-{name}"
+                commit_offsets(bed.bootstrap, group, topic, end_offsets(bed.bootstrap, topic, PARTITIONS))
+                consumed = time.monotonic()
+                wait_for(lambda: (s := watcher.latest()) and s.deployment_replicas == 1, 120, "scale back down")
+                back_down = time.monotonic() - consumed
+            assert watcher.max_replicas() <= PARTITIONS
+            record(
+                "e2e_operator",
+                {
+                    "partitions": PARTITIONS,
+                    "lag_jump_to_hpa_desired_change_seconds": None if reaction is None else round(reaction, 2),
+                    "lag_consumed_to_min_replicas_seconds": round(back_down, 2),
+                    "max_replicas_seen": watcher.max_replicas(),
+                    "deployment_scale_changes": watcher.changes(),
+                    "disturbed": watcher.disturbed_since(jumped),
+                },
+            )
+    finally:
+        if operator.process is not None and operator.process.poll() is None:
+            bed.delete_all_pipelines(timeout=90)
+        print(f"--- operator log tail ---\n{operator.log_tail(30)}")
+        operator.stop()
