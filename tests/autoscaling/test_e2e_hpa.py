@@ -233,3 +233,19 @@ def test_consumer_scale_out_held_while_model_server_not_ready(
     released = wait_for(lambda: (d := decision()) and not d.held_by_serving and d, 90, "TF Serving Ready")
     assert released.desired_replicas == 3
     monitor.stop()
+
+
+def test_poller_credentials_come_from_the_named_secrets(kube_api: Any, namespace: str) -> None:
+    from kinfer_operator.autoscaling.monitor import kafka_secrets
+
+    kube = Kube(kube_api)
+    data = {"username": "YWxpY2U=", "password": "czNjcjN0", "ca.crt": "Q0E="}  # alice / s3cr3t / CA
+    kube.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body={"metadata": {"name": "kafka"}, "data": data})
+    raw = spec_dict()
+    raw["kafka"] |= {
+        "securityProtocol": "SASL_SSL",
+        "sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "kafka"},
+        "tls": {"secretName": "kafka"},
+    }
+    secrets = kafka_secrets(kube, namespace, InferencePipelineSpec.model_validate(raw))
+    assert secrets == {"kafka": {"username": "alice", "password": "s3cr3t", "ca.crt": "CA"}}

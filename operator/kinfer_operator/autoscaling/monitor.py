@@ -19,7 +19,7 @@ from kinfer_operator import metrics, naming
 from kinfer_operator.autoscaling.engine import Decision, PipelineAutoscaler, read_committed
 from kinfer_operator.autoscaling.poller import KafkaLagPoller
 from kinfer_operator.kafka_admin import admin_config
-from kinfer_operator.kube import Kube, object_path
+from kinfer_operator.kube import Kube, object_path, secret_values
 from kinfer_operator.manifests import content_hash
 from kinfer_runtime.spec import InferencePipelineSpec, ServingMode
 
@@ -65,6 +65,7 @@ class LagMonitor:
             elif tracked.spec != spec:
                 tracked.spec = spec
                 tracked.autoscaler.configure(spec)
+                tracked.secrets = {}  # re-read: the spec may name other Secrets now
             if tracked is not None and secrets is not None:
                 tracked.secrets = dict(secrets)
 
@@ -121,6 +122,8 @@ class LagMonitor:
 
     def _poll(self, tracked: TrackedPipeline) -> None:
         spec = tracked.spec
+        if not tracked.secrets and self.kube is not None:
+            tracked.secrets = kafka_secrets(self.kube, tracked.namespace, spec)
         poller = self._poller(admin_config(spec.kafka, tracked.secrets))
         group = spec.consumer_group(tracked.name)
         reading = poller.read(spec.topics.input.name, group, read_committed(spec))
@@ -173,3 +176,17 @@ def export_gauges(namespace: str, name: str, decision: Decision) -> None:
     metrics.PIPELINE_CAPPED.labels(namespace, name).set(1 if decision.capped_by_partitions else 0)
     drain = decision.drain_seconds
     metrics.PIPELINE_DRAIN_SECONDS.labels(namespace, name).set(float("nan") if drain is None else drain)
+
+
+def kafka_secrets(kube: Kube, namespace: str, spec: InferencePipelineSpec) -> dict[str, dict[str, str]]:
+    """SASL/TLS Secret values for the poller's own client (kept in memory only, never logged or stored)."""
+    secrets: dict[str, dict[str, str]] = {}
+    sasl, tls = spec.kafka.sasl, spec.kafka.tls
+    if sasl is not None:
+        secrets[sasl.secret_name] = secret_values(
+            kube, namespace, sasl.secret_name, [sasl.username_key, sasl.password_key]
+        )
+    if tls is not None:
+        keys = [k for k in (tls.ca_key, tls.cert_key, tls.key_key) if k]
+        secrets.setdefault(tls.secret_name, {}).update(secret_values(kube, namespace, tls.secret_name, keys))
+    return secrets
