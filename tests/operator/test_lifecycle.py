@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
@@ -219,3 +220,39 @@ def test_finalizer_gives_up_when_kafka_is_unreachable(
     print(f"\nMEASURE deletion with Kafka down finished after {time.monotonic() - started:.1f}s")
     events = [e for e in bed.events("stranded") if e.reason == "TopicsNotDeleted"]
     assert events and "Delete them by hand" in events[0].message
+
+
+def test_autoscaler_children_are_applied_and_pruned(bed: Bed, operator: OperatorProcess) -> None:
+    bed.apply(bed.manifest("auto", consumer={"replicas": 1}))
+    bed.wait_ready("auto")
+    bed.patch_spec("auto", {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3}})
+    hpas = client_hpas(bed)
+    wait_until(lambda: "auto-consumer" in hpas(), 30, "the consumer HPA")
+    hpa = bed.api.sanitize_for_serialization(
+        kube_autoscaling(bed).read_namespaced_horizontal_pod_autoscaler("auto-consumer", bed.namespace)
+    )
+    assert hpa["metadata"]["ownerReferences"][0]["name"] == "auto"
+    assert hpa["metadata"]["labels"]["kinfer.io/pipeline"] == "auto"
+    # The HPA owns the replica count now: a count set by hand (as the HPA would) survives the next passes.
+    bed.apps.patch_namespaced_deployment_scale("auto-consumer", bed.namespace, {"spec": {"replicas": 2}})
+    time.sleep(RECONCILE_SECONDS * 2 + 1)
+    assert bed.apps.read_namespaced_deployment("auto-consumer", bed.namespace).spec.replicas == 2
+    bed.patch_spec("auto", {"autoscaling": {"enabled": False}})
+    wait_until(lambda: "auto-consumer" not in hpas(), 30, "the HPA pruned")
+    wait_until(
+        lambda: bed.apps.read_namespaced_deployment("auto-consumer", bed.namespace).spec.replicas == 1,
+        30,
+        "replicas back to spec.consumer.replicas",
+    )
+    assert "Pruned" in bed.event_reasons("auto")
+
+
+def kube_autoscaling(bed: Bed) -> Any:
+    from kubernetes import client
+
+    return client.AutoscalingV2Api(bed.api)
+
+
+def client_hpas(bed: Bed) -> Any:
+    api = kube_autoscaling(bed)
+    return lambda: {h.metadata.name for h in api.list_namespaced_horizontal_pod_autoscaler(bed.namespace).items}
