@@ -14,7 +14,7 @@ import numpy as np
 
 from kinfer_runtime.commits import Outgoing, TopicPartitionKey
 from kinfer_runtime.dead_letter import Failure, dead_letter_headers
-from kinfer_runtime.output import BatchContext, output_headers, output_value
+from kinfer_runtime.output import OWN_HEADERS, SOURCE_OFFSET, SOURCE_PARTITION, BatchContext, OutputEncoder
 
 TIMESTAMP_NOT_AVAILABLE = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 
@@ -70,22 +70,38 @@ def assemble_batch(
         raise ValueError(f"{len(rows)} prediction rows for {len(predicted)} predicted records")
     if len(predicted) + len(failures) != len(messages):
         raise ValueError(f"{len(predicted)} predicted + {len(failures)} failed != {len(messages)} consumed records")
+    # The hot path of the runtime (one pass per output record): everything equal for the whole batch is built
+    # once (OutputEncoder's template, the shared headers, partition header bytes); per record there is one
+    # orjson.dumps of the prediction and one header list: what output.output_value / output_headers describe.
     records: list[Outgoing] = []
+    append = records.append
     shared = context.shared_headers()
+    encode = OutputEncoder(context).value
+    now = int(now_ms)
+    partition_headers: dict[int, tuple[str, bytes]] = {}
     timestamps = np.empty(len(predicted), dtype=np.float64)
-    for row_number, (index, row) in enumerate(zip(predicted, rows, strict=True)):
+    for row_number, index in enumerate(predicted):
         message = messages[index]
         partition, offset = message.partition() or 0, message.offset() or 0
-        timestamp_ms = record_timestamp_ms(message)
-        timestamps[row_number] = timestamp_ms / 1000.0 if timestamp_ms is not None else np.nan
-        records.append(
-            Outgoing(
-                output_topic,
-                message.key(),
-                output_value(row, context, partition, offset, timestamp_ms, now_ms),
-                output_headers(shared, message.headers(), partition, offset),
-            )
-        )
+        kind, timestamp_ms = message.timestamp()
+        if kind == TIMESTAMP_NOT_AVAILABLE or timestamp_ms <= 0:
+            timestamps[row_number] = np.nan
+            value = encode(rows[row_number], partition, offset, None, now)
+        else:
+            timestamps[row_number] = timestamp_ms / 1000.0
+            value = encode(rows[row_number], partition, offset, timestamp_ms, now)
+        partition_header = partition_headers.get(partition)
+        if partition_header is None:
+            partition_header = partition_headers[partition] = (SOURCE_PARTITION, str(partition).encode())
+        input_headers = message.headers()
+        if input_headers:
+            headers = [h for h in input_headers if h[0] not in OWN_HEADERS]
+            headers += shared
+        else:
+            headers = shared.copy()
+        headers.append(partition_header)
+        headers.append((SOURCE_OFFSET, str(offset).encode()))
+        append(Outgoing(output_topic, message.key(), value, headers))
     for index, failure in failures:
         message = messages[index]
         headers = dead_letter_headers(

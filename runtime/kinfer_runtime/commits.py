@@ -19,7 +19,7 @@ import numpy as np
 TopicPartitionKey = tuple[str, int]
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
     """One record to produce: an output or a dead-letter record (``reason`` set)."""
 

@@ -114,6 +114,9 @@ class RuntimeMetrics:
     def set_model_version(self, model: str, version: int) -> None:
         self._model_version.labels(model=model, **self._ids).set(version)
 
+    def total_lag(self) -> int:
+        return int(sum(sample.value for family in self._lag.collect() for sample in family.samples))
+
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         """Replace the lag series: partitions no longer assigned disappear instead of reporting stale lag."""
         current = {(topic, str(partition)) for topic, partition in lag}

@@ -49,15 +49,18 @@ class FakeMessage:
 
 
 def test_output_value_has_prediction_model_source_and_timings() -> None:
-    value = orjson.loads(output_value({"fraud_probability": 0.25}, CONTEXT, 2, 41, 1_000, now_ms=1_012.5))
+    value = orjson.loads(output_value({"fraud_probability": 0.25}, CONTEXT, 2, 41, 1_000, now_ms=1_012))
     assert value == {
         "prediction": {"fraud_probability": 0.25},
         "model": {"name": "fraud", "version": 3},
         "source": {"topic": "transactions", "partition": 2, "offset": 41, "timestamp_ms": 1_000},
-        "timings_ms": {"preprocess": 1.5, "predict": 2.25, "end_to_end": 12.5},
+        "timings_ms": {"preprocess": 1.5, "predict": 2.25, "end_to_end": 12},
     }
-    no_timestamp = orjson.loads(output_value({}, CONTEXT, 0, 0, None, now_ms=5.0))
-    assert no_timestamp["timings_ms"]["end_to_end"] is None
+    no_timestamp = orjson.loads(output_value({}, CONTEXT, 0, 0, None, now_ms=5))
+    assert no_timestamp["timings_ms"]["end_to_end"] is None and no_timestamp["source"]["timestamp_ms"] is None
+    # Names that need JSON escaping or hold "%" still make valid JSON (the encoder is a bytes %-template).
+    odd = BatchContext('p"%s', 'm"%d', 1, "t%", 0.0, 0.0)
+    assert orjson.loads(output_value({"x": "%s"}, odd, 0, 1, 2, 3))["model"]["name"] == 'm"%d'
 
 
 def test_output_headers_keep_the_inputs_and_replace_stale_kinfer_ones() -> None:
@@ -109,7 +112,7 @@ def test_every_input_becomes_exactly_one_output_or_dead_letter() -> None:
     assert ("h", b"v") in batch.records[1].headers
     assert batch.next_offsets == {("transactions", 0): 12, ("transactions", 1): 6}
     assert np.allclose(batch.output_timestamps_s, [1000.0])
-    assert orjson.loads(batch.records[0].value or b"")["timings_ms"]["end_to_end"] == 100.0
+    assert orjson.loads(batch.records[0].value or b"")["timings_ms"]["end_to_end"] == 100
 
 
 def test_assembly_refuses_a_batch_that_does_not_add_up() -> None:
