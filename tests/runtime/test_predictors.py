@@ -78,12 +78,14 @@ def test_outputs_are_formatted_with_labels(fraud_dir):
     predictor.load()
     prediction = predictor.predict(fraud_inputs(5))
     rows = format_outputs(prediction, predictor.metadata)
+    threshold = predictor.metadata.labels.threshold if predictor.metadata.labels else None
+    assert threshold is not None and 0 < threshold < 1
     assert len(rows) == 5
     for row, score in zip(rows, prediction.outputs["fraud_probability"], strict=True):
         assert set(row) == {"fraud_probability", "label"}
         assert isinstance(row["fraud_probability"], float) and row["fraud_probability"] == pytest.approx(float(score))
-        assert row["label"] == ("fraud" if score >= 0.5 else "legit")
-    forced = Prediction({"fraud_probability": np.array([0.2, 0.7], np.float32)}, 1)
+        assert row["label"] == ("fraud" if score >= threshold else "legit")
+    forced = Prediction({"fraud_probability": np.array([threshold - 0.01, threshold], np.float32)}, 1)
     assert [r["label"] for r in format_outputs(forced, predictor.metadata)] == ["legit", "fraud"]
 
 
