@@ -21,7 +21,7 @@ from kinfer_operator.autoscaling.poller import KafkaLagPoller
 from kinfer_operator.kafka_admin import admin_config
 from kinfer_operator.kube import Kube, object_path, secret_values
 from kinfer_operator.manifests import content_hash
-from kinfer_runtime.spec import InferencePipelineSpec, ServingMode
+from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, ServingMode
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ class LagMonitor:
         reading = poller.read(spec.topics.input.name, group, read_committed(spec))
         current, serving_ready = self._workload(tracked)
         decision = tracked.autoscaler.step(reading, current, serving_ready)
-        if decision.scale_to is not None and decision.scale_to != current and self.kube is not None:
+        keda = AutoscalingProvider(spec.autoscaling.provider) is AutoscalingProvider.KEDA  # KEDA does 0 <-> 1 itself
+        if decision.scale_to is not None and decision.scale_to != current and self.kube is not None and not keda:
             self._scale(tracked, decision.scale_to)
         tracked.decision, tracked.error, tracked.polled_at = decision, None, time.monotonic()
         export_gauges(tracked.namespace, tracked.name, decision)
