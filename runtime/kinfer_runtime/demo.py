@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import sys
-import multiprocessing
 import tempfile
 import time
 import uuid
@@ -27,7 +27,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE_FILE = REPO / "runtime" / "pipelines" / "fraud-local.yaml"
 MODEL_DIR = REPO / "models" / "fraud"
-PHASES = [("steady", 2_000, 20.0), ("burst", 8_000, 10.0), ("quiet", 300, 8.0)]  # (name, records/s, seconds)
+PHASES = [("steady", 2_000, 20.0), ("burst", 5_000, 10.0), ("quiet", 300, 8.0)]  # (name, records/s, seconds)
 BAD_EVERY = 200  # 0.5 % of the traffic is broken on purpose
 BAD_VALUES = [
     b'{"amount": 12.5, "hour": ',
@@ -87,7 +87,7 @@ def traffic(seed: int, count: int, offset: int) -> list[Any]:
     return records
 
 
-def send_phases(bootstrap: str, topic: str, sent: Any, acked: Any, phase: Any, stop: Any) -> None:
+def send_phases(bootstrap: str, topic: str, sent: Any, acked: Any, phase: Any, stop: Any, go: Any) -> None:
     """The traffic generator (run in a child process, so that it does not compete with the pipeline for the
     GIL): all records are made first, then sent phase by phase, paced by ``kinfer produce``'s sender."""
     from confluent_kafka import Producer
@@ -99,6 +99,8 @@ def send_phases(bootstrap: str, topic: str, sent: Any, acked: Any, phase: Any, s
     for seed, (_name, rate, seconds) in enumerate(PHASES, start=1):
         planned.append(traffic(seed, int(rate * seconds), offset))
         offset += len(planned[-1])
+
+    go.wait(120)  # the records are made while the model loads; sending starts once the pipeline is ready
 
     def counted(records: list[Any]) -> Iterator[Any]:
         for record in records:
@@ -142,6 +144,50 @@ def riskiest(bootstrap: str, topic: str, count: int = 5) -> list[tuple[float, st
     return best
 
 
+def start_traffic(bootstrap: str, topic: str) -> dict[str, Any]:
+    spawn = multiprocessing.get_context("spawn")
+    shared: dict[str, Any] = {"sent": spawn.Value("q", 0), "acked": spawn.Value("q", 0), "phase": spawn.Value("i", 0),
+              "stop": spawn.Event(), "go": spawn.Event()}  # fmt: skip
+    args = (bootstrap, topic, shared["sent"], shared["acked"], shared["phase"], shared["stop"], shared["go"])
+    shared["process"] = spawn.Process(target=send_phases, args=args, daemon=True)
+    shared["process"].start()
+    return shared
+
+
+def show_progress(run: Any, traffic: dict[str, Any]) -> float:
+    """Print a status line every second until all traffic is sent and scored; returns the seconds it took."""
+    names = ["generating", *(name for name, _, _ in PHASES), "drain"]
+    counters, sender = run.counters, traffic["process"]
+    started, last_out, seen = time.monotonic(), 0, 0
+    while sender.is_alive() or counters.records_out + counters.dead_lettered < traffic["acked"].value:
+        time.sleep(1.0)
+        if not sender.is_alive() and time.monotonic() - started > 150:
+            break  # something is wrong; the summary will say what is missing
+        phase = traffic["phase"].value
+        if phase == 0:
+            continue  # still generating the records
+        samples = counters.latencies_s[seen:] if seen <= len(counters.latencies_s) else []
+        seen = len(counters.latencies_s)
+        p50, p99 = percentiles(samples)
+        print(status_line(time.monotonic() - started, names[phase], traffic["sent"].value, counters.records_out,
+                          counters.records_out - last_out, p50, p99, run.loop.metrics.total_lag(),
+                          counters.dead_lettered), flush=True)  # fmt: skip
+        last_out = counters.records_out
+    return time.monotonic() - started
+
+
+def print_summary(final: Any, sent: int, elapsed: float, bootstrap: str, output_topic: str) -> None:
+    p50, p99 = percentiles(final.latencies_s)
+    print(f"\nsummary: {sent:,} sent, {final.records_out:,} scored, {final.dead_lettered:,} dead-lettered in "
+          f"{elapsed:.1f}s ({final.records_out / elapsed:,.0f} scored/s on average); end-to-end p50 {p50:.1f} ms, "
+          f"p99 {p99:.1f} ms; {final.batches:,} batches (avg {final.records_in / max(1, final.batches):.0f} "
+          "records/batch)")  # fmt: skip
+    print("riskiest transactions scored:")
+    for probability, key, value in riskiest(bootstrap, output_topic):
+        print(f"  {key}: fraud_probability {probability:.3f} ({value['prediction'].get('label', '')}), "
+              f"partition {value['source']['partition']} offset {value['source']['offset']}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kinfer demo", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
@@ -157,52 +203,28 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = load_pipeline(PIPELINE_FILE)
         run_id = uuid.uuid4().hex[:6]  # fresh topics and group, so a reused broker's old data plays no part
         pipeline.metadata.name = f"fraud-demo-{run_id}"
-        for topic in (pipeline.spec.topics.input, pipeline.spec.topics.output, pipeline.spec.topics.dead_letter):
-            topic.name = f"{topic.name}-{run_id}"
+        topics = pipeline.spec.topics
+        for spec in (topics.input, topics.output, topics.dead_letter):
+            spec.name = f"{spec.name}-{run_id}"
         create_topics(bootstrap, pipeline)
+        traffic = start_traffic(bootstrap, topics.input.name)  # generates its records while the model loads
         print(f"broker {bootstrap}; loading model {MODEL_DIR.relative_to(REPO)} ...", flush=True)
         run = PipelineThread(pipeline, RunOptions(bootstrap_servers=bootstrap, model_path=MODEL_DIR)).start()
         run.wait_ready(60)
         print(f"pipeline {pipeline.metadata.name} ready {time.monotonic() - started:.1f}s after start: "
-              f"{pipeline.spec.topics.input.name} -> {pipeline.spec.topics.output.name}", flush=True)  # fmt: skip
-        spawn = multiprocessing.get_context("spawn")
-        sent, acked, phase, stop = spawn.Value("q", 0), spawn.Value("q", 0), spawn.Value("i", 0), spawn.Event()
-        topic = pipeline.spec.topics.input.name
-        sender = spawn.Process(target=send_phases, args=(bootstrap, topic, sent, acked, phase, stop), daemon=True)
-        names = ["starting", *(name for name, _, _ in PHASES), "drain"]
-        traffic_started = time.monotonic()
-        sender.start()
-        counters, last_out, seen_samples = run.counters, 0, 0
+              f"{topics.input.name} -> {topics.output.name}", flush=True)  # fmt: skip
+        traffic["go"].set()
         try:
-            while sender.is_alive() or counters.records_out + counters.dead_lettered < acked.value:
-                time.sleep(1.0)
-                samples = counters.latencies_s[seen_samples:] if seen_samples <= len(counters.latencies_s) else []
-                seen_samples = len(counters.latencies_s)
-                p50, p99 = percentiles(samples)
-                lag = run.loop.metrics.total_lag()
-                print(status_line(time.monotonic() - traffic_started, names[phase.value], sent.value,
-                                  counters.records_out, counters.records_out - last_out, p50, p99, lag,
-                                  counters.dead_lettered), flush=True)  # fmt: skip
-                last_out = counters.records_out
-                if not sender.is_alive() and time.monotonic() - traffic_started > 120:
-                    break
+            elapsed = show_progress(run, traffic)
         except KeyboardInterrupt:
-            stop.set()
+            traffic["stop"].set()
+            elapsed = time.monotonic() - started
         finally:
-            sender.join(30)
+            traffic["process"].join(30)
             final = run.stop()
             run.parts.predictor.close()
-        elapsed = time.monotonic() - traffic_started
-        p50, p99 = percentiles(final.latencies_s)
-        print(f"\nsummary: {acked.value:,} sent, {final.records_out:,} scored, {final.dead_lettered:,} "
-              f"dead-lettered in {elapsed:.1f}s ({final.records_out / elapsed:,.0f} scored/s on average); "
-              f"end-to-end p50 {p50:.1f} ms, p99 {p99:.1f} ms; {final.batches:,} batches "
-              f"(avg {final.records_in / max(1, final.batches):.0f} records/batch)")  # fmt: skip
-        print("riskiest transactions scored:")
-        for probability, key, value in riskiest(bootstrap, pipeline.spec.topics.output.name):
-            print(f"  {key}: fraud_probability {probability:.3f} ({value['prediction'].get('label', '')}), "
-                  f"partition {value['source']['partition']} offset {value['source']['offset']}")  # fmt: skip
-    lost = acked.value - final.records_out - final.dead_lettered
+        print_summary(final, traffic["acked"].value, elapsed, bootstrap, topics.output.name)
+    lost = traffic["acked"].value - final.records_out - final.dead_lettered
     print(f"done in {time.monotonic() - started:.0f}s; every record accounted for: {lost == 0}")
     return 0 if lost == 0 else 1
 
