@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,9 @@ from tests.ingestion.pipelines import pipeline_manifest
 FILE_SOURCE = "org.apache.kafka.connect.file.FileStreamSourceConnector"
 
 
-@pytest.fixture(scope="module")
-def connect(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectClient]:
-    worker = ConnectWorker(kafka_bootstrap, tmp_path_factory.mktemp("connect")).start()
-    try:
-        yield ConnectClient(worker.url, timeout_s=15)
-    finally:
-        worker.stop()
+@pytest.fixture
+def connect(connect_worker: ConnectWorker) -> ConnectClient:
+    return ConnectClient(connect_worker.url, timeout_s=15)
 
 
 def make_pipeline(
