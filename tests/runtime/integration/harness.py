@@ -66,6 +66,7 @@ def manifest(
     preprocessing: dict[str, Any] | None = None,
     max_batch_size: int = 256,
     model: str = "fraud",
+    serving: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "kafka": {
@@ -83,6 +84,8 @@ def manifest(
     }
     if preprocessing:
         spec["preprocessing"] = preprocessing
+    if serving:
+        spec["serving"] = serving
     return {"apiVersion": "kinfer.io/v1alpha1", "kind": "InferencePipeline", "metadata": {"name": name}, "spec": spec}
 
 
@@ -185,8 +188,10 @@ class RuntimeProcess:
         bootstrap: str,
         pod_name: str | None = None,
         model_path: Path = FRAUD_MODEL,
+        extra_args: tuple[str, ...] = (),
     ):
         self.model_path = model_path
+        self.extra_args = list(extra_args)
         self.path = workdir / f"{pipeline['metadata']['name']}.yaml"
         self.path.write_text(yaml.safe_dump(pipeline))
         self.workdir = workdir
@@ -206,6 +211,7 @@ class RuntimeProcess:
                    self.bootstrap, "--metrics-port", str(self.port)]  # fmt: skip
         if self.pod_name:
             command += ["--pod-name", self.pod_name]
+        command += self.extra_args
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== start {self.starts}\n".encode())
