@@ -20,7 +20,8 @@ import kopf
 from kinfer_operator import kafka_admin, metrics, naming
 from kinfer_operator.kube import Kube
 from kinfer_operator.preflight import parse_or_problems
-from kinfer_operator.reconcile import _admin, reconcile
+from kinfer_operator.reconcile import reconcile
+from kinfer_operator.topic_sync import admin_for
 from kinfer_runtime.spec import TopicMode
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec,
         t.name for t in (topics.input, topics.output, topics.dead_letter) if TopicMode(t.mode) is TopicMode.CREATE
     ]
     try:
-        kafka_admin.delete_topics(_admin(kube, pipeline), managed)
+        kafka_admin.delete_topics(admin_for(kube, pipeline), managed)
     except kafka_admin.KafkaUnavailable as error:
         waited = _seconds_since(meta.get("deletionTimestamp"))
         if waited < give_up_seconds:

@@ -61,6 +61,7 @@ class AutoscalerPlan:
 class ConnectorContext:
     pipeline: InferencePipeline
     uid: str
+    kube: Any = None  # kinfer_operator.kube.Kube: for plug-ins that must read live objects (Strimzi CRDs)
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from kinfer_operator import conditions, kafka_admin, naming
+from kinfer_operator import conditions, naming
 from kinfer_operator.conditions import Condition, deployment_state, workload_condition
 from kinfer_operator.consumer import tfserving_endpoint
 from kinfer_operator.desired import deploys_tfserving, desired_children
 from kinfer_operator.hooks import AutoscalerContext, ConnectorContext, autoscaler_hook, connector_hook
-from kinfer_operator.kube import Kube, KubeError, apply_child, get_child, object_path, secret_keys, secret_values
+from kinfer_operator.kube import Kube, KubeError, apply_child, get_child, object_path, secret_keys
 from kinfer_operator.manifests import Owner, spec_hash_of
 from kinfer_operator.preflight import parse_or_problems, secret_problems, static_problems
 from kinfer_operator.status import Event, Observed, build_status, condition_events, status_patch
-from kinfer_operator.topics import TopicPlan, plan_topics
+from kinfer_operator.topic_sync import apply_topics, read_topics
 from kinfer_operator.volumes import referenced_secrets
 from kinfer_runtime.spec import InferencePipeline, ServingMode
 
@@ -59,7 +59,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
 
     topic_plan, topic_condition = None, None
     if pipeline is not None and not problems:
-        topic_plan, topic_condition = _read_topics(kube, pipeline, previous)
+        topic_plan, topic_condition = read_topics(kube, pipeline, previous)
         if topic_plan is not None:
             problems += topic_plan.invalid
     if pipeline is None or problems:
@@ -67,7 +67,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
 
     events: list[Event] = []
     if topic_plan is not None:
-        topic_condition = _apply_topics(kube, pipeline, topic_plan, events)
+        topic_condition = apply_topics(kube, pipeline, topic_plan, events)
     assert topic_condition is not None
     owner = Owner(name, namespace, uid)
     live_consumer = kube.request("GET", object_path("apps/v1", "Deployment", namespace, naming.consumer_name(name)))
@@ -89,7 +89,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
             status=previous,
         )
     )
-    connectors = connector_hook()(ConnectorContext(pipeline=pipeline, uid=uid))
+    connectors = connector_hook()(ConnectorContext(pipeline=pipeline, uid=uid, kube=kube))
     children = desired_children(
         pipeline,
         owner,
@@ -157,56 +157,6 @@ def _invalid(
     status = build_status(previous, observed, pipeline, meta["name"], _now())
     events = condition_events(previous.get("conditions") or [], current)
     return Outcome(status_patch(previous, status), events, invalid=True)
-
-
-def _admin(kube: Kube, pipeline: InferencePipeline) -> Any:
-    kafka = pipeline.spec.kafka
-    secrets: dict[str, dict[str, str]] = {}
-    if kafka.sasl is not None:
-        keys = [kafka.sasl.username_key, kafka.sasl.password_key]
-        secrets[kafka.sasl.secret_name] = secret_values(kube, pipeline.metadata.namespace, kafka.sasl.secret_name, keys)
-    if kafka.tls is not None:
-        keys = [k for k in (kafka.tls.ca_key, kafka.tls.cert_key, kafka.tls.key_key) if k]
-        secrets.setdefault(kafka.tls.secret_name, {}).update(
-            secret_values(kube, pipeline.metadata.namespace, kafka.tls.secret_name, keys)
-        )
-    return kafka_admin.admin_client(kafka_admin.admin_config(kafka, secrets))
-
-
-def _read_topics(
-    kube: Kube, pipeline: InferencePipeline, previous: dict[str, Any]
-) -> tuple[TopicPlan | None, Condition | None]:
-    topics = pipeline.spec.topics
-    names = [topics.input.name, topics.output.name, topics.dead_letter.name]
-    try:
-        observed = kafka_admin.describe_topics(_admin(kube, pipeline), names)
-    except kafka_admin.KafkaUnavailable as error:
-        return None, Condition(conditions.TOPICS_READY, "False", conditions.KAFKA_ERROR, str(error))
-    return plan_topics(pipeline.spec, observed, set(previous.get("topics") or {})), None
-
-
-def _apply_topics(kube: Kube, pipeline: InferencePipeline, plan: TopicPlan, events: list[Event]) -> Condition:
-    kind = conditions.TOPICS_READY
-    if plan.changes:
-        try:
-            kafka_admin.execute_plan(_admin(kube, pipeline), plan)
-        except kafka_admin.KafkaUnavailable as error:
-            return Condition(kind, "False", conditions.KAFKA_ERROR, str(error))
-        for name in plan.recreated:
-            events.append(Event("Warning", "TopicRecreated", f"topic {name} was deleted outside kinfer; re-created"))
-        created = [t.name for t in plan.create if t.name not in plan.recreated]
-        if created:
-            events.append(Event("Normal", "TopicsCreated", f"created topics {', '.join(created)}"))
-        for name, count in plan.increase.items():
-            events.append(Event("Normal", "PartitionsIncreased", f"topic {name} now has {count} partitions"))
-        for name in sorted(set(plan.set_configs) | set(plan.delete_configs)):
-            events.append(Event("Normal", "TopicConfigUpdated", f"topic {name}: configs aligned with the spec"))
-    if plan.refused:
-        return Condition(kind, "False", conditions.NOT_SUPPORTED, "; ".join(plan.refused))
-    if plan.waiting:
-        return Condition(kind, "False", "TopicMissing", "; ".join(plan.waiting))
-    summary = ", ".join(f"{name} ({count})" for name, count in plan.partitions.items())
-    return Condition(kind, "True", "TopicsReady", f"topics and partitions: {summary}")
 
 
 def _serving_condition(pipeline: InferencePipeline, state: conditions.DeploymentState) -> Condition:

@@ -50,7 +50,11 @@ def main(argv: list[str]) -> int:
         rss_empty = operator.rss_bytes()
         names = [f"m{i:04d}" for i in range(args.pipelines)]
         started = time.monotonic()
-        bed.apply(*(bed.manifest(name, partitions=1, deletionPolicy="Delete") for name in names))
+        # One consumer each: the bed's three kwok nodes hold 330 pods.
+        manifests = [
+            bed.manifest(name, partitions=1, deletionPolicy="Delete", consumer={"replicas": 1}) for name in names
+        ]
+        bed.apply(*manifests)
         wait_until(lambda: _all_children_exist(bed, names), 1800, "all children", interval=2)
         results["apply_to_children_s"] = round(time.monotonic() - started, 1)
         wait_until(lambda: _all_ready(bed, names), 1800, "all Ready", interval=5)

@@ -70,7 +70,7 @@ def test_fifty_pipelines_converge_and_idle_reconciles_write_nothing(bed: Bed, tm
     ).start()
     try:
         names = [f"p{i:03d}" for i in range(50)]
-        manifests = [bed.manifest(name, partitions=1) for name in names]
+        manifests = [bed.manifest(name, partitions=1, consumer={"replicas": 1}) for name in names]
         started = time.monotonic()
         bed.apply(*manifests)
         wait_until(lambda: _all_children_exist(bed, names), 300, "children of 50 pipelines", interval=1)
