@@ -230,7 +230,9 @@ def test_consumer_scale_out_held_while_model_server_not_ready(
         body={"spec": {"template": {"spec": {"nodeSelector": None}}}},
         content_type="application/merge-patch+json",
     )
-    released = wait_for(lambda: (d := decision()) and not d.held_by_serving and d, 90, "TF Serving Ready")
+    released = wait_for(
+        lambda: (d := decision()) and not d.held_by_serving and d, 180, "TF Serving Ready (kwok makes its pod Ready)"
+    )
     assert released.desired_replicas == 3
     monitor.stop()
 
