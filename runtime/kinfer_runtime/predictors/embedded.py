@@ -73,7 +73,7 @@ class LoadedModel:
         tensors = {name: tf.constant(array) for name, array in inputs.items()}
         try:
             outputs = self.function(**tensors)
-        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
+        except (tf.errors.OpError, TypeError, ValueError) as error:  # an error inside the graph or a bad input
             raise PredictionFailed(f"model {self.metadata.name} v{self.version} refused the batch: {error}") from error
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
