@@ -53,13 +53,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def selected_records(
     messages: Iterator[object], selection: Selection, report: ReplayReport, limit: int | None = None
 ) -> Iterator[OutgoingRecord]:
-    """The records to re-inject, in dead-letter order; every record read is counted in ``report``."""
+    """The records to re-inject, in dead-letter order; every record read is counted in ``report``.
+
+    Reading stops at the ``limit``-th replayed record, so the report's next offsets are where to resume.
+    """
     replayed = 0
     for message in messages:
+        if limit is not None and replayed >= limit:
+            return
         dead_letter = DeadLetter.from_message(message)
         reason = skip_reason(dead_letter, selection)
-        if reason is None and limit is not None and replayed >= limit:
-            reason = "over --limit"
         report.add(dead_letter, reason)
         if reason is None:
             replayed += 1

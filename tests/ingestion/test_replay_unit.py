@@ -95,23 +95,25 @@ def test_selection_by_pipeline_class_and_attempts() -> None:
     )
 
 
-def test_selected_records_counts_everything_and_honours_the_limit() -> None:
-    messages = [FakeMessage(i, dlq_headers("MalformedJson" if i % 2 else "NonFinite", 1 + i // 4)) for i in range(10)]
+def test_selected_records_counts_everything_and_stops_at_the_limit() -> None:
+    messages = [FakeMessage(i, dlq_headers("MalformedJson" if i % 2 else "NonFinite", 1 + i // 4)) for i in range(12)]
     report = ReplayReport(sample_size=2)
-    records = list(selected_records(iter(messages), Selection("fraud", max_attempts=3), report, limit=5))
-    # Offsets 0-7 have attempts 1-2 (replayable), 8-9 attempt 3 (exhausted); the limit takes the first five.
-    assert len(records) == 5
-    assert [dict(r.headers)["kinfer.replayed-from"] for r in records] == [f"fraud-dlq:0:{i}".encode() for i in range(5)]
-    assert report.read == 10 and report.total_replayable == 5
-    assert report.skipped[("NonFinite", "attempts exhausted")] == 1
-    assert report.skipped[("MalformedJson", "attempts exhausted")] == 1
-    assert sum(n for (_, r), n in report.skipped.items() if r == "over --limit") == 3
-    assert report.next_offsets == {0: 10}
-    assert len(report.samples) == 2
+    everything = list(selected_records(iter(messages), Selection("fraud", max_attempts=3), report))
+    # Offsets 0-7 have attempts 1-2 (replayable), 8-11 attempt 3 (exhausted).
+    assert [dict(r.headers)["kinfer.replayed-from"] for r in everything] == [
+        f"fraud-dlq:0:{i}".encode() for i in range(8)
+    ]
+    assert report.read == 12 and report.total_replayable == 8
+    assert report.skipped == {("NonFinite", "attempts exhausted"): 2, ("MalformedJson", "attempts exhausted"): 2}
+    assert report.next_offsets == {0: 12} and len(report.samples) == 2
     table = report.table().splitlines()
-    assert table[1].split() == ["MalformedJson", "2", "1", "2"]
-    assert table[-1].split() == ["total", "5", "5"]
+    assert table[1].split() == ["MalformedJson", "4", "2", "0"]
+    assert table[-1].split() == ["total", "8", "4"]
     assert "fraud-dlq:0:0 NonFinite attempt=1" in report.sample_lines()[0]
+
+    limited = ReplayReport()
+    assert len(list(selected_records(iter(messages), Selection("fraud", max_attempts=3), limited, limit=5))) == 5
+    assert limited.read == 5 and limited.next_offsets == {0: 5}  # resume from offset 5
 
 
 def test_parse_time_ms() -> None:
