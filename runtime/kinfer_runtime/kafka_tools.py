@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from kinfer_runtime.spec import InferencePipeline, SaslMechanism, SecurityProtocol, parse_pipeline
+from kinfer_runtime.kafka_config import common_config, read_credentials
+from kinfer_runtime.spec import InferencePipeline, parse_pipeline
 
 BOOTSTRAP_ENV_VARS = ("KINFER_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
 
@@ -56,24 +57,13 @@ def bootstrap_servers(explicit: str | None, pipeline: InferencePipeline | None) 
     raise ValueError("no Kafka given: pass --bootstrap-servers (or set KAFKA_BOOTSTRAP_SERVERS, or --pipeline)")
 
 
-def pipeline_client_config(pipeline: InferencePipeline) -> dict[str, str]:
-    """librdkafka settings of the pipeline's spec.kafka, secrets read from the mounted Secret files if present."""
-    kafka = pipeline.spec.kafka
-    config = dict(kafka.config)
-    protocol = SecurityProtocol(kafka.security_protocol).value
-    config["security.protocol"] = protocol
-    if kafka.sasl is not None:
-        sasl_dir = Path(os.environ.get("KINFER_SASL_DIR", "/var/run/secrets/kinfer/sasl"))
-        config["sasl.mechanism"] = str(SaslMechanism(kafka.sasl.mechanism).value)
-        for setting, key in (("sasl.username", kafka.sasl.username_key), ("sasl.password", kafka.sasl.password_key)):
-            if (sasl_dir / key).is_file():
-                config[setting] = (sasl_dir / key).read_text().strip()
-    if kafka.tls is not None:
-        tls_dir = Path(os.environ.get("KINFER_TLS_DIR", "/var/run/secrets/kinfer/tls"))
-        config["ssl.ca.location"] = str(tls_dir / kafka.tls.ca_key)
-        if kafka.tls.cert_key and kafka.tls.key_key:
-            config["ssl.certificate.location"] = str(tls_dir / kafka.tls.cert_key)
-            config["ssl.key.location"] = str(tls_dir / kafka.tls.key_key)
+def pipeline_client_config(pipeline: InferencePipeline) -> dict[str, Any]:
+    """librdkafka settings of the pipeline's spec.kafka, as the runtime builds them (security protocol, SASL and
+    TLS from the mounted Secret files or env), plus ``spec.kafka.config``; a ValueError if credentials are missing.
+    """
+    config = common_config(pipeline, "", read_credentials(pipeline))
+    config.pop("bootstrap.servers")
+    config.update(pipeline.spec.kafka.config)
     return config
 
 
@@ -89,7 +79,7 @@ def parse_settings(pairs: list[str]) -> dict[str, str]:
 
 
 def client_config(
-    bootstrap: str, pipeline_config: dict[str, str], overrides: list[str], defaults: dict[str, str] | None = None
+    bootstrap: str, pipeline_config: dict[str, Any], overrides: list[str], defaults: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """defaults < the pipeline's settings < ``-X`` overrides, plus the bootstrap servers."""
     config: dict[str, Any] = dict(defaults or {})
@@ -99,7 +89,7 @@ def client_config(
     return config
 
 
-def resolve_target(args: argparse.Namespace, topic_role: str) -> tuple[str, str, dict[str, str]]:
+def resolve_target(args: argparse.Namespace, topic_role: str) -> tuple[str, str, dict[str, Any]]:
     """(topic, bootstrap servers, pipeline client settings) from ``--topic``/``--pipeline``/env."""
     pipeline = load_pipeline_file(args.pipeline) if getattr(args, "pipeline", None) else None
     topic = getattr(args, "topic", None)

@@ -170,7 +170,27 @@ def test_pipeline_settings_and_target_come_from_the_manifest(tmp_path: Path, mon
         ),
     )
     pipeline = load_pipeline_file(path)
-    assert pipeline_client_config(pipeline) == {"linger.ms": "7", "security.protocol": "PLAINTEXT"}
+    settings = pipeline_client_config(pipeline)
+    assert settings["linger.ms"] == "7" and settings["security.protocol"] == "PLAINTEXT"
+    assert "bootstrap.servers" not in settings  # the tools' --bootstrap-servers/env decide that
+
+    sasl = {"bootstrapServers": "b:1", "securityProtocol": "SASL_PLAINTEXT", "sasl": {"secretName": "creds"}}
+    secure = write_pipeline(tmp_path / "s.yaml", pipeline_manifest("s", "b:1", topics, kafka=sasl))
+    monkeypatch.setenv("KINFER_SASL_DIR", str(tmp_path / "no-such-dir"))
+    monkeypatch.delenv("KINFER_SASL_USERNAME", raising=False)
+    monkeypatch.delenv("KINFER_SASL_PASSWORD", raising=False)
+    with pytest.raises(ValueError, match="SASL credentials not found"):
+        pipeline_client_config(load_pipeline_file(secure))
+    (tmp_path / "sasl").mkdir()
+    (tmp_path / "sasl" / "username").write_text("alice\n")
+    (tmp_path / "sasl" / "password").write_text("s3cret\n")
+    monkeypatch.setenv("KINFER_SASL_DIR", str(tmp_path / "sasl"))
+    settings = pipeline_client_config(load_pipeline_file(secure))
+    assert (settings["sasl.username"], settings["sasl.password"], settings["sasl.mechanism"]) == (
+        "alice",
+        "s3cret",
+        "SCRAM-SHA-512",
+    )
     for name in ("KINFER_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(name, raising=False)
     args = argparse.Namespace(pipeline=str(path), topic=None, bootstrap_servers=None)
