@@ -102,6 +102,7 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             topics = Topics(names["in"], names["d"], names["d-dlq"], parts)
             alo = run_throughput(bootstrap, topics, n, kinfer_pipeline("alo", topics, "atLeastOnce"), work, MODEL_DIR)
             figures.update(kinfer_rps=alo["rps"], cold_start_s=alo["cold_start_s"], kinfer_rss_mb=alo["rss_mb"])
+            figures.update({f"kinfer_{k}": v for k, v in alo.items() if k.startswith("stage_")})
         if "eos" in cases:
             step("(d) kinfer run, exactly-once")
             topics = Topics(names["in"], names["e"], names["e-dlq"], parts)
