@@ -132,4 +132,4 @@ def test_plan_disabled_and_waiting() -> None:
     assert plan.manifests == [] and plan.condition.reason == "Disabled" and plan.consumer_replicas == 1
     spec = make_spec()
     waiting = plan_autoscaler(context(spec), None, True)
-    assert waiting.condition.status == "Unknown" and waiting.lag is None and len(waiting.manifests) == 1
+    assert waiting.condition.reason == "WaitingForLag" and waiting.lag is None and len(waiting.manifests) == 1

@@ -82,7 +82,8 @@ def autoscaling_condition(
     if error is not None:
         return Condition(AUTOSCALING_READY, "False", "LagUnavailable", f"cannot read consumer lag: {error}")
     if decision is None:
-        return Condition(AUTOSCALING_READY, "Unknown", "WaitingForLag", "the first lag poll has not finished yet")
+        # True: the HPA is in place and keeps the current size until the first poll (seconds away) serves a value
+        return Condition(AUTOSCALING_READY, "True", "WaitingForLag", "the first lag poll has not finished yet")
     if decision.held_by_serving:
         return Condition(
             AUTOSCALING_READY,
