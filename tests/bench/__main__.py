@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     work = ROOT / ".bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    load_at_start = os.getloadavg()[0]
     with ExitStack() as stack:
         bootstrap = broker(args, stack)
         figures = run_all(args, bootstrap, work)
     figures["bench_seconds"] = round(time.monotonic() - started, 1)
+    figures["load_average_at_start"] = load_at_start  # the machine is shared: read the figures with this in mind
     report = results(figures, args)
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     print_table(report)
