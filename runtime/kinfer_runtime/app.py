@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -22,6 +23,7 @@ import yaml
 from kinfer_runtime.health import HealthServer, LoopState
 from kinfer_runtime.logs import configure_logging, fields
 from kinfer_runtime.metrics import RuntimeMetrics
+from kinfer_runtime.runner import RunOptions, build_loop_parts, run_pipeline
 from kinfer_runtime.spec import InferencePipeline, SpecError, parse_pipeline
 
 log = logging.getLogger("kinfer.app")
@@ -47,6 +49,16 @@ def load_pipeline(path: Path) -> InferencePipeline:
     return parse_pipeline(manifest)
 
 
+def resolve_options(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
+    """CLI flags win over environment variables; unset ones fall back to the manifest (in the runner)."""
+    return RunOptions(
+        bootstrap_servers=args.bootstrap_servers or env.get("KINFER_BOOTSTRAP_SERVERS") or None,
+        pod_name=args.pod_name or env.get("KINFER_POD_NAME") or None,
+        model_path=args.model_path,
+        tfserving_endpoint=args.tfserving_endpoint or env.get("KINFER_TFSERVING_ENDPOINT") or None,
+    )
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     configure_logging("INFO")
@@ -59,15 +71,7 @@ def main(argv: list[str]) -> int:
     meta = pipeline.metadata
     configure_logging(pipeline.spec.monitoring.log_level, pipeline=meta.name, namespace=meta.namespace)
 
-    from kinfer_runtime.runner import RunOptions, build_loop_parts, run_pipeline
-
-    env = os.environ
-    options = RunOptions(
-        bootstrap_servers=args.bootstrap_servers or env.get("KINFER_BOOTSTRAP_SERVERS") or None,
-        pod_name=args.pod_name or env.get("KINFER_POD_NAME") or None,
-        model_path=args.model_path,
-        tfserving_endpoint=args.tfserving_endpoint or env.get("KINFER_TFSERVING_ENDPOINT") or None,
-    )
+    options = resolve_options(args, os.environ)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -36,6 +36,7 @@ from kinfer_runtime.health import LoopState
 from kinfer_runtime.logs import fields
 from kinfer_runtime.metrics import RuntimeMetrics
 from kinfer_runtime.output import BatchContext
+from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
 from kinfer_runtime.rebalance import Rebalancer
 from kinfer_runtime.spec import Delivery, InferencePipeline
 
@@ -205,8 +206,6 @@ class PipelineLoop:
         self._predict_and_produce(messages, encoded, preprocess_s)
 
     def _predict_and_produce(self, messages: list[Message], encoded: Any, preprocess_s: float) -> None:
-        from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
-
         # str(getattr(...)): reasons may be a str-valued Enum, whose str() is "Class.MEMBER" on Python 3.11.
         failures = [(f.index, Failure(str(getattr(f.reason, "value", f.reason)), f.message)) for f in encoded.failures]
         predicted: list[int] = list(encoded.ok)
@@ -227,7 +226,7 @@ class PipelineLoop:
                 predicted, rows = [], []
             predict_s = time.perf_counter() - started
             self.metrics.stage["predict"].observe(predict_s)
-        failures.sort()
+        failures.sort(key=lambda failure: failure[0])
         context = BatchContext(
             self.name,
             self.parts.predictor.model_name,
