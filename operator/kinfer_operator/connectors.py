@@ -108,6 +108,29 @@ def delete_pipeline_connectors(pipeline: InferencePipeline, client: ConnectClien
     return owned
 
 
+def has_rest_connectors(spec: dict[str, Any]) -> bool:
+    """For a delete handler's filter: connectors that live in a Connect cluster, not in owned KafkaConnectors."""
+    ingestion = spec.get("ingestion") or {}
+    return bool(ingestion.get("connectUrl") and ingestion.get("connectors") and not ingestion.get("useStrimzi"))
+
+
+def delete_connectors_of(name: str, namespace: str, spec: dict[str, Any]) -> list[str]:
+    """For the pipeline's delete handler: deletes its connectors from the Connect cluster named in the spec.
+
+    Raises ConnectError when Connect cannot be reached (the handler retries, then gives up after a bounded time
+    so that a namespace can always be deleted). A spec that does not parse has no connectors to delete.
+    """
+    if not has_rest_connectors(spec):
+        return []
+    try:
+        pipeline = InferencePipeline.model_validate({"metadata": {"name": name, "namespace": namespace}, "spec": spec})
+    except ValueError:
+        return []
+    url = pipeline.spec.ingestion.connect_url
+    assert url is not None  # has_rest_connectors checked it
+    return delete_pipeline_connectors(pipeline, ConnectClient(url))
+
+
 def desired_connectors(context: ConnectorContext) -> ConnectorPlan:
     """The reconcile's hook (see the module docstring)."""
     pipeline = context.pipeline

@@ -16,7 +16,12 @@ import pytest
 
 from kinfer_operator.connect_client import ConnectClient
 from kinfer_operator.connector_state import RestartBackoff
-from kinfer_operator.connectors import ConnectorsOutcome, delete_pipeline_connectors, reconcile_connectors
+from kinfer_operator.connectors import (
+    ConnectorsOutcome,
+    delete_connectors_of,
+    delete_pipeline_connectors,
+    reconcile_connectors,
+)
 from kinfer_runtime.spec import InferencePipeline, parse_pipeline
 from tests.ingestion.connect_worker import ConnectWorker
 from tests.ingestion.kafka_helpers import create_topic, read_topic
@@ -142,3 +147,22 @@ def create_topic_named(bootstrap: str, name: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
         future.result(30)
+
+
+def test_deleting_the_pipeline_deletes_its_connectors(
+    connect: ConnectClient, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    input_topic = create_topic(kafka_bootstrap, "connect-del", partitions=1)
+    source = tmp_path / "a.jsonl"
+    source.write_text('{"a": 1}\n')
+    spec = [{"name": name, "connectorClass": FILE_SOURCE, "config": {"file": str(source)}} for name in ("one", "two")]
+    pipeline = make_pipeline(kafka_bootstrap, connect.url, input_topic, spec)
+    assert len(reconcile_connectors(pipeline, connect, RestartBackoff()).changes.create) == 2
+    namespace = pipeline.metadata.namespace
+    wire_spec = pipeline.spec.to_wire()  # what the delete handler gets from kopf
+
+    deleted = delete_connectors_of("ingest", namespace, wire_spec)
+
+    assert deleted == [f"kinfer.{namespace}.ingest.one", f"kinfer.{namespace}.ingest.two"]
+    assert not [name for name in connect.connectors() if name.startswith(f"kinfer.{namespace}.")]
+    assert delete_connectors_of("ingest", namespace, wire_spec) == []  # idempotent

@@ -18,7 +18,7 @@ from kinfer_operator.connector_state import (
     plan_changes,
     trace_summary,
 )
-from kinfer_operator.connectors import reconcile_connectors
+from kinfer_operator.connectors import delete_connectors_of, has_rest_connectors, reconcile_connectors
 from kinfer_operator.strimzi_connectors import build_kafka_connectors, kafka_connector_health, strimzi_condition
 from kinfer_runtime.spec import InferencePipeline, SpecError, parse_pipeline
 from tests.ingestion.pipelines import pipeline_manifest
@@ -186,3 +186,13 @@ def test_strimzi_condition_from_kafka_connector_status() -> None:
     not_ready = {"status": {"conditions": [{"type": "NotReady", "status": "True", "message": "cluster not found"}]}}
     health = kafka_connector_health("fraud-files", not_ready)
     assert health == ConnectorHealth("fraud-files", "FAILED", 0, 0, ["Strimzi: cluster not found"])
+
+
+def test_which_deleted_pipelines_have_connectors_to_clean_up() -> None:
+    rest = {"ingestion": {"connectUrl": "http://c:8083", "connectors": [{"name": "a", "connectorClass": "x"}]}}
+    assert has_rest_connectors(rest)
+    assert not has_rest_connectors({"ingestion": {**rest["ingestion"], "useStrimzi": True}})  # owner references
+    assert not has_rest_connectors({"ingestion": {"connectUrl": "http://c:8083", "connectors": []}})
+    assert not has_rest_connectors({})
+    # A spec that never parsed created no connectors: nothing to delete, and no Connect call is made.
+    assert delete_connectors_of("p", "ns", {**rest, "kafka": "not an object"}) == []
