@@ -17,7 +17,14 @@ from typing import Any
 
 from kinfer_runtime.kafka_tools import add_kafka_arguments, client_config, resolve_target
 from kinfer_runtime.progress import ProgressBar
-from kinfer_runtime.record_sources import FORMATS, OutgoingRecord, count_lines, detect_format, read_records
+from kinfer_runtime.record_sources import (
+    FORMATS,
+    OutgoingRecord,
+    check_readable,
+    count_lines,
+    detect_format,
+    read_records,
+)
 
 POLL_EVERY = 64  # serve delivery reports every N produce calls: often enough to keep the queue short
 
@@ -169,7 +176,8 @@ def main(argv: list[str]) -> int:
     try:
         topic, bootstrap, pipeline_config = resolve_target(args, topic_role="input")
         fmt = detect_format(args.file, args.format)
-    except ValueError as error:
+        check_readable(args.file)
+    except (OSError, ValueError) as error:
         print(f"kinfer produce: {error}", file=sys.stderr)
         return 2
     from confluent_kafka import Producer

@@ -50,6 +50,12 @@ def detect_format(path: str, explicit: str | None = None) -> str:
     raise ValueError(f"cannot tell the format of {path!r} from its name: pass --format jsonl|csv|parquet")
 
 
+def check_readable(path: str) -> None:
+    """A ValueError naming the file when it cannot be read (before any record is sent or scored)."""
+    if path != "-" and not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
+
+
 def open_binary(path: str) -> IO[bytes]:
     """The file, or stdin for ``-``, opened for binary reading."""
     if path == "-":

@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
             until_ms=parse_time_ms(args.until, now_ms) if args.until else None,
         )
         config = client_config(bootstrap, pipeline_settings(pipeline), args.config)
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         print(f"kinfer replay: {error}", file=sys.stderr)
         return 2
     spec = pipeline.spec
@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
             )
             summary = send_records(producer, target, records, rate=args.rate, progress=progress)
             ok = summary.ok
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         print(f"kinfer replay: {error}", file=sys.stderr)
         return 2
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 from kinfer_runtime.kafka_tools import add_kafka_arguments, bootstrap_servers, client_config, load_pipeline_file
 from kinfer_runtime.kafka_tools import pipeline_client_config as pipeline_settings
 from kinfer_runtime.progress import ProgressBar
-from kinfer_runtime.record_sources import FORMATS, count_lines, detect_format, read_records
+from kinfer_runtime.record_sources import FORMATS, check_readable, count_lines, detect_format, read_records
 from kinfer_runtime.replay_selection import parse_time_ms
 from kinfer_runtime.score_output import ScoreWriter
 from kinfer_runtime.spec import InferencePipeline
@@ -124,6 +124,7 @@ def main(argv: list[str]) -> int:
         writer = ScoreWriter.open(args.output)
         if args.input:
             fmt = detect_format(args.input, args.format)
+            check_readable(args.input)
             inputs: Iterable[ScoreInput] = file_inputs(args.input, fmt)
             total = None if args.no_progress else count_lines(args.input, fmt)
         else:
@@ -143,7 +144,7 @@ def main(argv: list[str]) -> int:
             ranges = plan_ranges(consumer, topic, bounds)
             total = sum(end - start for start, end in ranges.values())
             inputs = topic_inputs(read_ranges(consumer, topic, ranges))
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         print(f"kinfer score: {error}", file=sys.stderr)
         return 2
     if args.limit is not None:

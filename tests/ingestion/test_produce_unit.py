@@ -201,3 +201,19 @@ def test_pipeline_settings_and_target_come_from_the_manifest(tmp_path: Path, mon
     assert resolve_target(args, "input")[:2] == ("other", "flag:1")
     with pytest.raises(ValueError, match="no topic"):
         resolve_target(argparse.Namespace(pipeline=None, topic=None, bootstrap_servers="x"), "input")
+
+
+def test_the_tools_refuse_missing_inputs_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kinfer_runtime import produce, replay, score
+    from tests.ingestion.pipelines import pipeline_manifest, write_pipeline
+
+    missing = str(tmp_path / "missing.jsonl")
+    assert produce.main([missing, "--topic", "t", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    assert f"kinfer produce: {missing}: no such file" in capsys.readouterr().err
+    topics = {"input": "in", "output": "out", "deadLetter": "dlq"}
+    pipeline = str(write_pipeline(tmp_path / "p.yaml", pipeline_manifest("p", "127.0.0.1:1", topics)))
+    assert score.main([pipeline, "--input", missing, "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert f"kinfer score: {missing}: no such file" in capsys.readouterr().err
+    assert replay.main([str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kinfer replay:") and "nope.yaml" in err
