@@ -1,4 +1,4 @@
-"""``kinfer produce``: send JSONL or CSV records from a file or stdin to a topic, at a target rate, with progress.
+"""``kinfer produce``: send JSONL, CSV or Parquet records from a file or stdin to a topic, at a target rate.
 
 ``send_records`` is the reusable part (the demo's traffic generator calls it too): it paces records with a token
 bucket, serves delivery reports while it sends, and counts a record as delivered only when the broker acked it.
@@ -156,7 +156,7 @@ def _produce_one(producer: Any, topic: str, record: OutgoingRecord, on_delivery:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kinfer produce", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kinfer produce", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("file", nargs="?", default="-", help="JSONL, CSV or Parquet file; - (default) for stdin")
     add_kafka_arguments(parser)
     parser.add_argument("--topic", help="target topic (default: the pipeline's input topic)")

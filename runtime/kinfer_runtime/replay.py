@@ -31,7 +31,7 @@ from kinfer_runtime.topic_range import RangeBounds, plan_ranges, range_consumer,
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kinfer replay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kinfer replay", description=__doc__.splitlines()[0].replace("``", ""))
     add_kafka_arguments(parser, pipeline_positional=True)
     select = parser.add_argument_group("what to replay (all given conditions must hold)")
     select.add_argument("--partition", type=int, action="append", default=[], help="dead-letter partition (repeat)")

@@ -94,7 +94,7 @@ def score_batches(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kinfer score", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kinfer score", description=__doc__.splitlines()[0].replace("``", ""))
     add_kafka_arguments(parser, pipeline_positional=True)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help="JSONL, CSV or Parquet file (- for JSONL on stdin)")
