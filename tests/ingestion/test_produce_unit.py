@@ -217,3 +217,20 @@ def test_the_tools_refuse_missing_inputs_with_a_message(tmp_path: Path, capsys: 
     assert replay.main([str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kinfer replay:") and "nope.yaml" in err
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    clock = FakeClock()
+    out = Terminal()
+    bar = ProgressBar("x", total=4, stream=out, clock=clock)
+    for done in range(1, 5):
+        clock.now += 0.25
+        bar.update(done)
+    bar.finish()
+    text = out.getvalue()
+    assert text.count("\r\x1b[2K") == 5 and text.endswith("\n") and text.count("\n") == 1
+    assert "4/4" in text.rsplit("\r\x1b[2K", 1)[-1]
