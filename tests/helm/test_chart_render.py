@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import pytest
@@ -255,3 +256,25 @@ def test_schema_refuses_bad_values_with_a_clear_message(values: dict[str, Any], 
     error = render_error(values)
     assert "values don't meet the specifications of the schema" in error
     assert message in error, error
+
+
+def test_values_are_documented_line_by_line() -> None:
+    """Every key of values.yaml has a comment right above it (inside Kubernetes-native blocks such as resources
+    or securityContext, the block's comment covers its fields)."""
+    native_blocks = ("resources", "podSecurityContext", "securityContext", "labels")
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented, inside_native = [], None
+    for number, line in enumerate(lines, 1):
+        match = re.match(r"^(\s*)([A-Za-z][\w]*):", line)
+        if not match:
+            continue
+        indent, key = len(match.group(1)), match.group(2)
+        if inside_native is not None and indent > inside_native:
+            continue
+        inside_native = indent if key in native_blocks else None
+        if not lines[number - 2].strip().startswith("#"):
+            undocumented.append(f"{number}: {line.strip()}")
+    assert not undocumented, "values without a comment:\n" + "\n".join(undocumented)
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"]), "every top-level value is in the schema"
