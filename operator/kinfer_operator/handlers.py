@@ -61,7 +61,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOption
         _reconcile(kube, body, patch)
 
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        decorator(*resource, registry=registry, id="reconcile")(on_change)
+        decorator(*resource, registry=registry, id="reconcile", backoff=10)(on_change)
 
     kopf.timer(
         *resource,

@@ -73,6 +73,8 @@ def main(argv: list[str]) -> int:
         results["new_events"] = len(core.list_namespaced_event(namespace).items) - events
         results["rss_mib_empty"] = round(rss_empty / 2**20, 1)
         results["rss_mib"] = round(operator.rss_bytes() / 2**20, 1)
+        passes = operator.metric("kinfer_operator_reconcile_seconds_count")
+        results["mean_pass_s"] = round(operator.metric("kinfer_operator_reconcile_seconds_sum") / max(passes, 1), 3)
         print(json.dumps(results, indent=2))
     finally:
         bed.delete_all_pipelines(timeout=600)
