@@ -6,6 +6,8 @@ merged into ``.bench/autoscaling.json``.
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -251,3 +253,58 @@ def test_poller_credentials_come_from_the_named_secrets(kube_api: Any, namespace
     }
     secrets = kafka_secrets(kube, namespace, InferencePipelineSpec.model_validate(raw))
     assert secrets == {"kafka": {"username": "alice", "password": "s3cr3t", "ca.crt": "CA"}}
+
+
+def test_real_hpa_does_not_flap_on_oscillating_lag(
+    kube_api: Any, kafka_bootstrap: str, namespace: str, tmp_path: Path
+) -> None:
+    """Lag (2 ± 20 %) x threshold with a 20 s period for 2 minutes, through the real HPA (time compressed)."""
+    kube = Kube(kube_api)
+    name = "wobbly"
+    partitions, base, period, duration = 4, 2, 20.0, 120.0
+    topic = create_topic(kafka_bootstrap, partitions)
+    spec = make_spec(
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        partitions=partitions,
+        lagThreshold=THRESHOLD,
+        maxReplicas=10,
+        scaleDownStabilizationSeconds=30,  # longer than the period, as the 300 s default is for minutes-long waves
+    )
+    consumer = naming.consumer_name(name)
+    apply(kube, object_path("apps/v1", "Deployment", namespace, consumer), consumer_deployment(name, base))
+    hpa = build_consumer_hpa(name, spec)
+    apply(kube, object_path("autoscaling/v2", "HorizontalPodAutoscaler", namespace, consumer), hpa)
+    group = spec.consumer_group(name)
+    with metrics_api_on_bed(kube, namespace, tmp_path) as monitor:
+        monitor.track(namespace, name, spec)
+        wait_for(lambda: hpa_reads_metric(kube, namespace, consumer), 90, "the HPA to read the external metric")
+        with Watcher(kube, namespace, consumer) as watcher:
+            started = time.monotonic()
+            while (elapsed := time.monotonic() - started) < duration:
+                lag = base * THRESHOLD * (1 + 0.2 * math.sin(2 * math.pi * elapsed / period))
+                produce_spread(kafka_bootstrap, topic, partitions, 40)  # records keep arriving...
+                ends = end_offsets(kafka_bootstrap, topic, partitions)
+                per_partition = round(lag / partitions)
+                # ...and a consumer keeps committing so that exactly `lag` records stay behind
+                commit_offsets(kafka_bootstrap, group, topic, {p: max(0, e - per_partition) for p, e in ends.items()})
+                time.sleep(1.0)
+        # the first period settles the size from where the HPA stood before any lag; then nothing may move
+        settled = [s.deployment_replicas for s in watcher.samples if s.time >= started + period]
+        history = [r for r in settled if r is not None]
+        steps = [b - a for a, b in itertools.pairwise(history) if a != b]
+        reversals = sum(1 for a, b in itertools.pairwise(steps) if a * b < 0)
+        record(
+            "e2e_flapping_real_hpa",
+            {
+                "seconds_counted": duration - period,
+                "period_seconds": period,
+                "lag_band": [round(base * THRESHOLD * 0.8), round(base * THRESHOLD * 1.2)],
+                "scale_changes_after_first_period": len(steps),
+                "direction_reversals": reversals,
+                "replicas_seen": sorted(set(history)),
+                "disturbed": watcher.disturbed_since(started),
+            },
+        )
+        assert reversals == 0, history
+        assert len(steps) <= 1, history
