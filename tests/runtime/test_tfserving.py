@@ -91,7 +91,7 @@ def test_grpc_predictions_match_the_embedded_model(healthy, model_dir, inputs, e
 
 
 def test_unavailable_server_is_retried_then_reported_and_recovers(healthy, model_dir, inputs, expected):
-    predictor = make_predictor(healthy, model_dir, max_retries=3)
+    predictor = make_predictor(healthy, model_dir, max_retries=3, timeout_ms=10_000)  # no deadline hits on a busy box
     healthy.unavailable = True
     calls = healthy.predict_calls
     with pytest.raises(PredictorUnavailable, match="UNAVAILABLE"):
