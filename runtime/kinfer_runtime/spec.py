@@ -11,7 +11,7 @@ cluster (does the Secret exist, is the adopted topic big enough) are the operato
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,9 +32,7 @@ MODEL_URI_SCHEMES = ("pvc", "s3", "gs", "file")
 class SpecModel(BaseModel):
     """Base of every spec class: camelCase aliases, unknown fields rejected (a typo is an error, not a no-op)."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase dict a manifest would hold, without unset optional fields."""
@@ -44,14 +42,14 @@ class SpecModel(BaseModel):
 # --- Kafka connection -----------------------------------------------------------------------------------------
 
 
-class SecurityProtocol(str, Enum):
+class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
     SASL_PLAINTEXT = "SASL_PLAINTEXT"
     SASL_SSL = "SASL_SSL"
 
 
-class SaslMechanism(str, Enum):
+class SaslMechanism(StrEnum):
     PLAIN = "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512"
@@ -63,7 +61,7 @@ class SaslSpec(SpecModel):
     mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
     secret_name: str = Field(description="Secret in the pipeline's namespace holding the credentials.")
     username_key: str = "username"
-    password_key: str = "password"
+    password_key: str = "password"  # noqa: S105 - the name of a key in the Secret, not a password
 
 
 class TlsSpec(SpecModel):
@@ -105,7 +103,7 @@ class KafkaSpec(SpecModel):
 # --- Topics ---------------------------------------------------------------------------------------------------
 
 
-class TopicMode(str, Enum):
+class TopicMode(StrEnum):
     CREATE = "Create"  # kinfer creates the topic if missing and manages partitions and config
     ADOPT = "Adopt"  # the topic must already exist; kinfer checks it but never changes or deletes it
 
@@ -134,7 +132,7 @@ class TopicsSpec(SpecModel):
 # --- Model and preprocessing ----------------------------------------------------------------------------------
 
 
-class VersionPolicy(str, Enum):
+class VersionPolicy(StrEnum):
     LATEST = "Latest"  # serve the highest version directory; hot-reload when a newer one appears
     PINNED = "Pinned"  # serve exactly ``version``
 
@@ -174,19 +172,19 @@ def uri_scheme(uri: str) -> str:
     return match.group(1) if match else ""
 
 
-class FeatureType(str, Enum):
+class FeatureType(StrEnum):
     NUMERIC = "numeric"
     CATEGORICAL = "categorical"
     ARRAY = "array"
 
 
-class Scaling(str, Enum):
+class Scaling(StrEnum):
     NONE = "none"
     STANDARD = "standard"  # (x - mean) / std
     MIN_MAX = "minMax"  # (x - min) / (max - min)
 
 
-class CategoricalEncoding(str, Enum):
+class CategoricalEncoding(StrEnum):
     INDEX = "index"  # one column: position in the vocabulary, len(vocabulary) for unknown values
     ONE_HOT = "oneHot"  # len(vocabulary) + 1 columns, the last one for unknown values
 
@@ -224,9 +222,8 @@ class FeatureSpec(SpecModel):
             raise ValueError(f"feature {self.name!r}: every dimension of shape must be at least 1")
         if scaling is Scaling.STANDARD and (self.mean is None or self.std is None):
             raise ValueError(f"feature {self.name!r} uses standard scaling: set mean and std")
-        if scaling is Scaling.MIN_MAX:
-            if self.min is None or self.max is None or self.max <= self.min:
-                raise ValueError(f"feature {self.name!r} uses minMax scaling: set min < max")
+        if scaling is Scaling.MIN_MAX and (self.min is None or self.max is None or self.max <= self.min):
+            raise ValueError(f"feature {self.name!r} uses minMax scaling: set min < max")
         return self
 
 
@@ -248,7 +245,7 @@ class PreprocessingSpec(SpecModel):
 # --- Serving --------------------------------------------------------------------------------------------------
 
 
-class ServingMode(str, Enum):
+class ServingMode(StrEnum):
     EMBEDDED = "embedded"  # the SavedModel runs inside each consumer pod
     TFSERVING = "tfserving"  # a TensorFlow Serving Deployment, called over gRPC
 
@@ -306,12 +303,12 @@ class ServingSpec(SpecModel):
 # --- Consumer -------------------------------------------------------------------------------------------------
 
 
-class Delivery(str, Enum):
+class Delivery(StrEnum):
     AT_LEAST_ONCE = "atLeastOnce"
     EXACTLY_ONCE = "exactlyOnce"
 
 
-class OffsetReset(str, Enum):
+class OffsetReset(StrEnum):
     EARLIEST = "earliest"
     LATEST = "latest"
 
@@ -334,7 +331,7 @@ class ConsumerSpec(SpecModel):
 # --- Autoscaling (see kinfer_operator.autoscaling) ------------------------------------------------------------
 
 
-class AutoscalingProvider(str, Enum):
+class AutoscalingProvider(StrEnum):
     HPA = "hpa"  # an autoscaling/v2 HPA on the operator's external metric
     KEDA = "keda"  # a KEDA ScaledObject, for clusters that already run KEDA
 
@@ -409,7 +406,7 @@ class IngestionSpec(SpecModel):
 # --- The pipeline ---------------------------------------------------------------------------------------------
 
 
-class DeletionPolicy(str, Enum):
+class DeletionPolicy(StrEnum):
     RETAIN = "Retain"
     DELETE = "Delete"
 

@@ -90,13 +90,13 @@ def test_mistakes_are_rejected_with_what_to_fix(changes: dict[str, Any], expecte
 
 
 def test_feature_rules() -> None:
-    bad = {"name": "country", "type": "categorical"}
+    bad: dict[str, Any] = {"name": "country", "type": "categorical"}
     assert "give it a vocabulary" in problems(with_spec(preprocessing__features=[bad]))
     bad = {"name": "amount", "scaling": "standard", "mean": 1.0}
     assert "set mean and std" in problems(with_spec(preprocessing__features=[bad]))
     bad = {"name": "window", "type": "array", "shape": [0, 3]}
     assert "at least 1" in problems(with_spec(preprocessing__features=[bad]))
-    good = {"name": "window", "type": "array", "shape": [32, 3]}
+    good: dict[str, Any] = {"name": "window", "type": "array", "shape": [32, 3]}
     features = parse_pipeline(with_spec(preprocessing__features=[good])).spec.preprocessing.features
     assert features is not None and features[0].shape == [32, 3]
 
