@@ -171,14 +171,18 @@ def run_latency(bootstrap: str, topics: Topics, pipeline: dict[str, Any], work_d
         process.wait_ready()
         time.sleep(1.0)  # let the group settle after the first assignment
         expected = 0
+        windows = []
         for label, rate, seconds in phases:
-            first = expected
+            started_ms = time.time() * 1000
             expected += produce_paced(bootstrap, topics.input, values, rate, seconds)
+            windows.append((label, started_ms, time.time() * 1000))
             deadline = time.monotonic() + 60
             while len(reader.arrivals) < expected and time.monotonic() < deadline:
                 time.sleep(0.05)
-            arrivals = reader.arrivals[first:expected]
-            latencies[label] = [at - orjson.loads(value)["source"]["timestamp_ms"] for at, value in arrivals]
+        # Each output belongs to the phase during which its input was produced (robust to stragglers).
+        stamped = [(at, orjson.loads(value)["source"]["timestamp_ms"]) for at, value in reader.arrivals]
+        for label, start_ms, end_ms in windows:
+            latencies[label] = [at - ts for at, ts in stamped if start_ms - 1 <= ts <= end_ms + 1]
     finally:
         reader.stop()
         process.stop()
