@@ -133,3 +133,14 @@ def test_plan_disabled_and_waiting() -> None:
     spec = make_spec()
     waiting = plan_autoscaler(context(spec), None, True)
     assert waiting.condition.reason == "WaitingForLag" and waiting.lag is None and len(waiting.manifests) == 1
+
+
+def test_plan_reports_lag_unavailable_only_when_the_last_good_poll_is_stale() -> None:
+    spec = make_spec()
+    entry = tracked(spec, [10, 0, 0])
+    entry.error = "KafkaException: UNKNOWN_TOPIC_OR_PART"
+    blip = plan_autoscaler(context(spec), entry, True, fresh=True)
+    assert blip.condition.status == "True" and blip.lag == 10
+    outage = plan_autoscaler(context(spec), entry, True, fresh=False)
+    assert outage.condition.reason == "LagUnavailable" and outage.condition.status == "False"
+    assert "UNKNOWN_TOPIC_OR_PART" in outage.condition.message

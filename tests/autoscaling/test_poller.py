@@ -95,3 +95,30 @@ def test_live_members_ownership_is_seen(kafka_bootstrap: str) -> None:
     finally:
         consumer.close()
         poller.close()
+
+
+def test_monitor_polls_many_pipelines_within_a_period(kafka_bootstrap: str) -> None:
+    """40 pipelines (one topic, 40 groups) polled by the monitor without Kubernetes: how long one pass takes."""
+    import time as clock
+
+    from kinfer_operator.autoscaling.monitor import LagMonitor
+    from tests.autoscaling.pipelines import make_spec
+    from tests.autoscaling.report import record
+
+    topic = create_topic(kafka_bootstrap, 6)
+    produce_spread(kafka_bootstrap, topic, 6, 600)
+    monitor = LagMonitor(None, poll_seconds=5)
+    spec = make_spec(bootstrap=kafka_bootstrap, topic=topic, partitions=6)
+    for index in range(40):
+        monitor.track("ns", f"p{index}", spec)
+    try:
+        monitor.poll_once()  # connections
+        started = clock.monotonic()
+        monitor.poll_once()
+        elapsed = clock.monotonic() - started
+        decisions = [monitor.latest("ns", f"p{i}") for i in range(40)]
+        assert all(d is not None and d.error is None and d.decision is not None for d in decisions)
+        assert all(d.decision.total_lag == 600 for d in decisions if d and d.decision)
+    finally:
+        monitor.stop()
+    record("monitor_poll_pass", {"pipelines": 40, "partitions_each": 6, "seconds": round(elapsed, 2)})

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from kinfer_operator.manifests import content_hash
 from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, ServingMode
 
 log = logging.getLogger(__name__)
+POLL_WORKERS = 8
 
 
 @dataclass
@@ -49,6 +51,7 @@ class LagMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._workers = ThreadPoolExecutor(max_workers=POLL_WORKERS, thread_name_prefix="kinfer-lag-poll")
         self.scale_actions: list[tuple[str, str, int]] = []  # (namespace, pipeline, replicas), for tests and logs
 
     # --- registry (called by the reconcile) -----------------------------------------------------------------
@@ -81,15 +84,16 @@ class LagMonitor:
         with self._lock:
             return self._pipelines.get((namespace, name))
 
-    def fresh_decisions(self, namespace: str) -> list[tuple[str, Decision]]:
-        """Decisions of the namespace's pipelines no older than three poll periods (stale ones aren't served)."""
+    def is_fresh(self, tracked: TrackedPipeline) -> bool:
+        """Polled successfully within three periods (+10 s): older decisions are neither served nor trusted."""
         horizon = time.monotonic() - 3 * self.poll_seconds - 10
+        return tracked.decision is not None and (tracked.polled_at or 0) >= horizon
+
+    def fresh_decisions(self, namespace: str) -> list[tuple[str, Decision]]:
+        """The namespace's pipelines with a fresh decision (what the external metrics API may serve)."""
         with self._lock:
-            return [
-                (p.name, p.decision)
-                for p in self._pipelines.values()
-                if p.namespace == namespace and p.decision is not None and (p.polled_at or 0) >= horizon
-            ]
+            pipelines = [p for p in self._pipelines.values() if p.namespace == namespace]
+        return [(p.name, p.decision) for p in pipelines if p.decision is not None and self.is_fresh(p)]
 
     # --- the loop -------------------------------------------------------------------------------------------
 
@@ -101,6 +105,7 @@ class LagMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._workers.shutdown(wait=True)
         for poller in self._pollers.values():
             poller.close()
 
@@ -113,12 +118,15 @@ class LagMonitor:
     def poll_once(self) -> None:
         with self._lock:
             pipelines = list(self._pipelines.values())
-        for tracked in pipelines:
-            try:
-                self._poll(tracked)
-            except Exception as error:  # one broken pipeline (or cluster) must not stop the others
-                tracked.error = f"{type(error).__name__}: {error}"
-                log.warning("lag poll of %s/%s failed: %s", tracked.namespace, tracked.name, tracked.error)
+        # a few pipelines at a time: each poll is ~6 round trips to Kafka, mostly waiting
+        list(self._workers.map(self._poll_safely, pipelines))
+
+    def _poll_safely(self, tracked: TrackedPipeline) -> None:
+        try:
+            self._poll(tracked)
+        except Exception as error:  # one broken pipeline (or cluster) must not stop the others
+            tracked.error = f"{type(error).__name__}: {error}"
+            log.warning("lag poll of %s/%s failed: %s", tracked.namespace, tracked.name, tracked.error)
 
     def _poll(self, tracked: TrackedPipeline) -> None:
         spec = tracked.spec
@@ -137,9 +145,10 @@ class LagMonitor:
 
     def _poller(self, config: dict[str, Any]) -> KafkaLagPoller:
         key = content_hash(config)
-        if key not in self._pollers:
-            self._pollers[key] = KafkaLagPoller(config)
-        return self._pollers[key]
+        with self._lock:
+            if key not in self._pollers:
+                self._pollers[key] = KafkaLagPoller(config)
+            return self._pollers[key]
 
     def _workload(self, tracked: TrackedPipeline) -> tuple[int, bool]:
         """The consumer Deployment's replicas and whether the model server is Ready (True in embedded mode)."""

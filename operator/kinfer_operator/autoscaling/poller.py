@@ -11,6 +11,7 @@ markers or aborted records and counts 0 (kedacore/keda#5675).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from typing import Any
@@ -43,7 +44,8 @@ class KafkaLagPoller:
         self._probe: Consumer | None = None
         # (topic, partition, committed, end) -> verified marker-only tail length
         self._tails: dict[tuple[str, int, int, int], int] = {}
-        self._previous: dict[tuple[str, int], int | None] = {}
+        self._previous: dict[tuple[str, str, int], int | None] = {}  # (group, topic, partition) -> committed
+        self._probe_lock = threading.Lock()  # the AdminClient is thread-safe, the one probe consumer is not
 
     def read(self, topic: str, group: str, read_committed: bool = True) -> LagReading:
         described = self.admin.describe_topics(TopicCollection([topic]), request_timeout=self.timeout)
@@ -62,7 +64,7 @@ class KafkaLagPoller:
             position = committed.get(p)
             position = position if position is not None and position >= 0 else None
             end = stable[p] if read_committed else watermark[p]
-            tail = self._control_tail(topic, p, position, end) if read_committed else 0
+            tail = self._control_tail(group, topic, p, position, end) if read_committed else 0
             offsets.append(PartitionOffsets(p, earliest[p], watermark[p], stable[p], position, tail))
         return LagReading(topic, tuple(offsets), frozenset(assigned), time.monotonic())
 
@@ -86,18 +88,23 @@ class KafkaLagPoller:
                     owned.add(tp.partition)
         return owned
 
-    def _control_tail(self, topic: str, partition: int, committed: int | None, end: int) -> int:
-        """``end - committed`` when nothing a read_committed consumer returns lies in between, else 0."""
-        key = (topic, partition)
+    def _control_tail(self, group: str, topic: str, partition: int, committed: int | None, end: int) -> int:
+        """``end - committed`` when nothing a read_committed consumer returns lies in between, else 0.
+
+        What lies in an offset range is the log's, not the group's: the verdict is cached by range alone.
+        """
+        key = (group, topic, partition)
         previous, self._previous[key] = self._previous.get(key), committed
         if committed is None or not 0 < end - committed <= PROBE_MAX_LAG or previous != committed:
             return 0  # only a lag that stood still for a poll is worth a read
         cache_key = (topic, partition, committed, end)
-        if cache_key not in self._tails:
-            if len(self._tails) > 10_000:
-                self._tails.clear()
-            self._tails[cache_key] = end - committed if self._only_markers(topic, partition, committed, end) else 0
-        return self._tails[cache_key]
+        with self._probe_lock:
+            if cache_key not in self._tails:
+                if len(self._tails) > 10_000:
+                    self._tails.clear()
+                only_markers = self._only_markers(topic, partition, committed, end)
+                self._tails[cache_key] = end - committed if only_markers else 0
+            return self._tails[cache_key]
 
     def _only_markers(self, topic: str, partition: int, committed: int, end: int) -> bool:
         if self._probe is None:

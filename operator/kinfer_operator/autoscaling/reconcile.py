@@ -30,10 +30,14 @@ def desired_autoscaler(context: AutoscalerContext) -> AutoscalerPlan:
             tracked = monitor.latest(namespace, name)
         else:
             monitor.forget(namespace, name)
-    return plan_autoscaler(context, tracked, monitor is not None)
+    fresh = monitor is not None and tracked is not None and monitor.is_fresh(tracked)
+    return plan_autoscaler(context, tracked, monitor is not None, fresh)
 
 
-def plan_autoscaler(context: AutoscalerContext, tracked: TrackedPipeline | None, monitoring: bool) -> AutoscalerPlan:
+def plan_autoscaler(
+    context: AutoscalerContext, tracked: TrackedPipeline | None, monitoring: bool, fresh: bool = True
+) -> AutoscalerPlan:
+    """``fresh``: the last successful poll is recent, so a failed poll since then is a blip, not an outage."""
     pipeline = context.pipeline
     spec, name = pipeline.spec, pipeline.metadata.name
     auto = spec.autoscaling
@@ -49,7 +53,8 @@ def plan_autoscaler(context: AutoscalerContext, tracked: TrackedPipeline | None,
     tfserving_replicas = None if serving_hpa else spec.serving.tfserving.replicas
     decision = tracked.decision if tracked is not None else None
     previous = (context.status or {}).get("autoscaling") or {}
-    condition = autoscaling_condition(spec, decision, tracked.error if tracked else None, monitoring)
+    error = tracked.error if tracked is not None and not (fresh and decision is not None) else None
+    condition = autoscaling_condition(spec, decision, error, monitoring)
     status = autoscaling_status(spec, decision, context.consumer_replicas) if decision is not None else {}
     return AutoscalerPlan(
         manifests=manifests,
