@@ -86,3 +86,11 @@ print("imported", len(list(pkgutil.walk_packages(kinfer_operator.__path__))), "m
         "kinfer_operator imports a library the operator image does not install (images/operator.Dockerfile):\n"
         + result.stderr[-3000:]
     )
+
+
+def test_build_context_excludes_local_state() -> None:
+    ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".testbed", ".bench", "tests"} <= ignored
+    for dockerfile in DOCKERFILES:
+        copied = re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), re.M)
+        assert copied and not set(copied) & ignored, f"{dockerfile.name} copies an ignored path"
