@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=256)
     parser.add_argument("--max-batch-wait-ms", type=int, default=20)
     parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
-    parser.add_argument("--cases", default="a,d,eos,latency,b,c", help="subset to run, e.g. a,d (default: all)")
+    parser.add_argument("--cases", default="a,d,d1024,eos,latency,b,c", help="subset to run, e.g. a,d (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
     args = parser.parse_args(argv)
     work = ROOT / ".bench" / "work"
@@ -76,7 +76,8 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     values = [orjson.dumps(r) for r in records]
     keys = [r["transaction_id"].encode() for r in records]
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
-    names = {c: f"{run}-{c}" for c in ("in", "a", "b", "c", "d", "d-dlq", "e", "e-dlq", "l-in", "l", "l-dlq")}
+    topic_roles = ("in", "a", "b", "c", "d", "d-dlq", "f", "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq")
+    names = {c: f"{run}-{c}" for c in topic_roles}
     inputs = [names["in"], names["l-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
     outputs = [name for name in names.values() if name not in inputs]
@@ -105,6 +106,12 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             alo = run_throughput(bootstrap, topics, n, kinfer_pipeline("alo", topics, "atLeastOnce"), work, MODEL_DIR)
             figures.update(kinfer_rps=alo["rps"], cold_start_s=alo["cold_start_s"], kinfer_rss_mb=alo["rss_mb"])
             figures.update({f"kinfer_{k}": v for k, v in alo.items() if k.startswith("stage_")})
+        if "d1024" in cases:
+            step("(d) kinfer run, at-least-once, maxBatchSize 1024 (a tuning knob, for comparison)")
+            topics = Topics(names["in"], names["f"], names["f-dlq"], parts)
+            big = manifest(f"{run}-big", bootstrap, topics, delivery="atLeastOnce", max_batch_size=1024,
+                           max_batch_wait_ms=args.max_batch_wait_ms)  # fmt: skip
+            figures["kinfer_rps_max_batch_1024"] = run_throughput(bootstrap, topics, n, big, work, MODEL_DIR)["rps"]
         if "eos" in cases:
             step("(d) kinfer run, exactly-once")
             topics = Topics(names["in"], names["e"], names["e-dlq"], parts)

@@ -59,6 +59,7 @@ def print_table(report: dict[str, Any]) -> None:
         ("(b) tutorial loop (model.predict per record)", "tutorial_rps", "rec/s"),
         ("(c) quixstreams, signature per record", "quixstreams_rps", "rec/s"),
         ("(d) kinfer, at-least-once", "kinfer_rps", "rec/s"),
+        ("(d) kinfer, at-least-once, maxBatchSize 1024", "kinfer_rps_max_batch_1024", "rec/s"),
         ("(d) kinfer, exactly-once", "kinfer_eos_rps", "rec/s"),
         ("kinfer p50 end-to-end at 5,000 rec/s", "kinfer_p50_ms_at_5000", "ms"),
         ("kinfer p99 end-to-end at 5,000 rec/s", "kinfer_p99_ms_at_5000", "ms"),
