@@ -131,6 +131,20 @@ def delete_connectors_of(name: str, namespace: str, spec: dict[str, Any]) -> lis
     return delete_pipeline_connectors(pipeline, ConnectClient(url))
 
 
+def on_pipeline_deleted(name: str, namespace: str, spec: dict[str, Any]) -> None:
+    """Body of the operator's best-effort cleanup on a pipeline's DELETED event: no finalizer, so a pipeline never
+    waits for Connect to be deleted. Connect unreachable (or the operator down at the time): the connectors stay,
+    and the log says which to delete by hand."""
+    try:
+        deleted = delete_connectors_of(name, namespace, spec)
+    except ConnectError as error:
+        logger.warning("connectors of %s/%s not deleted: %s; delete kinfer.%s.%s.* by hand",
+                       namespace, name, error, namespace, name)  # fmt: skip
+        return
+    if deleted:
+        logger.info("deleted connectors %s of deleted pipeline %s/%s", ", ".join(deleted), namespace, name)
+
+
 def desired_connectors(context: ConnectorContext) -> ConnectorPlan:
     """The reconcile's hook (see the module docstring)."""
     pipeline = context.pipeline

@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from kinfer_operator import kafka_admin, metrics, naming
+from kinfer_operator import connectors, kafka_admin, metrics, naming
 from kinfer_operator.kube import Kube
 from kinfer_operator.preflight import parse_or_problems
 from kinfer_operator.reconcile import reconcile
@@ -78,6 +78,15 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOption
             metrics.forget_pipeline(namespace, name)
 
     kopf.on.event(*resource, registry=registry, id="forget-metrics")(on_event)
+
+    # Kafka Connect connectors (spec.ingestion.connectUrl) have no owner references: delete them when the pipeline
+    # is gone, best effort and without a finalizer (engineer I, kinfer_operator.connectors).
+    def on_gone(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            spec = dict((event.get("object") or {}).get("spec") or {})
+            connectors.on_pipeline_deleted(name, namespace, spec)
+
+    kopf.on.event(*resource, registry=registry, id="delete-connectors")(on_gone)
 
     def on_delete(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> None:
         delete_topics(kube, body, meta, spec, options.delete_give_up_seconds)

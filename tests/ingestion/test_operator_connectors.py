@@ -13,7 +13,7 @@ from typing import Any
 from kinfer_operator.connect_client import ConnectClient
 from tests.ingestion.connect_worker import ConnectWorker
 from tests.ingestion.kafka_helpers import read_topic
-from tests.operator.bed import Bed
+from tests.operator.bed import GROUP, PLURAL, VERSION, Bed, wait_until
 from tests.operator.conftest import CRD, OperatorProcess
 
 FILE_SOURCE = "org.apache.kafka.connect.file.FileStreamSourceConnector"
@@ -53,6 +53,12 @@ def test_pipeline_connectors_are_created_reported_and_removed_by_the_operator(
         condition = bed.wait_reason("ingest", "ConnectorsReady", "StrimziNotInstalled", timeout=60)
         assert condition["status"] == "False" and "KafkaConnector CRD" in condition["message"]
         assert bed.condition("ingest", "TopicsReady").get("status") == "True"
+
+        # Back to the Connect cluster, then delete the pipeline: its connector goes with it (no finalizer).
+        bed.patch_spec("ingest", {"ingestion": {"useStrimzi": False, "connectors": [files]}})
+        bed.wait_reason("ingest", "ConnectorsReady", "ConnectorsRunning", timeout=120)
+        bed.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "ingest")
+        wait_until(lambda: connector not in connect.connectors(), 60, f"{connector} deleted with its pipeline")
     finally:
         bed.delete_all_pipelines(timeout=90)
         operator.stop()
