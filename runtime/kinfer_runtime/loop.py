@@ -158,8 +158,10 @@ class PipelineLoop:
             ),
         )
         try:
+            iterations = self.metrics.loop_iterations
             while not self.stop.is_set():
                 self.state.heartbeat()
+                iterations.inc()
                 self._periodic()
                 if self.held is not None:
                     self._retry_held()

@@ -96,6 +96,12 @@ class RuntimeMetrics:
         self.ready = Gauge(
             "kinfer_ready", "1 when the model is loaded and partitions are assigned.", base, registry=r
         ).labels(**ids)
+        self.loop_iterations = Counter(
+            "kinfer_loop_iterations",
+            "Passes of the runtime loop (each waits at most maxBatchWaitMs).",
+            base,
+            registry=r,
+        ).labels(**ids)
         self.assigned_partitions = Gauge(
             "kinfer_assigned_partitions", "Input partitions assigned to this member.", base, registry=r
         ).labels(**ids)

@@ -52,6 +52,14 @@ class Rebalancer:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.loop.metrics.rebalances.inc()
+        foreign = [tp for tp in partitions if tp.topic != self.loop.input_topic]
+        if foreign:
+            # A static group leader that rejoins gets its previous assignment back without a new one being
+            # computed, even if the group's subscription changed meanwhile (e.g. the pipeline's input topic was
+            # edited but the pod name stayed). Those partitions are not ours to read or commit.
+            log.error("assigned partitions of another topic; ignoring them (use a new consumer.group after "
+                      "changing the input topic)", extra=fields(foreign=_names(foreign)))  # fmt: skip
+            partitions = [tp for tp in partitions if tp.topic == self.loop.input_topic]
         consumer.incremental_assign(partitions)
         if self.paused and partitions:
             consumer.pause(partitions)

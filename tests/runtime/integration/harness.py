@@ -80,7 +80,14 @@ def manifest(
             "deadLetter": {"name": topics.dead_letter},
         },
         "model": {"name": model, "uri": f"pvc://models/{model}"},
-        "consumer": {"maxBatchSize": max_batch_size, "maxBatchWaitMs": 20, "delivery": delivery},
+        # A group of its own per run: a static member of an earlier run (same pod name, same pipeline name) must
+        # not hand this one its old assignment.
+        "consumer": {
+            "maxBatchSize": max_batch_size,
+            "maxBatchWaitMs": 20,
+            "delivery": delivery,
+            "group": f"kinfer-{name}-{topics.input}",
+        },
     }
     if preprocessing:
         spec["preprocessing"] = preprocessing

@@ -33,6 +33,7 @@ def test_runtime_rides_out_a_broker_fault(private_kafka: Any, tmp_path: Path, fa
         reader.wait_for(lambda: outputs.total >= 3 * RATE, timeout=60, describe="traffic flowing")
 
         cpu_before, fault_started = runtime.cpu_seconds(), time.monotonic()
+        iterations_before = runtime.metric("kinfer_loop_iterations_total")
         if fault == "pause":
             private_kafka.pause()
             time.sleep(PAUSE_S)  # the fault itself: the broker is hung this long
@@ -43,6 +44,7 @@ def test_runtime_rides_out_a_broker_fault(private_kafka: Any, tmp_path: Path, fa
         outage_s = time.monotonic() - fault_started
         outage_cpu = runtime.cpu_seconds() - cpu_before
         assert runtime.alive(), runtime.log_tail()
+        iterations_per_s = (runtime.metric("kinfer_loop_iterations_total") - iterations_before) / outage_s
 
         back, at_back = time.monotonic(), outputs.total
         reader.wait_for(lambda: outputs.total >= at_back + 2 * RATE, timeout=90, describe="outputs after the fault")
@@ -57,10 +59,12 @@ def test_runtime_rides_out_a_broker_fault(private_kafka: Any, tmp_path: Path, fa
         producer.stop()
         runtime.stop()
         reader.close()
-    print(f"{fault}: outage {outage_s:.1f}s, runtime CPU during it {outage_cpu:.2f}s, "
-          f"outputs resumed {recovery_s:.1f}s after the broker's return, inputs {len(expected)}")  # fmt: skip
+    print(f"{fault}: outage {outage_s:.1f}s, runtime CPU during it {outage_cpu:.2f}s, {iterations_per_s:.0f} loop "
+          f"passes/s, outputs resumed {recovery_s:.1f}s after the broker's return, inputs {len(expected)}")  # fmt: skip
     assert len(expected) > 20 * RATE
-    # Not spinning: a busy loop would burn ~1 CPU-second per second of outage.
-    assert outage_cpu < 0.25 * outage_s
+    # Not spinning: every pass of the loop blocks for up to 5-20 ms when there is nothing to do, so at most a few
+    # hundred passes a second; a busy loop makes tens of thousands, even with a small share of a loaded CPU.
+    # (CPU seconds are printed, not asserted: on this shared VM they are inflated by the other tenants' load.)
+    assert iterations_per_s < 400
     # Throughput comes back (the issue's target is 10 s; the margin absorbs this shared, noisy box).
     assert recovery_s < 30.0
