@@ -21,7 +21,7 @@ from kubernetes import client, config
 
 from tests.operator.bed import Bed, wait_until
 from tests.operator.conftest import CRD, OperatorProcess
-from tests.operator.test_scale import _all_children_exist, _all_ready, _resource_versions
+from tests.operator.test_scale import _all_children_exist, _all_ready, _resource_versions, creation_lags
 from tests.testbed import DEFAULT_ROOT, TestBed
 
 
@@ -59,6 +59,9 @@ def main(argv: list[str]) -> int:
         results["apply_to_children_s"] = round(time.monotonic() - started, 1)
         wait_until(lambda: _all_ready(bed, names), 1800, "all Ready", interval=5)
         results["apply_to_ready_s"] = round(time.monotonic() - started, 1)
+        lags = creation_lags(bed, names)
+        results["created_to_children_median_s"] = lags[len(lags) // 2]
+        results["created_to_children_max_s"] = lags[-1]
         time.sleep(args.reconcile_seconds + 5)  # let the last Ready flips land
         versions = _resource_versions(bed)
         events = len(core.list_namespaced_event(namespace).items)
