@@ -32,6 +32,7 @@ from kinfer_operator.volumes import referenced_secrets
 from kinfer_runtime.spec import InferencePipeline, ServingMode
 
 logger = logging.getLogger(__name__)
+APPLY_FAILED = "ApplyFailed"
 
 
 @dataclass
@@ -101,7 +102,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         naming.consumer_name(name): pipeline.spec.autoscaling.min_replicas,
         naming.tfserving_name(name): pipeline.spec.serving.tfserving.replicas,
     }
-    applied = _apply_children(kube, children, initial, events)
+    applied, failed = _apply_children(kube, children, initial, events)
     if generation != previous.get("observedGeneration"):  # only a spec change can make a child unwanted
         applied |= _prune(kube, namespace, name, uid, children, events)
     events += [Event(kind, reason, message) for kind, reason, message in autoscaler.events]
@@ -114,6 +115,11 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     ]
     if connectors.condition is not None:
         parts.append(connectors.condition)
+    parts = [Condition(c.type, "False", APPLY_FAILED, failed[c.type]) if c.type in failed else c for c in parts]
+    before = {c.get("type"): c.get("reason") for c in previous.get("conditions") or []}
+    events += [
+        Event("Warning", APPLY_FAILED, message) for kind, message in failed.items() if before.get(kind) != APPLY_FAILED
+    ]  # once, not on every pass
     current = conditions.overall_conditions(parts, conditions.was_ready(previous.get("conditions") or []))
     observed = Observed(
         generation=generation,
@@ -201,18 +207,39 @@ def _prune(
     return pruned
 
 
+_AUTOSCALER_KINDS = {"HorizontalPodAutoscaler", "ScaledObject"}
+
+
+def _condition_for(child: dict[str, Any]) -> str:
+    """Which part condition reports a failure to apply this child."""
+    if child["kind"] in _AUTOSCALER_KINDS:
+        return conditions.AUTOSCALING_READY
+    component = (child["metadata"].get("labels") or {}).get(naming.LABEL_COMPONENT)
+    return conditions.SERVING_READY if component == naming.COMPONENT_TFSERVING else conditions.CONSUMERS_READY
+
+
 def _apply_children(
     kube: Kube, children: list[dict[str, Any]], initial: dict[str, int], events: list[Event]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Apply every child; returns what changed, and failures by the condition that reports them.
+
+    A child the API refuses (e.g. a ScaledObject without KEDA installed) doesn't stop the others, and it
+    becomes a condition rather than an exception: kopf would otherwise retry the whole pass in a loop.
+    """
     applied: dict[str, str] = {}
+    failed: dict[str, str] = {}
     for desired in children:
         name = desired["metadata"]["name"]
-        live = get_child(kube, desired)
         try:
+            live = get_child(kube, desired)
             result = apply_child(kube, desired, live, replicas=initial.get(name))
         except KubeError as error:
-            events.append(Event("Warning", "ApplyFailed", f"{desired['kind']} {name}: {error}"))
-            raise
+            kind = _condition_for(desired)
+            reason = str(error)
+            if error.status == 404:
+                reason = f"{desired['apiVersion']} is not served by this cluster (is its CRD installed?)"
+            failed[kind] = "; ".join(filter(None, [failed.get(kind), f"{desired['kind']} {name}: {reason}"]))
+            continue
         if result == "updated" and spec_hash_of(live or {}) == spec_hash_of(desired):
             result = "restored"  # same spec-hash, different fields: edited by hand
         if result != "unchanged":
@@ -226,4 +253,4 @@ def _apply_children(
         events.append(Event("Normal", "Updated", f"updated {', '.join(updated)}"))
     if restored:
         events.append(Event("Warning", "DriftCorrected", f"restored {', '.join(restored)} (changed outside kinfer)"))
-    return applied
+    return applied, failed

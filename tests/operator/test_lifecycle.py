@@ -256,3 +256,15 @@ def kube_autoscaling(bed: Bed) -> Any:
 def client_hpas(bed: Bed) -> Any:
     api = kube_autoscaling(bed)
     return lambda: {h.metadata.name for h in api.list_namespaced_horizontal_pod_autoscaler(bed.namespace).items}
+
+
+def test_a_child_the_cluster_refuses_becomes_a_condition(bed: Bed, operator: OperatorProcess) -> None:
+    # No KEDA on the bed: the ScaledObject can't be applied. The rest is still reconciled, and the failure is
+    # reported once (condition + Event), not retried in a loop.
+    bed.apply(bed.manifest("keda", autoscaling={"enabled": True, "provider": "keda"}))
+    failed = bed.wait_reason("keda", "AutoscalingReady", "ApplyFailed")
+    assert "keda.sh/v1alpha1 is not served by this cluster" in failed["message"]
+    wait_until(lambda: "Deployment/keda-consumer" in bed.children("keda"), 30, "the consumer Deployment")
+    time.sleep(RECONCILE_SECONDS * 3)
+    events = [e for e in bed.events("keda") if e.reason == "ApplyFailed"]
+    assert len(events) == 1 and (events[0].count or 1) == 1
