@@ -46,6 +46,7 @@ MAX_IN_FLIGHT_BATCHES = 2
 LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+CONSUME_SLICE_S = 0.005
 
 
 class PipelineStopped(Exception):
@@ -171,7 +172,7 @@ class PipelineLoop:
                     self.producer.poll(0.005)
                     continue
                 started = time.perf_counter()
-                messages = self.consumer.consume(self.max_batch, self.batch_wait_s)
+                messages = self._consume_batch()
                 if messages:
                     self.metrics.stage["consume"].observe(time.perf_counter() - started)
                     self._process(self._valid(messages))
@@ -180,6 +181,20 @@ class PipelineLoop:
         finally:
             self._shutdown()
         return self.counters
+
+    def _consume_batch(self) -> list[Message]:
+        """Up to maxBatchSize records within maxBatchWaitMs. The wait is taken in slices so that delivery reports
+        (and with them commits and the end-to-end latency) are served while a batch fills at low rates."""
+        deadline = time.monotonic() + self.batch_wait_s
+        messages = self.consumer.consume(self.max_batch, min(self.batch_wait_s, CONSUME_SLICE_S))
+        while len(messages) < self.max_batch and not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if len(self.tracker):
+                self.serve_deliveries()
+            messages += self.consumer.consume(self.max_batch - len(messages), min(remaining, CONSUME_SLICE_S))
+        return messages
 
     def _valid(self, messages: list[Message]) -> list[Message]:
         valid = []
