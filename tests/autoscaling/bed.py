@@ -115,6 +115,7 @@ class Watcher:
     name: str
     interval: float = 0.25
     samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> Watcher:
@@ -128,19 +129,32 @@ class Watcher:
         hpa_path = object_path("autoscaling/v2", "HorizontalPodAutoscaler", self.namespace, self.name)
         deployment_path = object_path("apps/v1", "Deployment", self.namespace, self.name)
         while not self._stop.is_set():
-            hpa = self.kube.request("GET", hpa_path) or {}
-            deployment = self.kube.request("GET", deployment_path) or {}
-            desired = (hpa.get("status") or {}).get("desiredReplicas")
-            replicas = (deployment.get("spec") or {}).get("replicas")
-            service = ((self.kube.request("GET", APISERVICE_PATH) or {}).get("spec") or {}).get("service") or {}
-            ours = service.get("namespace") == self.namespace
-            self.samples.append(Sample(time.monotonic(), desired, replicas, ours))
+            try:
+                hpa = self.kube.request("GET", hpa_path) or {}
+                deployment = self.kube.request("GET", deployment_path) or {}
+                apiservice = self.kube.request("GET", APISERVICE_PATH) or {}
+            except Exception as error:  # a slow API server under load: skip this sample, keep watching
+                self.errors.append(str(error))
+            else:
+                desired = (hpa.get("status") or {}).get("desiredReplicas")
+                replicas = (deployment.get("spec") or {}).get("replicas")
+                service = (apiservice.get("spec") or {}).get("service") or {}
+                ours = service.get("namespace") == self.namespace
+                self.samples.append(Sample(time.monotonic(), desired, replicas, ours))
             self._stop.wait(self.interval)
 
     def latest(self) -> Sample | None:
         return self.samples[-1] if self.samples else None
 
-    def first_change_after(self, since: float, old: int | None) -> float | None:
+    def desired_before(self, moment: float) -> int | None:
+        """The HPA's desiredReplicas in the last sample taken before ``moment``."""
+        earlier = [s.hpa_desired for s in self.samples if s.time < moment]
+        return earlier[-1] if earlier else None
+
+    def first_change_after(self, since: float, old: int | None = None) -> float | None:
+        """Seconds from ``since`` to the first sample whose HPA desiredReplicas differs from ``old``
+        (default: the value just before ``since``)."""
+        old = self.desired_before(since) if old is None else old
         for sample in self.samples:
             if sample.time >= since and sample.hpa_desired is not None and sample.hpa_desired != old:
                 return sample.time - since

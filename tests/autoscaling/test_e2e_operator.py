@@ -60,10 +60,10 @@ def test_operator_hpa_scales_on_lag_capped_and_reports_it(bed: Bed, kube_api: An
             wait_for(hpa_active, 120, "the operator's HPA reading the external metric")
             topic = manifest["spec"]["topics"]["input"]["name"]
             with Watcher(kube, namespace, consumer) as watcher:
+                jumped = time.monotonic()  # before producing: the figure includes the produce itself
                 produce_spread(bed.bootstrap, topic, PARTITIONS, 600)  # needs 12 consumers; 3 partitions
-                jumped = time.monotonic()
                 wait_for(lambda: (s := watcher.latest()) and s.deployment_replicas == PARTITIONS, 120, "scale-out")
-                reaction = watcher.first_change_after(jumped, 1)
+                reaction = watcher.first_change_after(jumped)
 
                 def capped_status() -> dict[str, Any] | None:
                     status = (bed.get(name) or {}).get("status") or {}
