@@ -56,8 +56,12 @@ def start_autoscaling(
     _monitor = monitor
     server = None
     if metrics_port is not None and tls_cert_file is not None and tls_key_file is not None:
-        server = MetricsApiServer(monitor, host, metrics_port, tls_cert_file, tls_key_file, api=api)
-        server.start()
+        try:
+            server = MetricsApiServer(monitor, host, metrics_port, tls_cert_file, tls_key_file, api=api)
+            server.start()
+        except Exception as error:  # fail closed: no metrics API rather than one that can't check its callers
+            log.error("external metrics API not started: %s", error)
+            server = None
     elif metrics_port is not None:
         log.warning("external metrics API not started: give --tls-cert-file and --tls-key-file")
     return AutoscalingService(monitor, server)
