@@ -154,16 +154,18 @@ ALLOWED = [
     ("patch", "inferencepipelines.kinfer.io"), ("patch", "inferencepipelines.kinfer.io#status"),
     ("update", "inferencepipelines.kinfer.io#finalizers"),
     ("get", "deployments.apps"), ("create", "deployments.apps"), ("patch", "deployments.apps"),
+    ("list", "deployments.apps"), ("delete", "deployments.apps"), ("delete", "horizontalpodautoscalers.autoscaling"),
     ("create", "configmaps"), ("patch", "services"), ("patch", "horizontalpodautoscalers.autoscaling"),
     ("create", "events"), ("get", "secrets"),
 ]  # fmt: skip
 DENIED = [
     ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "inferencepipelines.kinfer.io"),
     ("create", "inferencepipelines.kinfer.io"), ("create", "pods"), ("delete", "pods"), ("get", "pods"),
-    ("create", "pods#exec"), ("delete", "deployments.apps"), ("list", "deployments.apps"),
+    ("create", "pods#exec"), ("watch", "deployments.apps"), ("deletecollection", "deployments.apps"),
     ("create", "serviceaccounts#token"), ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"), ("patch", "persistentvolumeclaims"),
     ("delete", "namespaces"), ("create", "jobs.batch"), ("patch", "scaledobjects.keda.sh"),
+    ("create", "kafkaconnectors.kafka.strimzi.io"),
 ]  # fmt: skip
 
 
@@ -281,6 +283,19 @@ def test_operator_with_the_chart_identity_reconciles_a_sample(
             obj = kubectl_json(testbed, "get", kind, child, "-n", watched)
             assert obj is not None, f"{kind} {child} missing"
             assert obj["metadata"]["ownerReferences"][0]["name"] == name
+
+        # Autoscaling on creates the HPA; off again prunes it (list by label + delete under these rules).
+        def autoscaling(enabled: bool) -> None:
+            patch = {"spec": {"autoscaling": {"enabled": enabled}}}
+            testbed.kubectl("patch", "inferencepipeline", name, "-n", watched, "--type=merge", "-p", json.dumps(patch))
+
+        def hpa() -> dict[str, Any] | None:
+            return kubectl_json(testbed, "get", "hpa", f"{name}-consumer", "-n", watched)
+
+        autoscaling(True)
+        wait_for(hpa, 90, "the consumer HPA")
+        autoscaling(False)
+        wait_for(lambda: hpa() is None, 90, "the HPA pruned once autoscaling is off")
         # The peering object shows this operator as a live peer: peering works with these rules.
         peering = kubectl_json(testbed, "get", "kopfpeering", f"kinfer-{release.name.split('-')[-1]}", "-n", watched)
         assert peering is not None and peering.get("status"), peering

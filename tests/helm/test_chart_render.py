@@ -115,10 +115,10 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
         ("kinfer.io", "inferencepipelines"): {"list", "watch", "patch"},
         ("kinfer.io", "inferencepipelines/status"): {"patch"},
         ("kinfer.io", "inferencepipelines/finalizers"): {"update"},
-        ("apps", "deployments"): {"get", "create", "patch"},
-        ("", "configmaps"): {"get", "create", "patch"},
-        ("", "services"): {"get", "create", "patch"},
-        ("autoscaling", "horizontalpodautoscalers"): {"get", "create", "patch"},
+        ("apps", "deployments"): {"get", "list", "create", "patch", "delete"},
+        ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
+        ("", "services"): {"get", "list", "create", "patch", "delete"},
+        ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "create", "patch", "delete"},
         ("", "events"): {"create"},
         ("", "secrets"): {"get"},
         ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
@@ -127,6 +127,8 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
     assert not [r for r in no_secrets if "secrets" in r["resources"]]
     keda = all_rules(render({"rbac.keda": True}))
     assert [r for r in keda if r["apiGroups"] == ["keda.sh"] and r["resources"] == ["scaledobjects"]]
+    strimzi = all_rules(render({"rbac.strimziConnectors": True}))
+    assert [r for r in strimzi if r["apiGroups"] == ["kafka.strimzi.io"] and r["resources"] == ["kafkaconnectors"]]
 
 
 def test_external_metrics_api_auth_delegation() -> None:
