@@ -120,6 +120,7 @@ class Watcher:
 
     def __enter__(self) -> Watcher:
         threading.Thread(target=self._run, daemon=True).start()
+        wait_for(lambda: self.samples, 30, "the first sample")  # reactions are measured against it
         return self
 
     def __exit__(self, *_: object) -> None:
