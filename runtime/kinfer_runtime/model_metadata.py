@@ -117,22 +117,22 @@ def load_model_metadata(version_dir: Path | str) -> ModelMetadata:
         raise ModelMetadataError(f"{path}: {error}") from None
 
 
-def list_versions(model_dir: Path | str) -> list[int]:
-    """Complete version directories under a model directory (those holding ``saved_model.pb``), ascending."""
+def list_versions(model_dir: Path | str, marker: str = "saved_model.pb") -> list[int]:
+    """Complete version directories under a model directory (those holding ``marker``), ascending."""
     versions = []
     try:
         entries = list(os.scandir(model_dir))
     except FileNotFoundError:
         return []
     for entry in entries:
-        if entry.name.isdigit() and entry.is_dir() and os.path.exists(os.path.join(entry.path, "saved_model.pb")):
+        if entry.name.isdigit() and entry.is_dir() and os.path.exists(os.path.join(entry.path, marker)):
             versions.append(int(entry.name))
     return sorted(versions)
 
 
-def pick_version(model_dir: Path | str, pinned: int | None) -> int | None:
+def pick_version(model_dir: Path | str, pinned: int | None, marker: str = "saved_model.pb") -> int | None:
     """The version to serve: ``pinned`` if given and present, else the highest complete one; None if none."""
-    versions = list_versions(model_dir)
+    versions = list_versions(model_dir, marker)
     if pinned is not None:
         return pinned if pinned in versions else None
     return versions[-1] if versions else None

@@ -158,6 +158,14 @@ def test_a_batch_the_model_refuses_fails_at_once(healthy, model_dir, inputs):
     assert healthy.predict_calls == calls + 1  # no retries for a permanent error
 
 
+def test_only_kinfer_json_is_needed_locally(healthy, model_dir, tmp_path, inputs, expected):
+    local = tmp_path / "metadata-only" / "fraud"
+    (local / "1").mkdir(parents=True)
+    shutil.copy(model_dir / "1" / "kinfer.json", local / "1" / "kinfer.json")
+    predictor = make_predictor(healthy, local)
+    np.testing.assert_allclose(predictor.predict(inputs).outputs["fraud_probability"], expected, rtol=1e-5)
+
+
 def test_load_with_the_server_down_waits_for_it(healthy, model_dir, inputs):
     healthy.unavailable = True
     predictor = make_predictor(healthy, model_dir, max_retries=0)

@@ -25,7 +25,7 @@ import grpc
 import numpy as np
 import orjson
 
-from kinfer_runtime.model_metadata import ModelMetadata, load_model_metadata, pick_version
+from kinfer_runtime.model_metadata import METADATA_FILE, ModelMetadata, load_model_metadata, pick_version
 from kinfer_runtime.predictors.base import Prediction, PredictionFailed, PredictorUnavailable
 from kinfer_runtime.spec import TfServingSpec
 
@@ -86,7 +86,8 @@ class TfServingPredictor:
         (predict raises PredictorUnavailable until it answers), a model that refuses the warm-up raises."""
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        version = pick_version(self.model_dir, self.pinned_version)
+        # Only kinfer.json is needed here (TF Serving holds the SavedModel), so that is what marks a version.
+        version = pick_version(self.model_dir, self.pinned_version, marker=METADATA_FILE)
         if version is None:
             raise FileNotFoundError(f"{self.model_dir} holds no model version with kinfer.json for {self.model_name}")
         self._metadata = load_model_metadata(self.model_dir / str(version))
