@@ -62,6 +62,28 @@ def test_mixed_batch_sizes_only_ever_run_the_warmed_up_shapes(fraud_dir):
     assert model.batch_sizes_run == model.warm_batch_sizes
 
 
+def test_no_retrace_after_warm_up_counted_on_a_shape_polymorphic_function(fraud_dir):
+    """Counting traces: behind a plain tf.function (which traces once per new input shape), the predictor's
+    bucketing presents only the warm-up shapes, so 300 batches of random sizes add no trace."""
+    import tensorflow as tf
+
+    predictor = EmbeddedPredictor("fraud", fraud_dir, max_batch_size=64)
+    predictor.load()
+    model = predictor.loaded
+    assert model is not None
+    model.function = tf.function(model.function, reduce_retracing=False)
+    for rows in model.buckets:  # the warm-up, again, on the traced function
+        model.call(
+            {name: np.zeros((rows, *info.row_shape), info.dtype) for name, info in model.metadata.inputs.items()}
+        )
+    traces_after_warm_up = model.function.experimental_get_tracing_count()
+    assert traces_after_warm_up == len(model.buckets)
+    inputs = fraud_inputs(64)
+    for rows in np.random.default_rng(1).integers(1, 65, 300):
+        predictor.predict({name: array[:rows] for name, array in inputs.items()})
+    assert model.function.experimental_get_tracing_count() == traces_after_warm_up
+
+
 def test_padding_does_not_change_a_row_s_prediction(fraud_dir):
     predictor = EmbeddedPredictor("fraud", fraud_dir, max_batch_size=256)
     predictor.load()
