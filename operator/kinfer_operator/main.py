@@ -3,9 +3,11 @@
 The same entry point serves the container image and local runs against any kubeconfig. kopf keeps its
 progress and diff-base in ``kinfer.io/*`` annotations (not in status, which stays the operator's own API),
 posts only warnings from its own logs as Events (the reconcile posts the Events that matter itself), and
-uses the ``kinfer.io/finalizer`` finalizer. The autoscaler plugs in through
-``kinfer_operator.autoscaling.service.start(options, registry, kube)`` when that module exists: it may register
-kopf daemons and start the external metrics API server.
+uses the ``kinfer.io/finalizer`` finalizer. Peered replicas get distinct kopf priorities (kopf pauses *every*
+operator that sees a peer of the same priority), and with only exact ``--namespace`` names kopf's cluster
+scanning (listing namespaces and CRDs, which a namespaced identity may not do) is switched off. The autoscaler
+plugs in through ``kinfer_operator.autoscaling.service.start(options, registry, kube)`` when that module exists:
+it may register kopf daemons and start the external metrics API server.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import signal
 from dataclasses import dataclass, field
 
@@ -39,6 +42,7 @@ class OperatorOptions:
     tls_key_file: str | None = None
     peering: str | None = None
     standalone: bool = False
+    priority: int = 0
     lag_poll_seconds: float = 5.0
     reconcile_seconds: float = 30.0
     delete_give_up_seconds: float = 120.0
@@ -57,6 +61,12 @@ def parse_args(argv: list[str]) -> OperatorOptions:
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--peering", help="KopfPeering name, for several operator replicas (one active)")
     peering.add_argument("--standalone", action="store_true", help="no peering: this is the only operator")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        help="kopf peering priority: the live peer with the highest one reconciles, the others stand by "
+        f"(default: random in 1..{MAX_RANDOM_PRIORITY} unless --standalone, so replicas never tie)",
+    )
     parser.add_argument("--lag-poll-seconds", type=float, default=5.0)
     parser.add_argument(
         "--reconcile-seconds", type=float, default=30.0, help="period of the drift-correcting reconcile timer"
@@ -80,9 +90,36 @@ def parse_args(argv: list[str]) -> OperatorOptions:
         tls_key_file=args.tls_key_file,
         peering=args.peering,
         standalone=args.standalone,
+        priority=default_priority(args.priority, args.standalone),
         lag_poll_seconds=args.lag_poll_seconds,
         reconcile_seconds=args.reconcile_seconds,
         delete_give_up_seconds=args.delete_give_up_seconds,
+    )
+
+
+MAX_RANDOM_PRIORITY = 2**31
+
+
+def default_priority(given: int | None, standalone: bool) -> int:
+    """The given priority, else a random one for a peered process (two equal ones would both pause).
+
+    Without --standalone kopf peers even without --peering (through a "default" peering object if one exists).
+    """
+    if given is not None:
+        return given
+    return 0 if standalone else random.SystemRandom().randint(1, MAX_RANDOM_PRIORITY)
+
+
+def exact_namespaces(options: OperatorOptions) -> bool:
+    """Whether the operator watches only namespaces named exactly (no kopf glob, negation or list pattern).
+
+    Then kopf needs no namespace listing to expand patterns; its CRD watch only notices CRDs added later,
+    which the operator doesn't need (it serves one resource, discovered at start).
+    """
+    return (
+        not options.all_namespaces
+        and bool(options.namespaces)
+        and not any(any(mark in ns for mark in "!*?,") for ns in options.namespaces)
     )
 
 
@@ -107,11 +144,15 @@ def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     # kopf would post an Event for every handler run ("Timer succeeded"): API writes on every idle pass.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 16
-    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     settings.peering.standalone = options.standalone
+    settings.peering.priority = options.priority
+    # Otherwise kopf retries listing namespaces and CRDs (refused to a namespaced identity) for about a minute
+    # before falling back to the exact namespaces, logging 403s all along.
+    settings.scanning.disabled = exact_namespaces(options)
     if options.peering:
         settings.peering.name = options.peering
         settings.peering.mandatory = True
@@ -138,6 +179,8 @@ async def run(options: OperatorOptions) -> None:
     registry = build_registry(options, kube)
     server = serve_http(options.metrics_host, options.metrics_port)
     logger.info("metrics and health on %s:%d", *server.server_address[:2])
+    if not options.standalone:
+        logger.info("peering priority %d", options.priority)
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def request_stop() -> None:
