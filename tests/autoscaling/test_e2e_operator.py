@@ -19,6 +19,7 @@ from tests.autoscaling.kafka_helpers import commit_offsets, end_offsets, produce
 from tests.autoscaling.report import record
 from tests.operator.bed import Bed
 from tests.operator.conftest import CRD, OperatorProcess
+from tests.operator.pipelines import SENSOR
 
 pytestmark = pytest.mark.testbed
 PARTITIONS = 3
@@ -105,4 +106,35 @@ def test_operator_hpa_scales_on_lag_capped_and_reports_it(bed: Bed, kube_api: An
         if operator.process is not None and operator.process.poll() is None:
             bed.delete_all_pipelines(timeout=90)
         print(f"--- operator log tail ---\n{operator.log_tail(30)}")
+        operator.stop()
+
+
+def test_operator_tfserving_mode_gets_two_hpas_and_leaves_both_counts_to_them(
+    bed: Bed, kube_api: Any, tmp_path: Path
+) -> None:
+    kube = Kube(kube_api)
+    name = "sensor"
+    operator = OperatorProcess(bed.testbed, bed.namespace, tmp_path / "operator.log", ["--lag-poll-seconds", "1"])
+    operator.start()
+    try:
+        autoscaling = {"enabled": True, "maxReplicas": 4, "servingConsumersPerReplica": 2, "servingMaxReplicas": 3}
+        bed.apply(bed.manifest(name, sample=SENSOR, partitions=2, autoscaling=autoscaling))
+
+        def hpa(target: str) -> dict[str, Any] | None:
+            return kube.request("GET", object_path("autoscaling/v2", "HorizontalPodAutoscaler", bed.namespace, target))
+
+        consumer_hpa = wait_for(lambda: hpa(f"{name}-consumer"), 90, "the consumer HPA")
+        serving_hpa = wait_for(lambda: hpa(f"{name}-tfserving"), 90, "the TF Serving HPA")
+        assert consumer_hpa["spec"]["scaleTargetRef"]["name"] == f"{name}-consumer"
+        assert serving_hpa["spec"]["scaleTargetRef"]["name"] == f"{name}-tfserving"
+        assert serving_hpa["spec"]["maxReplicas"] == 3
+        external = serving_hpa["spec"]["metrics"][0]["external"]
+        assert external["metric"]["name"] == "kinfer_pipeline_serving_demand"
+        # a count set by the HPA (here: by hand, as the HPA would) survives the operator's next passes
+        serving_path = object_path("apps/v1", "Deployment", bed.namespace, f"{name}-tfserving")
+        kube.request("PATCH", serving_path, body={"spec": {"replicas": 2}}, content_type="application/merge-patch+json")
+        time.sleep(8)  # more than two reconcile periods of the test operator
+        assert (kube.request("GET", serving_path) or {})["spec"]["replicas"] == 2
+    finally:
+        bed.delete_all_pipelines(timeout=90)
         operator.stop()
