@@ -141,7 +141,7 @@ class PipelineLoop:
     def run(self) -> LoopCounters:
         """Run until ``stop`` is set; then drain and close. Returns the counters."""
         if self.exactly_once:
-            self.producer.init_transactions(30)
+            self.producer.init_transactions(90)  # also aborts what a killed predecessor left open
         self.consumer.subscribe(
             [self.input_topic],
             on_assign=self.rebalancer.on_assign,

@@ -26,8 +26,8 @@ def wait_until(condition: object, timeout: float, describe: str) -> None:
 
 def test_restarted_static_member_causes_no_rebalance(kafka_bootstrap: str, tmp_path: Path) -> None:
     topics = create_topics(kafka_bootstrap, partitions=4, prefix="static")
-    # Long enough for a restart that imports TensorFlow again (the default is 45 s).
-    pipeline = manifest("static", kafka_bootstrap, topics, kafka_config={"session.timeout.ms": "45000"})
+    # Long enough for a restart that imports TensorFlow again, even on a loaded machine (the default is 45 s).
+    pipeline = manifest("static", kafka_bootstrap, topics, kafka_config={"session.timeout.ms": "90000"})
     a = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, pod_name="static-a")
     b = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, pod_name="static-b")
     reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter])
