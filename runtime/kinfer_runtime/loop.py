@@ -22,9 +22,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -32,13 +31,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from kinfer_runtime.assemble import assemble_batch
 from kinfer_runtime.commits import BatchTracker, InFlightBatch, Outgoing, merge_offsets
 from kinfer_runtime.dead_letter import PREDICTION_FAILED, Failure
-from kinfer_runtime.health import LoopState
 from kinfer_runtime.logs import fields
-from kinfer_runtime.metrics import RuntimeMetrics
 from kinfer_runtime.output import BatchContext
+from kinfer_runtime.parts import LoopCounters, LoopParts
 from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
 from kinfer_runtime.rebalance import Rebalancer
-from kinfer_runtime.spec import Delivery, InferencePipeline
+from kinfer_runtime.spec import Delivery
 
 log = logging.getLogger("kinfer.loop")
 
@@ -51,60 +49,6 @@ CONSUME_SLICE_S = 0.005
 
 class PipelineStopped(Exception):
     """The loop was asked to stop while waiting (the batch in hand is not committed)."""
-
-
-class Encoded(Protocol):
-    inputs: dict[str, np.ndarray]
-    ok: list[int]
-    failures: Sequence[Any]  # RecordFailure: index, reason, message
-
-
-class PreprocessorLike(Protocol):
-    def encode(self, values: Sequence[bytes | None]) -> Any: ...
-
-
-class PredictorLike(Protocol):
-    model_name: str
-
-    @property
-    def model_version(self) -> int: ...
-    @property
-    def metadata(self) -> Any: ...
-    def predict(self, inputs: dict[str, np.ndarray]) -> Any: ...
-    def ready(self) -> bool: ...
-    def maybe_reload(self) -> bool: ...
-    def close(self) -> None: ...
-
-
-@dataclass
-class LoopCounters:
-    """Running totals, readable from another thread (benchmarks, the demo)."""
-
-    records_in: int = 0
-    records_out: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-    committed_batches: int = 0
-    redelivered: int = 0
-    transactions_aborted: int = 0
-    latencies_s: list[float] = field(default_factory=list)  # end-to-end samples of recent batches (bounded)
-
-
-@dataclass
-class LoopParts:
-    """What the loop needs, built by :func:`kinfer_runtime.runner.build_loop_parts` (or a test).
-
-    ``make_preprocessor(metadata)`` is called again whenever the predictor swaps in a new model version (its
-    feature spec may differ); ``format_outputs(prediction, metadata)`` builds the ``prediction`` objects."""
-
-    pipeline: InferencePipeline
-    consumer_config: dict[str, Any]
-    producer_config: dict[str, Any]
-    predictor: PredictorLike
-    make_preprocessor: Callable[[Any], PreprocessorLike]
-    format_outputs: Callable[[Any, Any], list[dict[str, Any]]]
-    metrics: RuntimeMetrics
-    state: LoopState = field(default_factory=LoopState)
 
 
 class PipelineLoop:

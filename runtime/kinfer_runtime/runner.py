@@ -20,8 +20,9 @@ from typing import Any
 from kinfer_runtime import kafka_config
 from kinfer_runtime.health import LoopState
 from kinfer_runtime.logs import fields
-from kinfer_runtime.loop import LoopCounters, LoopParts, PipelineLoop
+from kinfer_runtime.loop import PipelineLoop
 from kinfer_runtime.metrics import RuntimeMetrics
+from kinfer_runtime.parts import LoopCounters, LoopParts
 from kinfer_runtime.spec import Delivery, InferencePipeline
 
 log = logging.getLogger("kinfer.runner")
