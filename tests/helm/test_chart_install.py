@@ -10,7 +10,6 @@ import base64
 import copy
 import json
 import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -304,16 +303,11 @@ def test_operator_with_the_chart_identity_reconciles_a_sample(
             lambda: kubectl_json(testbed, "get", "inferencepipeline", name, "-n", watched) is None,
             90, "pipeline deletion (finalizer removed by the operator)",
         )  # fmt: skip
-    # kopf's cluster scanning (listing namespaces to expand patterns, watching CRDs for new resources) falls back
-    # to the exact namespaces and the initial discovery when refused (kopf's observation.py): harmless, and not
-    # granted: the operator needs neither. (kinfer_operator.main could set settings.scanning.disabled to skip it.)
-    scanning = ('cannot list resource "namespaces"', 'cannot list resource "customresourcedefinitions"')
-    refusals = [
-        line
-        for line in log.read_text().splitlines()
-        if ("Forbidden" in line or " 403" in line) and not any(s in line for s in scanning)
-    ]
+    # No refusal at all: with exact --namespace names the operator turns kopf's cluster scanning (listing
+    # namespaces and CRDs, which this identity may not do) off, and a refused prune list is logged.
+    refusals = [line for line in log.read_text().splitlines() if "Forbidden" in line or " 403" in line]
     assert not refusals, "RBAC refusals in the operator log:\n" + "\n".join(refusals[:20])
+    assert "Not enough permissions" not in log.read_text(), "kopf fell back after a refused scan"
 
 
 def test_upgrade_updates_the_crd_and_keeps_the_certificate(
@@ -351,6 +345,22 @@ def test_uninstall_keeps_the_crd_and_removes_the_rest(testbed: TestBed, cluster_
     assert kubectl_json(testbed, "get", "apiservice", APISERVICE) is None
 
 
+def peering_state(log: str) -> str | None:
+    """The operator's latest kopf peering decision in its log: "active", "paused", or None (none yet)."""
+    state = None
+    for line in log.splitlines():
+        if "Resuming operations after the pause" in line:
+            state = "active"
+        elif "Pausing operations in favour of" in line:
+            state = "paused"
+    return state
+
+
+def peering_priority(log: str) -> int:
+    (line,) = [line for line in log.splitlines() if "kinfer_operator: peering priority" in line]
+    return int(line.split()[-1])
+
+
 def test_two_operator_replicas_one_active_and_a_standby_takes_over(
     testbed: TestBed, namespaced_release: tuple[Release, str, str], tmp_path: Path
 ) -> None:
@@ -358,9 +368,6 @@ def test_two_operator_replicas_one_active_and_a_standby_takes_over(
     takes over. kopf pauses *every* operator that sees a peer of the same priority, so the operator must give each
     process a distinct priority (`kinfer operator --priority`, random by default under --peering)."""
     kinfer = str(Path(sys.executable).parent / "kinfer")
-    usage = subprocess.run([kinfer, "operator", "--help"], capture_output=True, text=True, timeout=120).stdout
-    if "--priority" not in usage:
-        pytest.skip("kinfer operator has no --priority yet: two replicas with equal kopf priorities both pause")
     release, watched, _ = namespaced_release
     kubeconfig = service_account_kubeconfig(testbed, release, tmp_path / "kubeconfig")
     env = {**testbed.env, "KUBECONFIG": str(kubeconfig)}
@@ -380,13 +387,22 @@ def test_two_operator_replicas_one_active_and_a_standby_takes_over(
         running([kinfer, *first_command[1:]], {**env, **chart_env}, tmp_path / "first.log") as first,
         running([kinfer, *second_command[1:]], {**env, **chart_env}, tmp_path / "second.log") as second,
     ):
-        testbed.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-        assert first.poll() is None and second.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
-        wait_for(lambda: observed(1), 180, "one of two peered operators to reconcile")
         logs = {first: tmp_path / "first.log", second: tmp_path / "second.log"}
+
+        def settled() -> bool:
+            # Each starts active until it sees the other in the peering object (kopf polls it): both running
+            # and one of them paused in favour of the other, before the pipeline appears.
+            assert first.poll() is None and second.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+            return {peering_state(log.read_text()) for log in logs.values()} == {"active", "paused"}
+
+        wait_for(settled, 120, "two peered operators, one paused in favour of the other")
+        testbed.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        wait_for(lambda: observed(1), 180, "one of two peered operators to reconcile")
         active = [p for p, log in logs.items() if "Handler 'reconcile' succeeded" in log.read_text()]
         assert len(active) == 1, "exactly one replica reconciles"
         (leader,) = active
+        priorities = {p: peering_priority(log.read_text()) for p, log in logs.items()}
+        assert priorities[leader] == max(priorities.values()), f"the highest priority is active: {priorities}"
         leader.kill()
         leader.wait(30)
         testbed.kubectl("patch", "inferencepipeline", name, "-n", watched, "--type=merge",
