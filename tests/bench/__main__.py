@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from tests.bench import baselines, kafka_io, quix_case
-from tests.bench.kinfer_case import Topics, manifest, percentile, run_latency, run_throughput
+from tests.bench.kinfer_case import Topics, bucket_quantile_ms, manifest, percentile, run_latency, run_throughput
 from tests.bench.report import print_table, results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,10 +122,11 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             topics = Topics(names["l-in"], names["l"], names["l-dlq"], parts)
             phases = [("warm-up", 5000.0, 2.0), ("5000", 5000.0, 10.0), ("10", 10.0, 20.0)]
             pipeline = kinfer_pipeline("lat", topics, "atLeastOnce")
-            latency = run_latency(bootstrap, topics, pipeline, work, MODEL_DIR, phases, values)
+            latency, own = run_latency(bootstrap, topics, pipeline, work, MODEL_DIR, phases, values)
             for label in ("5000", "10"):
                 for q in (50, 99):
                     figures[f"kinfer_p{q}_ms_at_{label}"] = percentile(latency[label], q)
+                    figures[f"kinfer_own_p{q}_ms_at_{label}"] = bucket_quantile_ms(own.get(label, []), q)
                 figures[f"kinfer_latency_samples_at_{label}"] = len(latency[label])
         if "b" in cases:
             step(f"(b) tutorial loop: poll 1, model.predict, produce, commit ({args.slow_seconds:.0f} s)")

@@ -128,6 +128,22 @@ class KinferProcess:
                 stages[stage] = stages.get(stage, 0.0) + float(value)
         return stages
 
+    def histogram(self, name: str) -> list[tuple[float, float]]:
+        """Cumulative ``(upper bound, count)`` buckets of one of the runtime's histograms (summed over labels)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return []
+        buckets: dict[float, float] = {}
+        for line in text.splitlines():
+            if line.startswith(f"{name}_bucket{{"):
+                labels, value = line[len(name) + 8 :].rsplit("} ", 1)
+                bound = next(part.split("=", 1)[1].strip('"') for part in labels.split(",") if part.startswith("le="))
+                key = float("inf") if bound == "+Inf" else float(bound)
+                buckets[key] = buckets.get(key, 0.0) + float(value)
+        return sorted(buckets.items())
+
     def stop(self) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
@@ -162,11 +178,15 @@ def run_throughput(bootstrap: str, topics: Topics, count: int, pipeline: dict[st
 
 
 def run_latency(bootstrap: str, topics: Topics, pipeline: dict[str, Any], work_dir: Path, model_dir: Path,
-                phases: list[tuple[str, float, float]], values: list[bytes]) -> dict[str, list[float]]:  # fmt: skip
-    """``phases`` = [(label, records/s, seconds)]; returns the end-to-end latencies (ms) of each phase."""
+                phases: list[tuple[str, float, float]], values: list[bytes],
+                ) -> tuple[dict[str, list[float]], dict[str, list[tuple[float, float]]]]:  # fmt: skip
+    """``phases`` = [(label, records/s, seconds)]; returns the end-to-end latencies (ms) of each phase as seen by
+    the bench's reader, and the runtime's own ``kinfer_end_to_end_seconds`` buckets for the phase (record
+    timestamp to output acknowledged: without the reader's fetch)."""
     process = KinferProcess(pipeline, work_dir, model_dir).start()
     reader = LiveReader(bootstrap, topics.output, topics.partitions)
     latencies: dict[str, list[float]] = {}
+    own: dict[str, list[tuple[float, float]]] = {}
     try:
         process.wait_ready()
         time.sleep(1.0)  # let the group settle after the first assignment
@@ -174,11 +194,13 @@ def run_latency(bootstrap: str, topics: Topics, pipeline: dict[str, Any], work_d
         windows = []
         for label, rate, seconds in phases:
             started_ms = time.time() * 1000
+            before = process.histogram(E2E_HISTOGRAM)
             expected += produce_paced(bootstrap, topics.input, values, rate, seconds)
             windows.append((label, started_ms, time.time() * 1000))
             deadline = time.monotonic() + 60
             while len(reader.arrivals) < expected and time.monotonic() < deadline:
                 time.sleep(0.05)
+            own[label] = bucket_delta(before, process.histogram(E2E_HISTOGRAM))
         # Each output belongs to the phase during which its input was produced (robust to stragglers).
         stamped = [(at, orjson.loads(value)["source"]["timestamp_ms"]) for at, value in reader.arrivals]
         for label, start_ms, end_ms in windows:
@@ -186,7 +208,30 @@ def run_latency(bootstrap: str, topics: Topics, pipeline: dict[str, Any], work_d
     finally:
         reader.stop()
         process.stop()
-    return latencies
+    return latencies, own
+
+
+E2E_HISTOGRAM = "kinfer_end_to_end_seconds"
+
+
+def bucket_delta(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    earlier = dict(before)
+    return [(bound, count - earlier.get(bound, 0.0)) for bound, count in after]
+
+
+def bucket_quantile_ms(buckets: list[tuple[float, float]], q: float) -> float:
+    """A quantile from cumulative buckets, interpolated linearly inside its bucket (as Prometheus does)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    rank, lower, below = q / 100 * buckets[-1][1], 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower * 1000
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return (lower + (bound - lower) * share) * 1000
+        lower, below = bound, count
+    return lower * 1000
 
 
 def percentile(values: list[float], q: float) -> float:
