@@ -40,7 +40,7 @@ from kinfer_runtime.spec import Delivery
 
 log = logging.getLogger("kinfer.loop")
 
-MAX_IN_FLIGHT_BATCHES = 2
+MAX_IN_FLIGHT_BATCHES = 4  # produced, not yet acknowledged: overlaps Kafka round trips with the next batches
 LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
