@@ -58,12 +58,15 @@ class ConnectClient:
         """Creates the connector or replaces its config (Connect's own create-or-update)."""
         self._request("PUT", f"/connectors/{_quote(name)}/config", config)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> bool:
+        """Deletes the connector; False when it did not exist (already gone is what we wanted)."""
         try:
             self._request("DELETE", f"/connectors/{_quote(name)}")
         except ConnectError as error:
-            if error.status != 404:  # already gone is what we wanted
+            if error.status != 404:
                 raise
+            return False
+        return True
 
     def status(self, name: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/connectors/{_quote(name)}/status") or {})

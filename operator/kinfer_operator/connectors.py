@@ -100,12 +100,14 @@ def reconcile_connectors(
 
 
 def delete_pipeline_connectors(pipeline: InferencePipeline, client: ConnectClient) -> list[str]:
-    """Deletes every connector the pipeline owns in its Connect cluster (for the pipeline's deletion)."""
+    """Deletes every connector the pipeline owns in its Connect cluster (for the pipeline's deletion).
+
+    The spec's own connectors are deleted by name as well as those listed: Connect's listing can lag behind a
+    connector created a moment ago, and deleting one that is already gone is harmless."""
     prefix = name_prefix(pipeline)
-    owned = sorted(name for name in client.connectors() if name.startswith(prefix))
-    for name in owned:
-        client.delete(name)
-    return owned
+    listed = {name for name in client.connectors() if name.startswith(prefix)}
+    owned = sorted(listed | {prefix + connector.name for connector in pipeline.spec.ingestion.connectors})
+    return [name for name in owned if client.delete(name)]
 
 
 def has_rest_connectors(spec: dict[str, Any]) -> bool:
