@@ -61,7 +61,7 @@ def test_runtime_rides_out_a_broker_fault(private_kafka: Any, tmp_path: Path, fa
         reader.close()
     print(f"{fault}: outage {outage_s:.1f}s, runtime CPU during it {outage_cpu:.2f}s, {iterations_per_s:.0f} loop "
           f"passes/s, outputs resumed {recovery_s:.1f}s after the broker's return, inputs {len(expected)}")  # fmt: skip
-    assert len(expected) > 20 * RATE
+    assert len(expected) >= 13 * RATE  # traffic before (3 s) and after (10 s) the fault, plus what it caught
     # Not spinning: every pass of the loop blocks for up to 5-20 ms when there is nothing to do, so at most a few
     # hundred passes a second; a busy loop makes tens of thousands, even with a small share of a loaded CPU.
     # (CPU seconds are printed, not asserted: on this shared VM they are inflated by the other tenants' load.)
