@@ -8,40 +8,29 @@ Each worker gets its own group and internal topics, so tests never share Connect
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
 
+from tests.testbed.bed import cache_dir, read_versions
+from tests.testbed.kafka import LOG4J2_CONSOLE
 from tests.testbed.process import ManagedProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE.parent / "testbed" / "build.sh"
-LOG4J2 = """\
-status = warn
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.stdout.ref = STDOUT
+LOG4J2 = (
+    LOG4J2_CONSOLE
+    + """\
 logger.reflections.name = org.reflections
 logger.reflections.level = ERROR
 """
-
-
-def kafka_version() -> str:
-    for line in (HERE.parent / "testbed" / "versions.env").read_text().splitlines():
-        if line.startswith("KAFKA_VERSION="):
-            return line.split("=", 1)[1].strip()
-    raise RuntimeError("KAFKA_VERSION missing from versions.env")
+)
 
 
 def connect_libs() -> Path:
     """The worker's jars, built on first use (a warm cache makes this a no-op)."""
-    cache = Path(os.environ.get("KINFER_CACHE", Path.home() / ".cache" / "kinfer"))
-    libs = cache / f"connect-{kafka_version()}" / "libs"
+    libs = cache_dir() / f"connect-{read_versions()['KAFKA_VERSION']}" / "libs"
     if not (libs.parent / ".done").exists():
         subprocess.run(["bash", str(BUILD), "connect"], check=True)
     return libs

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .process import ManagedProcess, StartError, free_port
 
-LOG4J2 = """\
+# Log4j 2 to the console (the process log file), shared by every Java component of the bed.
+LOG4J2_CONSOLE = """\
 status = warn
 appender.console.type = Console
 appender.console.name = STDOUT
@@ -25,11 +26,16 @@ appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = INFO
 rootLogger.appenderRef.stdout.ref = STDOUT
+"""
+LOG4J2 = (
+    LOG4J2_CONSOLE
+    + """\
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 logger.coordinator.name = org.apache.kafka.coordinator
 logger.coordinator.level = WARN
 """
+)
 
 
 def new_cluster_id() -> str:
