@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from kinfer_operator import naming
-from kinfer_operator.manifests import Owner, child, content_hash
+from kinfer_operator.manifests import Owner, build_deployment, child, content_hash
 from kinfer_operator.volumes import PodVolumes, add_kafka_secret_volumes, add_model_volume
 from kinfer_runtime.spec import InferencePipeline, ServingMode
 
@@ -109,50 +109,24 @@ def build_consumer_deployment(
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": volumes.mounts,
     }
-    selector = naming.selector_labels(owner.name, naming.COMPONENT_CONSUMER)
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes.volumes,
         "securityContext": POD_SECURITY,
         "terminationGracePeriodSeconds": spec.consumer.termination_grace_seconds,
         "automountServiceAccountToken": False,
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector},
-            }
-        ],
     }
     if volumes.init_containers:
         pod_spec["initContainers"] = volumes.init_containers
-    deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector},
-        # One pod at a time and never below the asked count: each change is one rebalance, not a storm.
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "template": {
-            "metadata": {
-                "labels": naming.common_labels(owner.name, naming.COMPONENT_CONSUMER),
-                "annotations": {
-                    naming.ANNOTATION_CONFIG_HASH: config_hash,
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(port),
-                    "prometheus.io/path": "/metrics",
-                },
-            },
-            "spec": pod_spec,
-        },
-    }
-    if replicas is not None:
-        deployment_spec["replicas"] = replicas
-    return child(
-        "apps/v1",
-        "Deployment",
+    return build_deployment(
         naming.consumer_name(owner.name),
         owner,
         naming.COMPONENT_CONSUMER,
-        {"spec": deployment_spec},
+        pod_spec,
+        config_hash=config_hash,
+        metrics_port=port,
+        metrics_path="/metrics",
+        replicas=replicas,
     )
 
 

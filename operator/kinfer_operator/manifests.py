@@ -76,3 +76,46 @@ def spec_hash_of(manifest: dict[str, Any]) -> str | None:
 def key_of(manifest: dict[str, Any]) -> tuple[str, str, str]:
     """(apiVersion, kind, name): how the reconcile matches desired children with live ones."""
     return manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]
+
+
+def build_deployment(
+    name: str,
+    owner: Owner,
+    component: str,
+    pod_spec: dict[str, Any],
+    *,
+    config_hash: str,
+    metrics_port: int,
+    metrics_path: str,
+    replicas: int | None,
+) -> dict[str, Any]:
+    """A child Deployment of one component: pods spread across nodes, scrape annotations, the config hash that
+    rolls the pods when their configuration changes, and ``replicas`` left out when an autoscaler owns it."""
+    selector = naming.selector_labels(owner.name, component)
+    spread = {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector},
+    }
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        # One pod at a time and never below the asked count: for consumers each change is one rebalance, not a
+        # storm; for TF Serving the model stays served throughout.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "template": {
+            "metadata": {
+                "labels": naming.common_labels(owner.name, component),
+                "annotations": {
+                    naming.ANNOTATION_CONFIG_HASH: config_hash,
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(metrics_port),
+                    "prometheus.io/path": metrics_path,
+                },
+            },
+            "spec": {**pod_spec, "topologySpreadConstraints": [spread]},
+        },
+    }
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    return child("apps/v1", "Deployment", name, owner, component, {"spec": deployment_spec})

@@ -13,7 +13,7 @@ from typing import Any
 
 from kinfer_operator import naming
 from kinfer_operator.consumer import CONTAINER_SECURITY, POD_SECURITY
-from kinfer_operator.manifests import Owner, child, content_hash
+from kinfer_operator.manifests import Owner, build_deployment, child, content_hash
 from kinfer_operator.volumes import PodVolumes, add_model_volume, model_local_path
 from kinfer_runtime.spec import InferencePipeline, VersionPolicy
 
@@ -121,48 +121,23 @@ def build_tfserving_deployment(
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": volumes.mounts,
     }
-    selector = naming.selector_labels(owner.name, naming.COMPONENT_TFSERVING)
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes.volumes,
         "securityContext": POD_SECURITY,
         "automountServiceAccountToken": False,
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector},
-            }
-        ],
     }
     if volumes.init_containers:
         pod_spec["initContainers"] = volumes.init_containers
-    deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "template": {
-            "metadata": {
-                "labels": naming.common_labels(owner.name, naming.COMPONENT_TFSERVING),
-                "annotations": {
-                    naming.ANNOTATION_CONFIG_HASH: config_hash,
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(tfserving.rest_port),
-                    "prometheus.io/path": "/monitoring/prometheus/metrics",
-                },
-            },
-            "spec": pod_spec,
-        },
-    }
-    if replicas is not None:
-        deployment_spec["replicas"] = replicas
-    return child(
-        "apps/v1",
-        "Deployment",
+    return build_deployment(
         naming.tfserving_name(owner.name),
         owner,
         naming.COMPONENT_TFSERVING,
-        {"spec": deployment_spec},
+        pod_spec,
+        config_hash=config_hash,
+        metrics_port=tfserving.rest_port,
+        metrics_path="/monitoring/prometheus/metrics",
+        replicas=replicas,
     )
 
 
