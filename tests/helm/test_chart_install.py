@@ -390,12 +390,18 @@ def test_two_operator_replicas_one_active_and_a_standby_takes_over(
         logs = {first: tmp_path / "first.log", second: tmp_path / "second.log"}
 
         def settled() -> bool:
-            # Each starts active until it sees the other in the peering object (kopf polls it): both running
-            # and one of them paused in favour of the other, before the pipeline appears.
+            # With mandatory peering kopf starts paused and logs only changes: the highest priority logs that it
+            # resumed; the other logs nothing if it saw that peer on its first look (it stays paused) or
+            # "resumed, then paused" if it looked before the peer had written its entry.
             assert first.poll() is None and second.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
-            return {peering_state(log.read_text()) for log in logs.values()} == {"active", "paused"}
+            texts = {p: log.read_text() for p, log in logs.items()}
+            if not all("peering priority" in text for text in texts.values()):
+                return False
+            highest = max(texts, key=lambda p: peering_priority(texts[p]))
+            (other,) = [p for p in texts if p is not highest]
+            return peering_state(texts[highest]) == "active" and peering_state(texts[other]) != "active"
 
-        wait_for(settled, 120, "two peered operators, one paused in favour of the other")
+        wait_for(settled, 120, "two peered operators, the higher priority one active")
         testbed.kubectl("apply", "-f", "-", input=json.dumps(manifest))
         wait_for(lambda: observed(1), 180, "one of two peered operators to reconcile")
         active = [p for p, log in logs.items() if "Handler 'reconcile' succeeded" in log.read_text()]
