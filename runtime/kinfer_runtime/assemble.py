@@ -56,7 +56,7 @@ def next_offsets(messages: Sequence[InputRecord]) -> dict[TopicPartitionKey, int
 def assemble_batch(
     messages: Sequence[InputRecord],
     predicted: Sequence[int],
-    rows: Sequence[dict[str, Any]],
+    predictions: Sequence[bytes],
     failures: Sequence[tuple[int, Failure]],
     context: BatchContext,
     *,
@@ -64,15 +64,16 @@ def assemble_batch(
     dead_letter_topic: str,
     now_ms: float,
 ) -> AssembledBatch:
-    """``predicted[i]`` is the index in ``messages`` of the input whose prediction is ``rows[i]``; ``failures``
-    pairs indices with why they failed. Together they must cover every message exactly once."""
-    if len(predicted) != len(rows):
-        raise ValueError(f"{len(rows)} prediction rows for {len(predicted)} predicted records")
+    """``predicted[i]`` is the index in ``messages`` of the input whose prediction (its JSON) is
+    ``predictions[i]``; ``failures`` pairs indices with why they failed. Together they must cover every message
+    exactly once."""
+    if len(predicted) != len(predictions):
+        raise ValueError(f"{len(predictions)} prediction rows for {len(predicted)} predicted records")
     if len(predicted) + len(failures) != len(messages):
         raise ValueError(f"{len(predicted)} predicted + {len(failures)} failed != {len(messages)} consumed records")
     # The hot path of the runtime (one pass per output record): everything equal for the whole batch is built
     # once (OutputEncoder's template, the shared headers, partition header bytes); per record there is one
-    # orjson.dumps of the prediction and one header list: what output.output_value / output_headers describe.
+    # %-format of the value and one header list: what output.output_value / output_headers describe.
     records: list[Outgoing] = []
     append = records.append
     shared = context.shared_headers()
@@ -86,10 +87,10 @@ def assemble_batch(
         kind, timestamp_ms = message.timestamp()
         if kind == TIMESTAMP_NOT_AVAILABLE or timestamp_ms <= 0:
             timestamps[row_number] = np.nan
-            value = encode(rows[row_number], partition, offset, None, now)
+            value = encode(predictions[row_number], partition, offset, None, now)
         else:
             timestamps[row_number] = timestamp_ms / 1000.0
-            value = encode(rows[row_number], partition, offset, timestamp_ms, now)
+            value = encode(predictions[row_number], partition, offset, timestamp_ms, now)
         partition_header = partition_headers.get(partition)
         if partition_header is None:
             partition_header = partition_headers[partition] = (SOURCE_PARTITION, str(partition).encode())

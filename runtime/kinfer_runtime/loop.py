@@ -29,6 +29,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kinfer_runtime.assemble import assemble_batch
+from kinfer_runtime.batching import BatchWindow
 from kinfer_runtime.commits import BatchTracker, InFlightBatch, Outgoing, merge_offsets
 from kinfer_runtime.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.logs import fields
@@ -62,6 +63,7 @@ class PipelineLoop:
         self.dead_letter_topic = spec.topics.dead_letter.name
         self.max_batch = spec.consumer.max_batch_size
         self.batch_wait_s = spec.consumer.max_batch_wait_ms / 1000.0
+        self.window = BatchWindow(self.max_batch, self.batch_wait_s, time.monotonic())
         self.exactly_once = Delivery(spec.consumer.delivery) is Delivery.EXACTLY_ONCE
         self.metrics = parts.metrics
         self.state = parts.state
@@ -118,8 +120,10 @@ class PipelineLoop:
                 started = time.perf_counter()
                 messages = self._consume_batch()
                 if messages:
-                    self.metrics.stage["consume"].observe(time.perf_counter() - started)
+                    consumed = time.perf_counter()
+                    self.metrics.stage["consume"].observe(consumed - started)
                     self._process(self._valid(messages))
+                    self.window.processed(time.perf_counter() - consumed)
         except PipelineStopped:
             pass
         finally:
@@ -127,17 +131,34 @@ class PipelineLoop:
         return self.counters
 
     def _consume_batch(self) -> list[Message]:
-        """Up to maxBatchSize records within maxBatchWaitMs. The wait is taken in slices so that delivery reports
-        (and with them commits and the end-to-end latency) are served while a batch fills at low rates."""
-        deadline = time.monotonic() + self.batch_wait_s
-        messages = self.consumer.consume(self.max_batch, min(self.batch_wait_s, CONSUME_SLICE_S))
-        while len(messages) < self.max_batch and not self.stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        """Up to maxBatchSize records, closed as :mod:`kinfer_runtime.batching` decides. Waits are taken in slices
+        so that delivery reports (and with them commits and the end-to-end latency) are served while a batch
+        fills at low rates."""
+        window, consume = self.window, self.consumer.consume
+        deadline = window.deadline()  # the records already queued arrived after the queue was last seen empty
+        messages = consume(self.max_batch, 0)
+        window.consumed(self.max_batch, len(messages), time.monotonic())
+        if not messages:
+            # Block for the first record alone: consume(1, t) returns as soon as one arrives, while a larger
+            # count would wait all of t. It arrives after the queue was seen empty just now.
+            messages = consume(1, CONSUME_SLICE_S)
+            if not messages:
+                return messages
+            deadline = window.deadline()
+            more = consume(self.max_batch - 1, 0)
+            window.consumed(self.max_batch - 1, len(more), time.monotonic())
+            messages += more
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if window.should_close(len(messages), deadline, now):
                 break
             if len(self.tracker):
                 self.serve_deliveries()
-            messages += self.consumer.consume(self.max_batch - len(messages), min(remaining, CONSUME_SLICE_S))
+            asked = self.max_batch - len(messages)
+            more = consume(asked, min(max(deadline - now, 0.0), CONSUME_SLICE_S))
+            window.consumed(asked, len(more), time.monotonic())
+            messages += more
+        window.closed(len(messages), time.monotonic())
         return messages
 
     def _valid(self, messages: list[Message]) -> list[Message]:
@@ -170,14 +191,14 @@ class PipelineLoop:
         # str(getattr(...)): reasons may be a str-valued Enum, whose str() is "Class.MEMBER" on Python 3.11.
         failures = [(f.index, Failure(str(getattr(f.reason, "value", f.reason)), f.message)) for f in encoded.failures]
         predicted: list[int] = list(encoded.ok)
-        rows: list[dict[str, Any]] = []
+        rows: list[bytes] = []
         predict_s = 0.0
         model_version = self.parts.predictor.model_version
         if predicted:
             started = time.perf_counter()
             try:
                 prediction = self.parts.predictor.predict(encoded.inputs)
-                rows = self.parts.format_outputs(prediction, self.metadata)
+                rows = self.parts.encode_predictions(prediction, self.metadata)
                 model_version = prediction.model_version
             except PredictorUnavailable as error:
                 self._hold(messages, encoded, error)

@@ -2,8 +2,9 @@
 
 Value: ``{"prediction": {...}, "model": {"name", "version"}, "source": {"topic", "partition", "offset",
 "timestamp_ms"}, "timings_ms": {"preprocess", "predict", "end_to_end"}}``; key: the input's key; headers: the
-input's own headers followed by the ``kinfer.*`` ones. The loop calls this once per record, so it sticks to one
-dict and one ``orjson.dumps``; the headers that are equal for a whole batch are built once per batch.
+input's own headers followed by the ``kinfer.*`` ones. The loop builds one value per record from the prediction's
+JSON (encoded a column at a time) and a per-batch template; the headers that are equal for a whole batch are
+built once per batch.
 """
 
 from __future__ import annotations
@@ -61,13 +62,11 @@ class OutputEncoder:
         self._timed = b'{"prediction":%b' + source + b',"timestamp_ms":%d}' + timings + b"%d}}"
         self._untimed = b'{"prediction":%b' + source + b',"timestamp_ms":null}' + timings + b"null}}"
 
-    def value(
-        self, prediction: dict[str, Any], partition: int, offset: int, timestamp_ms: int | None, now_ms: int
-    ) -> bytes:
-        row = orjson.dumps(prediction, option=orjson.OPT_SERIALIZE_NUMPY)
+    def value(self, prediction: bytes, partition: int, offset: int, timestamp_ms: int | None, now_ms: int) -> bytes:
+        """``prediction`` is the JSON of the prediction object (see ``outputs.encode_predictions``)."""
         if timestamp_ms is None:
-            return self._untimed % (row, partition, offset)
-        return self._timed % (row, partition, offset, timestamp_ms, now_ms - timestamp_ms)
+            return self._untimed % (prediction, partition, offset)
+        return self._timed % (prediction, partition, offset, timestamp_ms, now_ms - timestamp_ms)
 
 
 def output_value(
@@ -80,7 +79,8 @@ def output_value(
 ) -> bytes:
     """The JSON value of one output record. ``end_to_end`` is from the input's timestamp to now (produce
     time); it is null when the input has no timestamp."""
-    return OutputEncoder(context).value(prediction, partition, offset, timestamp_ms, now_ms)
+    encoded = orjson.dumps(prediction, option=orjson.OPT_SERIALIZE_NUMPY)
+    return OutputEncoder(context).value(encoded, partition, offset, timestamp_ms, now_ms)
 
 
 def output_headers(shared: Headers, input_headers: Headers | None, partition: int, offset: int) -> Headers:

@@ -4,6 +4,10 @@ Per row, each signature output becomes a field of the same name: a number when t
 row (shape ``[null]`` or ``[null, 1]``), otherwise a (nested) list. With ``labels`` in the metadata a class
 name is added: ``names[score >= threshold]`` for a binary score, ``names[argmax]`` for one column per class.
 Conversion is vectorised (``ndarray.tolist`` per output), then zipped into one dict per row.
+
+The loop itself needs the JSON bytes of each object, not the dicts: :func:`encode_predictions` gives exactly
+``orjson.dumps(format_outputs(...)[i])`` per row, but encodes whole columns at once (one ``orjson.dumps`` of a
+numeric column, split at its commas; one encoding per distinct label), which makes it several times faster.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 
 from kinfer_runtime.model_metadata import ModelMetadata
 from kinfer_runtime.predictors.base import Prediction
@@ -18,23 +23,54 @@ from kinfer_runtime.predictors.base import Prediction
 
 def format_outputs(prediction: Prediction, metadata: ModelMetadata) -> list[dict[str, Any]]:
     """One JSON-able dict per row of the prediction (native Python floats, ints, strings and lists)."""
-    names = list(prediction.outputs)
+    names, arrays = prediction_columns(prediction, metadata)
     if not names:
         return []
-    columns: list[list[Any]] = []
+    columns = [array.tolist() for array in arrays]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def encode_predictions(prediction: Prediction, metadata: ModelMetadata) -> list[bytes]:
+    """The JSON of each row's prediction object, byte for byte what ``orjson.dumps`` makes of
+    :func:`format_outputs`' dicts."""
+    names, arrays = prediction_columns(prediction, metadata)
+    if not names:
+        return []
+    template = b"{" + b",".join(orjson.dumps(name).replace(b"%", b"%%") + b":%b" for name in names) + b"}"
+    return [template % row for row in zip(*map(_encode_column, arrays), strict=True)]
+
+
+def prediction_columns(prediction: Prediction, metadata: ModelMetadata) -> tuple[list[str], list[np.ndarray]]:
+    """Field names and one array per field (a row per input): the outputs, ``[n, 1]`` squeezed, then the label."""
+    names = list(prediction.outputs)
+    arrays: list[np.ndarray] = []
     for name in names:
         array = np.asarray(prediction.outputs[name])
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
-        columns.append(array.tolist())
+        arrays.append(array)
     labels = metadata.labels
-    if labels is not None and labels.output in prediction.outputs:
+    if names and labels is not None and labels.output in prediction.outputs:
         names.append(labels.field)
-        columns.append(_label_column(np.asarray(prediction.outputs[labels.output]), labels.names, labels.threshold))
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        scores = np.asarray(prediction.outputs[labels.output])
+        arrays.append(np.asarray(_label_column(scores, labels.names, labels.threshold), dtype=object))
+    return names, arrays
+
+
+def _encode_column(array: np.ndarray) -> list[bytes]:
+    values = array.tolist()
+    if array.ndim == 1 and array.dtype.kind in "fiub":
+        # Numbers and booleans never contain a comma: encode the column once and split it.
+        return orjson.dumps(values)[1:-1].split(b",") if values else []
+    if array.ndim == 1 and all(isinstance(value, str) for value in values):
+        encoded = {value: orjson.dumps(value) for value in set(values)}  # labels: a handful of distinct values
+        return [encoded[value] for value in values]
+    return [orjson.dumps(value) for value in values]
 
 
 def _label_column(scores: np.ndarray, label_names: list[str], threshold: float | None) -> list[str]:
+    if scores.shape[0] == 0:
+        return []
     scores = scores.reshape(scores.shape[0], -1)
     if threshold is not None or scores.shape[1] == 1:
         cut = 0.5 if threshold is None else threshold

@@ -57,13 +57,14 @@ class LoopParts:
     """What the loop needs, built by :func:`kinfer_runtime.runner.build_loop_parts` (or a test).
 
     ``make_preprocessor(metadata)`` is called again whenever the predictor swaps in a new model version (its
-    feature spec may differ); ``format_outputs(prediction, metadata)`` builds the ``prediction`` objects."""
+    feature spec may differ); ``encode_predictions(prediction, metadata)`` gives the JSON of each row's
+    ``prediction`` object."""
 
     pipeline: InferencePipeline
     consumer_config: dict[str, Any]
     producer_config: dict[str, Any]
     predictor: PredictorLike
     make_preprocessor: Callable[[Any], PreprocessorLike]
-    format_outputs: Callable[[Any, Any], list[dict[str, Any]]]
+    encode_predictions: Callable[[Any, Any], list[bytes]]
     metrics: RuntimeMetrics
     state: LoopState = field(default_factory=LoopState)

@@ -118,12 +118,14 @@ def main(argv: list[str]) -> int:
         else:
             from confluent_kafka import Producer
 
+            from kinfer_runtime.kafka_config import RELIABLE_PRODUCER_SETTINGS
+
             producer = Producer(
                 client_config(
                     bootstrap,
                     pipeline_settings(pipeline),
                     args.config,
-                    {"acks": "all", "enable.idempotence": "true", "linger.ms": "5"},
+                    {key: str(value).lower() for key, value in RELIABLE_PRODUCER_SETTINGS.items()},
                 )
             )
             summary = send_records(producer, target, records, rate=args.rate, progress=progress)

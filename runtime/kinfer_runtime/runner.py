@@ -47,7 +47,7 @@ def build_loop_parts(
 ) -> LoopParts:
     """Everything the loop needs, with the model loaded and warmed up (this is most of the cold start)."""
     from kinfer_runtime.features import Preprocessor
-    from kinfer_runtime.outputs import format_outputs
+    from kinfer_runtime.outputs import encode_predictions
     from kinfer_runtime.predictors import build_predictor
 
     spec = pipeline.spec
@@ -79,7 +79,7 @@ def build_loop_parts(
         producer_config=producer,
         predictor=predictor,
         make_preprocessor=lambda metadata: Preprocessor.from_spec(spec, metadata),
-        format_outputs=format_outputs,
+        encode_predictions=encode_predictions,
         metrics=metrics or RuntimeMetrics(pipeline.metadata.namespace, pipeline.metadata.name),
         state=state,
     )

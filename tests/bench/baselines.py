@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, Producer
 
-PRODUCER_SETTINGS = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
+from kinfer_runtime.kafka_config import RELIABLE_PRODUCER_SETTINGS as PRODUCER_SETTINGS
 
 
 def passthrough(bootstrap: str, source: str, target: str, count: int, group: str, timeout: float = 300) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from kinfer_runtime.features import Preprocessor
 from kinfer_runtime.model_metadata import load_model_metadata
-from kinfer_runtime.outputs import format_outputs
+from kinfer_runtime.outputs import encode_predictions, format_outputs
 from kinfer_runtime.predictors import bucket_sizes, build_predictor
 from kinfer_runtime.predictors.base import Prediction, bucket_for, pad_rows
 from kinfer_runtime.predictors.embedded import EmbeddedPredictor
@@ -109,6 +109,23 @@ def test_outputs_are_formatted_with_labels(fraud_dir):
         assert row["label"] == ("fraud" if score >= threshold else "legit")
     forced = Prediction({"fraud_probability": np.array([threshold - 0.01, threshold], np.float32)}, 1)
     assert [r["label"] for r in format_outputs(forced, predictor.metadata)] == ["legit", "fraud"]
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"fraud_probability": np.array([[0.25], [np.nan], [1e-9], [0.999]], np.float32)},  # with the label
+        {"score": np.array([3, -1, 0, 7], np.int64), "flag": np.array([True, False, True, False])},
+        {"embedding": np.arange(8, dtype=np.float32).reshape(4, 2), "name": np.array(["a,b", 'q"x', "%d", ""])},
+        {"fraud_probability": np.empty((0, 1), np.float32)},
+    ],
+)
+def test_encoded_predictions_are_the_json_of_the_formatted_rows(fraud_dir, outputs):
+    """The loop's column-at-a-time encoding gives exactly the bytes of dumping each formatted row."""
+    metadata = load_model_metadata(fraud_dir / "1")
+    prediction = Prediction(outputs, 1)
+    rows = format_outputs(prediction, metadata)
+    assert encode_predictions(prediction, metadata) == [orjson.dumps(row) for row in rows]
 
 
 def test_sensor_model_scores_anomalies_higher():

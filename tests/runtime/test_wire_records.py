@@ -102,7 +102,7 @@ def test_dead_letter_headers_count_attempts_and_replace_stale_context() -> None:
 def test_every_input_becomes_exactly_one_output_or_dead_letter() -> None:
     messages = [FakeMessage(0, 10), FakeMessage(1, 5, b"{bad", b"k2", [("h", b"v")]), FakeMessage(0, 11, None, None)]
     batch = assemble_batch(
-        messages, [0], [{"p": 0.5}], [(1, Failure("MalformedJson", "x")), (2, Failure("EmptyValue", "y"))], CONTEXT,
+        messages, [0], [b'{"p":0.5}'], [(1, Failure("MalformedJson", "x")), (2, Failure("EmptyValue", "y"))], CONTEXT,
         output_topic="out", dead_letter_topic="dlq", now_ms=1_000_100.0,
     )  # fmt: skip
     assert [(r.topic, r.key, r.reason) for r in batch.records] == [
@@ -113,20 +113,21 @@ def test_every_input_becomes_exactly_one_output_or_dead_letter() -> None:
     assert batch.next_offsets == {("transactions", 0): 12, ("transactions", 1): 6}
     assert np.allclose(batch.output_timestamps_s, [1000.0])
     assert orjson.loads(batch.records[0].value or b"")["timings_ms"]["end_to_end"] == 100
+    assert orjson.loads(batch.records[0].value or b"")["prediction"] == {"p": 0.5}
 
 
 def test_assembly_refuses_a_batch_that_does_not_add_up() -> None:
     messages = [FakeMessage(0, 1), FakeMessage(0, 2)]
     with pytest.raises(ValueError, match="consumed"):
-        assemble_batch(messages, [0], [{}], [], CONTEXT, output_topic="o", dead_letter_topic="d", now_ms=0)
+        assemble_batch(messages, [0], [b"{}"], [], CONTEXT, output_topic="o", dead_letter_topic="d", now_ms=0)
     with pytest.raises(ValueError, match="rows"):
-        assemble_batch(messages, [0, 1], [{}], [], CONTEXT, output_topic="o", dead_letter_topic="d", now_ms=0)
+        assemble_batch(messages, [0, 1], [b"{}"], [], CONTEXT, output_topic="o", dead_letter_topic="d", now_ms=0)
 
 
 def test_next_offsets_take_the_highest_per_partition_and_ignore_missing_timestamps() -> None:
     assert next_offsets([FakeMessage(2, 9), FakeMessage(2, 3), FakeMessage(0, 0)]) == {
         ("transactions", 2): 10, ("transactions", 0): 1,
     }  # fmt: skip
-    batch = assemble_batch([FakeMessage(0, 1, _timestamp=(0, -1))], [0], [{}], [], CONTEXT,
+    batch = assemble_batch([FakeMessage(0, 1, _timestamp=(0, -1))], [0], [b"{}"], [], CONTEXT,
                            output_topic="o", dead_letter_topic="d", now_ms=0)  # fmt: skip
     assert batch.output_timestamps_s.size == 0

@@ -66,7 +66,10 @@ def test_runtime_rides_out_a_broker_fault(private_kafka: Any, tmp_path: Path, fa
     assert len(expected) >= 10 * RATE
     # Not spinning: every pass of the loop blocks for up to 5-20 ms when there is nothing to do, so at most a few
     # hundred passes a second; a busy loop makes tens of thousands, even with a small share of a loaded CPU.
-    # (CPU seconds are printed, not asserted: on this shared VM they are inflated by the other tenants' load.)
     assert iterations_per_s < 400
+    # Nor the Kafka client's threads: an idempotent producer allowed more than one request in flight busy-polls
+    # for as long as the broker is away (a whole core, ~28 CPU seconds in a 30 s pause; see
+    # kafka_config.RELIABLE_PRODUCER_SETTINGS). Idle waiting costs a few percent of one core.
+    assert outage_cpu < 0.5 * outage_s, f"{outage_cpu:.1f} CPU seconds in a {outage_s:.0f} s outage"
     # Throughput comes back: outputs resumed within the 90 s wait above. How fast (the issue's target is 10 s) is
     # printed, not asserted: speed is for benchmarks, and this shared box's load varies too much for a timed test.
