@@ -45,43 +45,35 @@ def fraud_inputs(count, seed=11):
 
 
 def test_mixed_batch_sizes_only_ever_run_the_warmed_up_shapes(fraud_dir):
-    import tensorflow as tf
-
     predictor = EmbeddedPredictor("fraud", fraud_dir, max_batch_size=64)
     predictor.load()
     model = predictor.loaded
     assert model is not None and predictor.ready() and predictor.model_version == 1
-    # A concrete function has one fixed graph: calling it can never trace again.
-    assert isinstance(model.function, tf.types.experimental.ConcreteFunction)
     assert model.warm_batch_sizes == {1, 2, 4, 8, 16, 32, 64}
     inputs = fraud_inputs(200)
     rng = np.random.default_rng(0)
-    for rows in [*rng.integers(1, 65, 300), 200]:  # 200 > maxBatchSize is split into buckets
+    for rows in [*rng.integers(1, 65, 40), 64, 1, 200]:
         prediction = predictor.predict({name: array[:rows] for name, array in inputs.items()})
         assert prediction.outputs["fraud_probability"].shape == (rows,)
     assert model.batch_sizes_run == model.warm_batch_sizes
 
 
-def test_no_retrace_after_warm_up_counted_on_a_shape_polymorphic_function(fraud_dir):
-    """Counting traces: behind a plain tf.function (which traces once per new input shape), the predictor's
-    bucketing presents only the warm-up shapes, so 300 batches of random sizes add no trace."""
+def test_the_graph_is_finalized_so_nothing_is_ever_traced_after_warm_up(fraud_dir):
+    """The signature runs in a session on the loaded graph, which is finalized: 300 batches of random sizes run
+    without adding a single operation, and adding one is refused outright."""
     import tensorflow as tf
 
     predictor = EmbeddedPredictor("fraud", fraud_dir, max_batch_size=64)
     predictor.load()
     model = predictor.loaded
-    assert model is not None
-    model.function = tf.function(model.function, reduce_retracing=False)
-    for rows in model.buckets:  # the warm-up, again, on the traced function
-        model.call(
-            {name: np.zeros((rows, *info.row_shape), info.dtype) for name, info in model.metadata.inputs.items()}
-        )
-    traces_after_warm_up = model.function.experimental_get_tracing_count()
-    assert traces_after_warm_up == len(model.buckets)
+    assert model is not None and model.graph.finalized
+    operations = len(model.graph.get_operations())
     inputs = fraud_inputs(64)
     for rows in np.random.default_rng(1).integers(1, 65, 300):
         predictor.predict({name: array[:rows] for name, array in inputs.items()})
-    assert model.function.experimental_get_tracing_count() == traces_after_warm_up
+    assert len(model.graph.get_operations()) == operations
+    with pytest.raises(RuntimeError, match="finalized"), model.graph.as_default():
+        tf.constant(1.0)
 
 
 def test_padding_does_not_change_a_row_s_prediction(fraud_dir):
