@@ -93,6 +93,10 @@ class BatchTracker:
     def pending_records(self) -> int:
         return sum(batch.pending for batch in self.batches)
 
+    def records_in_flight(self) -> int:
+        """Records of the batches not yet completed (acknowledged ones included until their batch completes)."""
+        return sum(len(batch.records) for batch in self.batches)
+
     def with_failures(self) -> list[InFlightBatch]:
         return [batch for batch in self.batches if batch.failed]
 

@@ -41,7 +41,10 @@ from kinfer_runtime.spec import Delivery
 
 log = logging.getLogger("kinfer.loop")
 
-MAX_IN_FLIGHT_BATCHES = 4  # produced, not yet acknowledged: overlaps Kafka round trips with the next batches
+# Full batches' worth of records produced and not yet acknowledged: overlaps Kafka round trips with the next
+# batches, and bounds what a kill can duplicate. Counted in records, so that many small batches (a lightly loaded
+# loop closes them early) do not stall on round trips that full ones would not.
+MAX_IN_FLIGHT_BATCHES = 4
 LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
@@ -114,7 +117,7 @@ class PipelineLoop:
                     self._retry_held()
                     continue
                 self.serve_deliveries()
-                if len(self.tracker) >= MAX_IN_FLIGHT_BATCHES:
+                if self.tracker.records_in_flight() > (MAX_IN_FLIGHT_BATCHES - 1) * self.max_batch:
                     self.producer.poll(0.005)
                     continue
                 started = time.perf_counter()

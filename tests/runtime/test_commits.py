@@ -58,3 +58,15 @@ def test_fatal_delivery_errors_are_kept_and_lost_partitions_never_committed() ->
     assert batch.fatal_error is not None
     tracker.forget_partitions([("in", 1)])
     assert batch.next_offsets == {("in", 0): 3}
+
+
+def test_records_in_flight_count_every_record_until_its_batch_completes() -> None:
+    tracker = BatchTracker()
+    first = tracker.add({("in", 0): 3}, records(3), NO_TIMES)
+    tracker.add({("in", 0): 5}, records(1, "MalformedJson") + records(1), NO_TIMES)
+    assert tracker.records_in_flight() == 5
+    for index in range(3):
+        first.delivery_callback(index)(None, None)
+    assert tracker.records_in_flight() == 5  # acknowledged, but its batch is not popped yet
+    tracker.pop_completed()
+    assert tracker.records_in_flight() == 2
