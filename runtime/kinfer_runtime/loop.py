@@ -137,31 +137,31 @@ class PipelineLoop:
         """Up to maxBatchSize records, closed as :mod:`kinfer_runtime.batching` decides. Waits are taken in slices
         so that delivery reports (and with them commits and the end-to-end latency) are served while a batch
         fills at low rates."""
-        window, consume = self.window, self.consumer.consume
+        window = self.window
         deadline = window.deadline()  # the records already queued arrived after the queue was last seen empty
-        messages = consume(self.max_batch, 0)
-        window.consumed(self.max_batch, len(messages), time.monotonic())
+        messages = self._consume(self.max_batch, 0)
         if not messages:
             # Block for the first record alone: consume(1, t) returns as soon as one arrives, while a larger
             # count would wait all of t. It arrives after the queue was seen empty just now.
-            messages = consume(1, CONSUME_SLICE_S)
+            messages = self._consume(1, CONSUME_SLICE_S)
             if not messages:
                 return messages
             deadline = window.deadline()
-            more = consume(self.max_batch - 1, 0)
-            window.consumed(self.max_batch - 1, len(more), time.monotonic())
-            messages += more
+            messages += self._consume(self.max_batch - 1, 0)
         while not self.stop.is_set():
             now = time.monotonic()
             if window.should_close(len(messages), deadline, now):
                 break
             if len(self.tracker):
                 self.serve_deliveries()
-            asked = self.max_batch - len(messages)
-            more = consume(asked, min(max(deadline - now, 0.0), CONSUME_SLICE_S))
-            window.consumed(asked, len(more), time.monotonic())
-            messages += more
+            messages += self._consume(self.max_batch - len(messages), min(max(deadline - now, 0.0), CONSUME_SLICE_S))
         window.closed(len(messages), time.monotonic())
+        return messages
+
+    def _consume(self, asked: int, timeout: float) -> list[Message]:
+        """One consume call, telling the batch window whether it emptied the client's queue."""
+        messages = self.consumer.consume(asked, timeout)
+        self.window.consumed(asked, len(messages), time.monotonic())
         return messages
 
     def _valid(self, messages: list[Message]) -> list[Message]:

@@ -53,7 +53,7 @@ def prediction_columns(prediction: Prediction, metadata: ModelMetadata) -> tuple
     if names and labels is not None and labels.output in prediction.outputs:
         names.append(labels.field)
         scores = np.asarray(prediction.outputs[labels.output])
-        arrays.append(np.asarray(_label_column(scores, labels.names, labels.threshold), dtype=object))
+        arrays.append(_label_column(scores, labels.names, labels.threshold))
     return names, arrays
 
 
@@ -68,9 +68,10 @@ def _encode_column(array: np.ndarray) -> list[bytes]:
     return [orjson.dumps(value) for value in values]
 
 
-def _label_column(scores: np.ndarray, label_names: list[str], threshold: float | None) -> list[str]:
+def _label_column(scores: np.ndarray, label_names: list[str], threshold: float | None) -> np.ndarray:
+    """The chosen label of each row, as an object array of str."""
     if scores.shape[0] == 0:
-        return []
+        return np.empty(0, dtype=object)
     scores = scores.reshape(scores.shape[0], -1)
     if threshold is not None or scores.shape[1] == 1:
         cut = 0.5 if threshold is None else threshold
@@ -78,4 +79,4 @@ def _label_column(scores: np.ndarray, label_names: list[str], threshold: float |
     else:
         chosen = np.argmax(scores, axis=1)
     lookup = np.asarray(label_names, dtype=object)
-    return lookup[np.minimum(chosen, len(label_names) - 1)].tolist()
+    return lookup[np.minimum(chosen, len(label_names) - 1)]

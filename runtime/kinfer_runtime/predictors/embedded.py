@@ -67,9 +67,7 @@ class LoadedModel:
             raise PredictionFailed(f"{version_dir} has no signature {self.metadata.signature!r} ({list(signatures)})")
         signature = signatures[self.metadata.signature]
         self.input_names = list(self.metadata.inputs)
-        missing = [name for name in signature.inputs if name not in self.metadata.inputs]
-        unknown = [name for name in self.input_names if name not in signature.inputs]
-        if missing or unknown:
+        if set(signature.inputs) != set(self.input_names):
             raise PredictionFailed(
                 f"{version_dir}: the signature's inputs {sorted(signature.inputs)} differ from the metadata's "
                 f"{sorted(self.input_names)}"
@@ -80,6 +78,7 @@ class LoadedModel:
         self.function: Any = self.session.make_callable(fetches, feeds, accept_options=True)
         self.graph.finalize()
         self.run_options = tf.compat.v1.RunOptions(inter_op_thread_pool=-1 if inter_op == 1 else 0)
+        self.refusals = (tf.errors.OpError, TypeError, ValueError, KeyError)  # inside the graph or a bad input
         self.buckets = buckets
         self.batch_sizes_run: set[int] = set()
         for rows in buckets:
@@ -92,13 +91,11 @@ class LoadedModel:
         self.warm_batch_sizes = frozenset(self.batch_sizes_run)
 
     def call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
         rows = next(iter(inputs.values())).shape[0]
         self.batch_sizes_run.add(rows)
         try:
             outputs = self.function(*[inputs[name] for name in self.input_names], options=self.run_options)
-        except (tf.errors.OpError, TypeError, ValueError, KeyError) as error:  # inside the graph or a bad input
+        except self.refusals as error:
             raise PredictionFailed(f"model {self.metadata.name} v{self.version} refused the batch: {error}") from error
         return dict(zip(self.output_names, outputs, strict=True))
 
