@@ -8,12 +8,12 @@ off) and verifies it against the APIService's ``caBundle`` for the name ``<servi
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +21,20 @@ from kinfer_operator.autoscaling.builders import APISERVICE_NAME, build_apiservi
 from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
 from kinfer_operator.autoscaling.monitor import LagMonitor
 from kinfer_operator.kube import Kube, object_path
+from tests.polling import wait_until
+from tests.testbed import free_port
 from tests.testbed.pki import CertificateAuthority
 
 SERVICE = "kinfer-metrics"
 APISERVICE_PATH = f"/apis/apiregistration.k8s.io/v1/apiservices/{APISERVICE_NAME}"
 
+# These tests report reaction times by when a wait returns: poll four times a second.
+wait_for: Callable[..., Any] = partial(wait_until, interval=0.25)  # returns the truthy value, untyped
+
 
 def apply(kube: Kube, path: str, manifest: dict[str, Any]) -> None:
     query = [("fieldManager", "kinfer-tests"), ("force", "true")]
     kube.request("PATCH", path, body=manifest, content_type="application/apply-patch+yaml", query=query)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass(frozen=True)

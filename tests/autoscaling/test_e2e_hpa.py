@@ -96,7 +96,7 @@ def test_hpa_follows_lag_capped_at_partitions_and_scales_back(
                     )
                 try:
                     wait_for(
-                        lambda expected=expected: (s := watcher.latest()) and s.deployment_replicas == expected,  # type: ignore[misc]
+                        lambda expected=expected: (s := watcher.latest()) and s.deployment_replicas == expected,
                         120,
                         f"{phase}: the consumer Deployment at {expected} replicas",
                     )

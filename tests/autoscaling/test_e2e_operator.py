@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from kinfer_operator.kube import Kube, object_path
-from tests.autoscaling.bed import Watcher, apiservice_to_loopback, free_port, serving_cert, wait_for
+from tests.autoscaling.bed import Watcher, apiservice_to_loopback, serving_cert, wait_for
 from tests.autoscaling.kafka_helpers import commit_offsets, end_offsets, produce_spread
 from tests.autoscaling.report import record
 from tests.operator.bed import Bed
 from tests.operator.conftest import CRD, OperatorProcess
 from tests.operator.pipelines import SENSOR
+from tests.testbed import free_port
 
 pytestmark = pytest.mark.testbed
 PARTITIONS = 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import time
 import urllib.error
@@ -19,15 +18,10 @@ from kinfer_operator.autoscaling.metric_values import selector_matches
 from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
 from kinfer_operator.autoscaling.monitor import LagMonitor, TrackedPipeline
 from tests.autoscaling.pipelines import decision_for, make_spec
+from tests.testbed import free_port
 from tests.testbed.pki import CertificateAuthority, CertificateFiles
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

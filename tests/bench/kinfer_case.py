@@ -10,7 +10,6 @@ output's ``source.timestamp_ms``), so it includes the output's broker round trip
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import orjson
 import yaml
 
 from tests.bench.kafka_io import LiveReader, produce_paced, read_outputs, wait_for_size
+from tests.testbed import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,12 +59,6 @@ def manifest(name: str, bootstrap: str, topics: Topics, *, delivery: str, max_ba
             "monitoring": {"logLevel": "INFO"},
         },
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class KinferProcess:

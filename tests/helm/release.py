@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.testbed import TestBed
+from tests.polling import wait_until
+from tests.testbed import TestBed, free_port
 
 CRD_NAME = "inferencepipelines.kinfer.io"
 APISERVICE = "v1beta1.external.metrics.k8s.io"
+
+# Most checks here run kubectl (a process per poll): once a second is often enough.
+wait_for = partial(wait_until, interval=1.0)
 
 
 @dataclass(frozen=True)
@@ -73,24 +76,6 @@ def external_metrics_api_free(bed: TestBed) -> Iterator[None]:
             stashed["metadata"] = {k: metadata[k] for k in ("name", "labels", "annotations") if k in metadata}
             stashed.pop("status", None)
             bed.kubectl("create", "-f", "-", input=json.dumps(stashed))
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def service_account_kubeconfig(bed: TestBed, release: Release, path: Path) -> Path:

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from tests.helm.chart import CHART, OPERATOR_METRICS, RUNTIME_METRICS, alert_rules, metric_names, render
-from tests.helm.release import free_port, running, wait_for
+from tests.helm.release import running, wait_for
 from tests.runtime.integration.harness import KINFER, RuntimeProcess, create_topics, manifest, produce, transactions
-from tests.testbed import TestBed
+from tests.testbed import TestBed, free_port
 
 pytestmark = pytest.mark.testbed
 

@@ -13,8 +13,9 @@ from typing import Any
 from kinfer_operator.connect_client import ConnectClient
 from tests.ingestion.connect_worker import ConnectWorker
 from tests.ingestion.kafka_helpers import read_topic
-from tests.operator.bed import GROUP, PLURAL, VERSION, Bed, wait_until
+from tests.operator.bed import GROUP, PLURAL, VERSION, Bed
 from tests.operator.conftest import CRD, OperatorProcess
+from tests.polling import wait_until
 
 FILE_SOURCE = "org.apache.kafka.connect.file.FileStreamSourceConnector"
 

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from confluent_kafka.admin import AdminClient
 from kubernetes import client
 
 from tests.operator.pipelines import FRAUD, deep_update, sample_manifest
+from tests.polling import wait_until
 
 RECONCILE_SECONDS = 3
 GROUP, VERSION, PLURAL = "kinfer.io", "v1alpha1", "inferencepipelines"
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` and the last value on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 class Bed:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from tests.operator.bed import Bed, wait_until
+from tests.operator.bed import Bed
 from tests.operator.conftest import CRD, OperatorProcess
 from tests.operator.test_scale import _all_children_exist, _all_ready, _resource_versions, creation_lags
+from tests.polling import wait_until
 from tests.testbed import DEFAULT_ROOT, TestBed
 
 

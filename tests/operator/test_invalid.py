@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.operator.bed import RECONCILE_SECONDS, Bed, wait_until
+from tests.operator.bed import RECONCILE_SECONDS, Bed
 from tests.operator.conftest import OperatorProcess
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.testbed
 

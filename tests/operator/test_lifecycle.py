@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from tests.operator.bed import RECONCILE_SECONDS, Bed, wait_until
+from tests.operator.bed import RECONCILE_SECONDS, Bed
 from tests.operator.conftest import OperatorProcess
 from tests.operator.pipelines import FRAUD, SENSOR
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.testbed
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.operator.bed import Bed, wait_until
+from tests.operator.bed import Bed
 from tests.operator.conftest import OperatorProcess
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.testbed
 

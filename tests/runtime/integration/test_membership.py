@@ -3,9 +3,9 @@ rebalance, so the other member of the group never stops (no revoke, no assign), 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from tests.polling import wait_until
 from tests.runtime.integration.harness import (
     RuntimeProcess,
     TopicReader,
@@ -14,14 +14,6 @@ from tests.runtime.integration.harness import (
     produce,
     transactions,
 )
-
-
-def wait_until(condition: object, timeout: float, describe: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {describe}")
-        time.sleep(0.25)
 
 
 def test_restarted_static_member_causes_no_rebalance(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -37,7 +29,7 @@ def test_restarted_static_member_causes_no_rebalance(kafka_bootstrap: str, tmp_p
         a.wait_ready()
         b.wait_ready()
         wait_until(lambda: a.metric("kinfer_assigned_partitions") == 2 and b.metric("kinfer_assigned_partitions") == 2,
-                   60, "two partitions each")  # fmt: skip
+                   60, "two partitions each", interval=0.25)  # fmt: skip
         produce(kafka_bootstrap, topics.input, transactions(2_000))
         reader.wait_for(lambda: reader.totals()[topics.output] >= 2_000, 120, "first outputs")
         b_rebalances = b.metric("kinfer_rebalances_total")
@@ -46,7 +38,7 @@ def test_restarted_static_member_causes_no_rebalance(kafka_bootstrap: str, tmp_p
         produce(kafka_bootstrap, topics.input, transactions(2_000, start=2_000))  # while a is away
         a.start()
         a.wait_ready()
-        wait_until(lambda: a.metric("kinfer_assigned_partitions") == 2, 60, "a's partitions back")
+        wait_until(lambda: a.metric("kinfer_assigned_partitions") == 2, 60, "a's partitions back", interval=0.25)
         produce(kafka_bootstrap, topics.input, transactions(2_000, start=4_000))
         output = reader.seen[topics.output]
         reader.wait_for(lambda: len(output.keys) >= 6_000, 120, "every output")
