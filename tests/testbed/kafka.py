@@ -39,8 +39,15 @@ logger.coordinator.level = WARN
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid form)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid form).
+
+    Like Kafka's own ``Uuid.randomUuid``, it never starts with "-": the storage tool's argument parser would read
+    such an id as an option and fail the format (one id in 64 did, and failed a CI run).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
