@@ -54,8 +54,8 @@ unit: install
 
 # The CRD is generated from the spec model; the chart ships a byte-for-byte copy (tests fail on drift).
 crds: install
-	$(PY) -m kinfer_operator.crdgen --write
-	$(PY) -m kinfer_operator.crdgen --write --file charts/kinfer-operator/files/crds/kinfer.io_inferencepipelines.yaml
+	.venv/bin/kinfer crdgen --write
+	.venv/bin/kinfer crdgen --write --file charts/kinfer-operator/files/crds/kinfer.io_inferencepipelines.yaml
 
 models: install
 	$(PY) models/train.py

@@ -1,0 +1,55 @@
+"""What every part of the spec model shares: the API's names, the patterns of names, the base class (camelCase on
+the wire, unknown fields rejected) and the error that lists what to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "kinfer.io"
+API_VERSION = "v1alpha1"
+KIND = "InferencePipeline"
+PLURAL = "inferencepipelines"
+
+# Kubernetes object names (RFC 1123 label), and Kafka topic names (legal characters, at most 249).
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+TOPIC_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
+HOOK_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+MODEL_URI_SCHEMES = ("pvc", "s3", "gs", "file")
+
+
+class SpecModel(BaseModel):
+    """Base of every spec class: camelCase aliases, unknown fields rejected (a typo is an error, not a no-op)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase dict a manifest would hold, without unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ResourcesSpec(SpecModel):
+    """Container resources, as in a Pod spec (``nvidia.com/gpu`` allowed in limits)."""
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
+class SpecError(ValueError):
+    """A manifest that can't work, with messages that say what to fix (one per problem)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def describe_validation_error(error: Any, prefix: str = "") -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-after"))
+        path = ".".join(p for p in (prefix, location) if p)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return problems

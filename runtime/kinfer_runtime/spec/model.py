@@ -1,0 +1,175 @@
+"""The model side of the spec: where the SavedModel lives and which version to run, the feature spec that turns a
+record into tensors, and how the model is served (in the consumer, or by TensorFlow Serving)."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from kinfer_runtime.spec.base import HOOK_PATTERN, MODEL_URI_SCHEMES, NAME_PATTERN, ResourcesSpec, SpecModel
+
+# --- Model and preprocessing ----------------------------------------------------------------------------------
+
+
+class VersionPolicy(StrEnum):
+    LATEST = "Latest"  # serve the highest version directory; hot-reload when a newer one appears
+    PINNED = "Pinned"  # serve exactly ``version``
+
+
+class ModelSpec(SpecModel):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    uri: str = Field(
+        min_length=1,
+        description="Where the TF Serving layout <uri>/<version>/saved_model.pb lives: pvc://CLAIM/PATH, "
+        "s3://BUCKET/PATH, gs://BUCKET/PATH, or an absolute path inside the image.",
+    )
+    version_policy: VersionPolicy = VersionPolicy.LATEST
+    version: int | None = Field(default=None, ge=1, description="The version to serve when versionPolicy is Pinned.")
+    storage_secret: str | None = Field(
+        default=None,
+        description="Secret whose keys become the environment of the init container that copies an s3:// or gs:// "
+        "model (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); none for pvc:// or image paths.",
+    )
+
+    @model_validator(mode="after")
+    def _uri_and_version(self) -> ModelSpec:
+        scheme = uri_scheme(self.uri)
+        if scheme not in MODEL_URI_SCHEMES:
+            raise ValueError(
+                f"model.uri {self.uri!r} has unknown scheme {scheme!r}: use pvc://, s3://, gs:// or an absolute path"
+            )
+        if VersionPolicy(self.version_policy) is VersionPolicy.PINNED and self.version is None:
+            raise ValueError("model.versionPolicy is Pinned: set model.version")
+        return self
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of a model URI; an absolute path counts as ``file``."""
+    if uri.startswith("/"):
+        return "file"
+    match = re.match(r"^([a-z][a-z0-9+.-]*)://", uri)
+    return match.group(1) if match else ""
+
+
+class FeatureType(StrEnum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    ARRAY = "array"
+
+
+class Scaling(StrEnum):
+    NONE = "none"
+    STANDARD = "standard"  # (x - mean) / std
+    MIN_MAX = "minMax"  # (x - min) / (max - min)
+
+
+class CategoricalEncoding(StrEnum):
+    INDEX = "index"  # one column: position in the vocabulary, len(vocabulary) for unknown values
+    ONE_HOT = "oneHot"  # len(vocabulary) + 1 columns, the last one for unknown values
+
+
+class FeatureSpec(SpecModel):
+    """One input field of a record and how it becomes columns of the model's input tensor."""
+
+    name: str = Field(min_length=1, description="Field name in the JSON record.")
+    type: FeatureType = FeatureType.NUMERIC
+    required: bool = Field(default=False, description="A record without the field is dead-lettered.")
+    default: float | str | None = Field(default=None, description="Value used when the field is missing.")
+    scaling: Scaling = Scaling.NONE
+    mean: float | None = None
+    std: float | None = Field(default=None, gt=0)
+    min: float | None = None
+    max: float | None = None
+    vocabulary: list[str] | None = None
+    encoding: CategoricalEncoding = CategoricalEncoding.INDEX
+    shape: list[int] | None = Field(default=None, description="Fixed shape of an array field, e.g. [50, 3].")
+    reject_unknown: bool = Field(
+        default=False,
+        description="Categorical only: dead-letter values outside the vocabulary (reason UnknownCategory) "
+        "instead of mapping them to the unknown bucket.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSpec:
+        kind = FeatureType(self.type)
+        scaling = Scaling(self.scaling)
+        if kind is FeatureType.CATEGORICAL and not self.vocabulary:
+            raise ValueError(f"feature {self.name!r} is categorical: give it a vocabulary")
+        if kind is FeatureType.ARRAY and not self.shape:
+            raise ValueError(f"feature {self.name!r} is an array: give it a shape")
+        if self.shape is not None and any(d < 1 for d in self.shape):
+            raise ValueError(f"feature {self.name!r}: every dimension of shape must be at least 1")
+        if scaling is Scaling.STANDARD and (self.mean is None or self.std is None):
+            raise ValueError(f"feature {self.name!r} uses standard scaling: set mean and std")
+        if scaling is Scaling.MIN_MAX and (self.min is None or self.max is None or self.max <= self.min):
+            raise ValueError(f"feature {self.name!r} uses minMax scaling: set min < max")
+        return self
+
+
+class PreprocessingSpec(SpecModel):
+    """How records become tensors. By default the feature spec stored with the model's metadata is used."""
+
+    from_model_metadata: bool = True
+    features: list[FeatureSpec] | None = Field(
+        default=None, description="Replaces features of the same name from the model's metadata, adds others."
+    )
+    hook: Annotated[str, Field(pattern=HOOK_PATTERN)] | None = Field(
+        default=None, description="module:function called on each decoded batch for what the spec can't say."
+    )
+    max_record_bytes: int = Field(
+        default=1_048_576, ge=1, description="Larger records are dead-lettered unread (reason RecordTooLarge)."
+    )
+
+
+# --- Serving --------------------------------------------------------------------------------------------------
+
+
+class ServingMode(StrEnum):
+    EMBEDDED = "embedded"  # the SavedModel runs inside each consumer pod
+    TFSERVING = "tfserving"  # a TensorFlow Serving Deployment, called over gRPC
+
+
+class TfServingBatchingSpec(SpecModel):
+    """TF Serving's server-side batching (``--enable_batching`` with a batching_parameters file)."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(default=1024, ge=1)
+    batch_timeout_micros: int = Field(default=1000, ge=0)
+    num_batch_threads: int = Field(default=2, ge=1)
+    max_enqueued_batches: int = Field(default=8, ge=1)
+
+
+class TfServingSpec(SpecModel):
+    image: str = "tensorflow/serving:2.19.0"
+    replicas: int = Field(default=1, ge=0)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    grpc_port: int = Field(default=8500, ge=1, le=65535)
+    rest_port: int = Field(default=8501, ge=1, le=65535)
+    batching: TfServingBatchingSpec = Field(default_factory=TfServingBatchingSpec)
+    endpoint: str | None = Field(
+        default=None, description="host:port of an existing TF Serving; the operator then deploys none."
+    )
+    timeout_ms: int = Field(default=2000, ge=1, description="Deadline of one Predict call.")
+    max_retries: int = Field(default=5, ge=0)
+    rest_fallback: bool = Field(
+        default=True, description="Try the REST :predict API on restPort when the gRPC port is unreachable."
+    )
+
+
+class EmbeddedServingSpec(SpecModel):
+    """The in-process predictor. One TF thread each suits small pods best (one runtime process per core)."""
+
+    intra_op_threads: int = Field(default=1, ge=0, description="TF intra-op threads; 0 lets TF choose.")
+    inter_op_threads: int = Field(default=1, ge=0, description="TF inter-op threads; 0 lets TF choose.")
+    reload_check_seconds: float = Field(
+        default=5.0, gt=0, description="How often the model directory is checked for a new version (Latest)."
+    )
+
+
+class ServingSpec(SpecModel):
+    mode: ServingMode = ServingMode.EMBEDDED
+    embedded: EmbeddedServingSpec = Field(default_factory=EmbeddedServingSpec)
+    tfserving: TfServingSpec = Field(default_factory=TfServingSpec)
