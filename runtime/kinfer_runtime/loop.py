@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from kinfer_runtime.assemble import assemble_batch
 from kinfer_runtime.batching import BatchWindow
-from kinfer_runtime.commits import BatchTracker, InFlightBatch, Outgoing, merge_offsets
+from kinfer_runtime.commits import BatchTracker, CommitPacer, InFlightBatch, Outgoing, merge_offsets
 from kinfer_runtime.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.logs import fields
 from kinfer_runtime.output import BatchContext
@@ -49,6 +49,7 @@ LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 CONSUME_SLICE_S = 0.005
+COMMIT_INTERVAL_S = 0.1  # longest an acknowledged offset waits for its asynchronous commit (see CommitPacer)
 
 
 class PipelineStopped(Exception):
@@ -82,6 +83,7 @@ class PipelineLoop:
         self._backoff = BACKOFF_MIN_S
         # Offsets whose batches (and all before them) are acknowledged: what a synchronous commit may commit.
         self.acknowledged: dict[tuple[str, int], int] = {}
+        self.commit_pacer = CommitPacer(self.max_batch, COMMIT_INTERVAL_S)
         self._next_lag = 0.0
         self._next_reload = time.monotonic() + RELOAD_INTERVAL_S
 
@@ -276,11 +278,15 @@ class PipelineLoop:
             batch.pending += len(failed)
             self._produce(batch, failed)
         completed = self.tracker.pop_completed()
+        now = time.monotonic()
         if completed:
             self._account(completed)
             offsets = merge_offsets(completed)
             self.acknowledged.update(offsets)
-            self._commit(offsets, asynchronous=True)
+            self.commit_pacer.acknowledged(offsets, sum(len(batch.records) for batch in completed), now)
+        due = self.commit_pacer.take_due(now)
+        if due:
+            self._commit(due, asynchronous=True)
 
     def commit_acknowledged(self, partitions: set[tuple[str, int]] | None, asynchronous: bool) -> None:
         """Commit everything acknowledged so far (for ``partitions`` only, when given)."""
@@ -290,6 +296,7 @@ class PipelineLoop:
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
         """Partitions revoked or lost: nothing more of theirs is committed or held by this member."""
         self.tracker.forget_partitions(partitions)
+        self.commit_pacer.forget_partitions(partitions)
         for key in partitions:
             self.acknowledged.pop(key, None)
         self.drop_held(partitions)

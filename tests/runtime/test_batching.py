@@ -46,13 +46,16 @@ def test_the_arrival_rate_forgets_batches_older_than_its_window() -> None:
     assert window.arrival_rate(10.0 + 2 * RATE_WINDOW_S) == 0
 
 
-def test_the_wait_follows_processing_time_and_never_exceeds_max_batch_wait() -> None:
+def test_the_wait_follows_processing_time_within_a_quarter_and_all_of_max_batch_wait() -> None:
     window = busy_window(max_wait_s=0.020)
     window.consumed(asked=100, got=0, now=10.0)
     assert window.deadline() == pytest.approx(10.020)  # nothing learnt yet: the configured wait
     for _ in range(30):
-        window.processed(0.004)  # batches take 4 ms: waiting 4 ms keeps the loop at most half busy
-    assert window.deadline() == pytest.approx(10.004, abs=1e-4)
+        window.processed(0.008)  # batches take 8 ms: waiting 8 ms keeps the loop at most half busy
+    assert window.deadline() == pytest.approx(10.008, abs=1e-4)
+    for _ in range(30):
+        window.processed(0.001)  # a fast model: the wait does not shrink below 5 ms (a quarter of 20)
+    assert window.deadline() == pytest.approx(10.005)
     for _ in range(30):
         window.processed(0.200)  # a slow model: the wait is capped by maxBatchWaitMs
     assert window.deadline() == pytest.approx(10.020)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinfer_runtime.commits import BatchTracker, Outgoing, merge_offsets
+from kinfer_runtime.commits import BatchTracker, CommitPacer, Outgoing, merge_offsets
 
 NO_TIMES = np.empty(0)
 
@@ -70,3 +70,25 @@ def test_records_in_flight_count_every_record_until_its_batch_completes() -> Non
     assert tracker.records_in_flight() == 5  # acknowledged, but its batch is not popped yet
     tracker.pop_completed()
     assert tracker.records_in_flight() == 2
+
+
+def test_commits_wait_for_a_batch_worth_of_records_or_the_interval() -> None:
+    pacer = CommitPacer(max_records=256, interval_s=0.1)
+    pacer.acknowledged({("in", 0): 11}, records=10, now=5.0)
+    pacer.acknowledged({("in", 0): 21, ("in", 1): 4}, records=14, now=5.02)
+    assert pacer.take_due(now=5.05) == {}  # 24 records, 50 ms: not yet
+    assert pacer.take_due(now=5.11) == {("in", 0): 21, ("in", 1): 4}  # the oldest waited the interval
+    assert pacer.take_due(now=5.2) == {}  # nothing new acknowledged: nothing to commit
+    pacer.acknowledged({("in", 1): 300}, records=256, now=6.0)
+    assert pacer.take_due(now=6.0) == {("in", 1): 300}  # a full batch's worth: at once
+
+
+def test_offsets_only_move_forward_and_forgotten_partitions_are_not_committed() -> None:
+    pacer = CommitPacer(max_records=2, interval_s=1.0)
+    pacer.acknowledged({("in", 0): 50, ("in", 1): 7}, records=1, now=0.0)
+    pacer.acknowledged({("in", 0): 40}, records=1, now=0.1)
+    pacer.forget_partitions([("in", 1)])
+    assert pacer.take_due(now=0.1) == {("in", 0): 50}
+    pacer.acknowledged({("in", 2): 9}, records=1, now=0.2)
+    pacer.forget_partitions([("in", 2)])
+    assert pacer.take_due(now=5.0) == {}
