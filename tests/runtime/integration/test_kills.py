@@ -25,6 +25,7 @@ from tests.runtime.integration.harness import (
 RECORDS = 100_000
 KILLS = 10
 BATCH = 256
+FRESH_PROGRESS = 500  # outputs a start must add before it is killed (so that it is killed while working)
 
 
 def run_with_kills(bootstrap: str, tmp_path: Path, delivery: str, seed: int) -> tuple[TopicReader, str, str, int]:
@@ -38,17 +39,26 @@ def run_with_kills(bootstrap: str, tmp_path: Path, delivery: str, seed: int) -> 
     kills = 0
     try:
         runtime.start()
-        for _ in range(KILLS):
-            # Kill after a random amount of fresh progress since this start, at a random moment within a batch.
-            target = reader.totals()[topics.output] + rng.randint(2_000, 8_000)
-            reader.wait_for(lambda t=target: reader.totals()[topics.output] >= t, timeout=240,  # type: ignore[misc]
-                            describe=f"{target} outputs before kill {kills + 1}")  # fmt: skip
+        output = reader.seen[topics.output]
+        stretch = RECORDS // (KILLS + 1)
+        for kill in range(KILLS):
+            # Kill k falls at a random point of the k-th of KILLS + 1 equal stretches of the input (in distinct
+            # inputs with an output), once this start has made fresh progress, at a random moment within a batch.
+            # Stretches rather than a random amount of progress per kill: a fast runtime overshoots each target
+            # by the records it handles between the reader seeing the target and the kill, and ten overshoots
+            # must not use up the input before the last kill.
+            unique_target = (kill + 1) * stretch + rng.randint(0, stretch // 2)
+            fresh_target = reader.totals()[topics.output] + FRESH_PROGRESS
+            reader.wait_for(
+                lambda u=unique_target, f=fresh_target: len(output.keys) >= u and output.total >= f,  # type: ignore[misc]
+                timeout=240,
+                describe=f"{unique_target} inputs done and {FRESH_PROGRESS} fresh outputs before kill {kill + 1}",
+            )
             assert runtime.alive(), runtime.log_tail()
             reader.poll(rng.uniform(0.0, 0.05))
             runtime.kill()
             kills += 1
             runtime.start()
-        output = reader.seen[topics.output]
         reader.wait_for(lambda: len(output.keys) >= RECORDS, timeout=300, describe="an output for every input")
         runtime.wait_ready()
         assert runtime.terminate(60) == 0, runtime.log_tail()
