@@ -7,8 +7,8 @@ Delivery discipline:
   batch and of all earlier batches is acknowledged (:mod:`kinfer_runtime.commits`). A failed delivery is produced
   again; its batch stays uncommittable until it succeeds. A kill therefore duplicates at most the in-flight
   batches, and loses nothing.
-- **Exactly-once**: each batch is one transaction holding its outputs, dead letters and input offets
-  (``send_offsets_to_transaction``); an abortable error aborts it and rewinds the consumer to the batch start.
+- **Exactly-once**: a transaction holds the outputs, dead letters and input offsets of consecutive batches
+  (:mod:`kinfer_runtime.transactions`); an abortable error aborts it and rewinds the consumer to its start.
 
 A ``PredictorUnavailable`` (model server down) holds the batch, pauses every assigned partition and keeps calling
 ``consume`` (which serves the group protocol, so the member is not kicked out) while it retries with jittered
@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from kinfer_runtime.assemble import assemble_batch
 from kinfer_runtime.batching import BatchWindow
-from kinfer_runtime.commits import BatchTracker, CommitPacer, InFlightBatch, Outgoing, merge_offsets
+from kinfer_runtime.commits import BatchTracker, CommitPacer, InFlightBatch, merge_offsets
 from kinfer_runtime.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.logs import fields
 from kinfer_runtime.output import BatchContext
@@ -39,6 +39,7 @@ from kinfer_runtime.parts import LoopCounters, LoopParts
 from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
 from kinfer_runtime.rebalance import Rebalancer
 from kinfer_runtime.spec import Delivery
+from kinfer_runtime.transactions import Transactions
 
 log = logging.getLogger("kinfer.loop")
 
@@ -88,6 +89,7 @@ class PipelineLoop:
         self.consumer = Consumer(parts.consumer_config)
         self.producer = Producer(parts.producer_config)
         self.rebalancer = Rebalancer(self)
+        self.transactions = Transactions(self)  # used in exactlyOnce delivery only
         self.metadata = parts.predictor.metadata
         self.preprocessor = parts.make_preprocessor(self.metadata)
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
@@ -128,6 +130,8 @@ class PipelineLoop:
                 self.state.heartbeat()
                 iterations.inc()
                 self._periodic()
+                if self.exactly_once:
+                    self.transactions.commit_if_due()
                 if self.held is not None:
                     self._retry_held()
                     continue
@@ -156,6 +160,8 @@ class PipelineLoop:
         deadline = window.deadline()  # the records already queued arrived after the queue was last seen empty
         messages = self._consume(self.max_batch, 0)
         if not messages:
+            if self.exactly_once:
+                self.transactions.commit()  # the input is idle: do not hold finished batches back
             # Block for the first record alone: consume(1, t) returns as soon as one arrives, while a larger
             # count would wait all of t. It arrives after the queue was seen empty just now.
             messages = self._consume(1, CONSUME_SLICE_S)
@@ -247,13 +253,13 @@ class PipelineLoop:
             now_ms=time.time() * 1000,
         )
         if self.exactly_once:
-            self._produce_transaction(messages, batch.records, batch.next_offsets, batch.output_timestamps_s)
+            self.transactions.produce(messages, batch)
         else:
             in_flight = self.tracker.add(batch.next_offsets, batch.records, batch.output_timestamps_s)
-            self._produce(in_flight, range(len(batch.records)))
+            self.produce_batch(in_flight, range(len(batch.records)))
         self.metrics.stage["produce"].observe(time.perf_counter() - started)
 
-    def _produce(self, batch: InFlightBatch, indices: Sequence[int] | range) -> None:
+    def produce_batch(self, batch: InFlightBatch, indices: Sequence[int] | range) -> None:
         produce, poll = self.producer.produce, self.producer.poll
         for i in indices:
             record = batch.records[i]
@@ -289,11 +295,11 @@ class PipelineLoop:
             log.warning("delivery failed, producing again", extra=fields(records=len(failed), batch=batch.sequence))
             self.counters.redelivered += len(failed)
             batch.pending += len(failed)
-            self._produce(batch, failed)
+            self.produce_batch(batch, failed)
         completed = self.tracker.pop_completed()
         now = time.monotonic()
         if completed:
-            self._account(completed)
+            self.account(completed)
             offsets = merge_offsets(completed)
             self.acknowledged.update(offsets)
             self.commit_pacer.acknowledged(offsets, sum(len(batch.records) for batch in completed), now)
@@ -314,7 +320,7 @@ class PipelineLoop:
             self.acknowledged.pop(key, None)
         self.drop_held(partitions)
 
-    def _account(self, completed: list[InFlightBatch]) -> None:
+    def account(self, completed: list[InFlightBatch]) -> None:
         now = time.time()
         for batch in completed:
             self.counters.records_out += batch.acked_outputs
@@ -364,55 +370,7 @@ class PipelineLoop:
                 return False
         return True
 
-    # --- exactly-once ---------------------------------------------------------------------------------------
-
-    def _produce_transaction(
-        self,
-        messages: list[Message],
-        records: list[Outgoing],
-        next_offsets: dict[tuple[str, int], int],
-        output_timestamps_s: np.ndarray,
-    ) -> None:
-        batch = InFlightBatch(0, next_offsets, records, output_timestamps_s, pending=len(records))
-        try:
-            self.producer.begin_transaction()
-            self._produce(batch, range(len(records)))
-            offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            started = time.perf_counter()
-            self._commit_transaction()
-            self.metrics.stage["commit"].observe(time.perf_counter() - started)
-        except KafkaException as exception:
-            error: KafkaError = exception.args[0]
-            if not error.txn_requires_abort():
-                raise  # fatal (e.g. fenced by a newer instance of this member): exit, the restart recovers
-            log.warning("transaction aborted; rewinding the batch", extra=fields(error=str(error)))
-            self.counters.transactions_aborted += 1
-            self._abort_and_rewind(messages)
-            return
-        self.producer.poll(0)
-        self._account([batch])
-
-    def _commit_transaction(self) -> None:
-        """commit_transaction, retried while the error is retriable (a timeout leaves the outcome unknown
-        until a retry succeeds or turns into an abortable error)."""
-        for attempt in range(10):
-            try:
-                self.producer.commit_transaction(60)
-                return
-            except KafkaException as exception:
-                error: KafkaError = exception.args[0]
-                if not error.retriable() or attempt == 9 or self.stop.is_set():
-                    raise
-                log.warning("commit_transaction retry", extra=fields(error=str(error)))
-                time.sleep(min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt))
-
-    def _abort_and_rewind(self, messages: list[Message]) -> None:
-        try:
-            self.producer.abort_transaction(60)
-        except KafkaException as error:
-            log.warning("abort failed", extra=fields(error=str(error)))
-        self.rewind(messages)
+    # --- reading again -------------------------------------------------------------------------------------
 
     def rewind(self, messages: Sequence[Message]) -> None:
         """Seek back to the first record of ``messages`` per partition still assigned (to consume them again)."""
@@ -420,7 +378,11 @@ class PipelineLoop:
         for m in messages:
             key = (m.topic() or "", m.partition() or 0)
             first[key] = min(first.get(key, m.offset() or 0), m.offset() or 0)
-        for (topic, partition), offset in first.items():
+        self.seek(first)
+
+    def seek(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Consume from these offsets next (partitions no longer assigned are left to their new owner)."""
+        for (topic, partition), offset in offsets.items():
             if (topic, partition) in self.rebalancer.assigned:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
 
@@ -428,6 +390,8 @@ class PipelineLoop:
 
     def _hold(self, messages: list[Message], encoded: Any, error: Exception) -> None:
         log.warning("predictor unavailable; pausing partitions", extra=fields(error=str(error)))
+        if self.exactly_once:
+            self.transactions.commit()  # the batches before this one; the held one goes in a later transaction
         self.metrics.predictor_unavailable.inc()
         self.held, self.held_encoded = messages, encoded
         self._backoff = BACKOFF_MIN_S
@@ -484,7 +448,12 @@ class PipelineLoop:
     def _shutdown(self) -> None:
         log.info("stopping: draining in-flight batches")
         grace = float(self.parts.pipeline.spec.consumer.termination_grace_seconds) * 0.8
-        if not self.exactly_once and self.drain(grace):
+        if self.exactly_once:
+            try:
+                self.transactions.commit()
+            except KafkaException as error:  # fatal (fenced): the successor reads from the last commit
+                log.warning("final transaction not committed", extra=fields(error=str(error)))
+        elif self.drain(grace):
             self.commit_acknowledged(None, asynchronous=False)
         self.state.assigned_partitions = 0
         self.metrics.ready.set(0)

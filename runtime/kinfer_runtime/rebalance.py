@@ -70,7 +70,9 @@ class Rebalancer:
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         loop = self.loop
-        if not loop.exactly_once and loop.drain(REVOKE_DRAIN_S):
+        if loop.exactly_once:
+            loop.transactions.commit()  # what was produced from these partitions, with their offsets
+        elif loop.drain(REVOKE_DRAIN_S):
             loop.commit_acknowledged(revoked, asynchronous=False)
         self._forget(revoked)
         consumer.incremental_unassign(partitions)
@@ -80,6 +82,8 @@ class Rebalancer:
         self.loop.metrics.rebalances.inc()
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self._forget(lost)
+        if self.loop.exactly_once:
+            self.loop.transactions.abort()  # its commit would be fenced; partitions still ours are read again
         consumer.incremental_unassign(partitions)
         log.warning("partitions lost", extra=fields(lost=_names(partitions)))
 
