@@ -92,6 +92,11 @@ class Transactions:
         except KafkaException as exception:
             self._abort_on(exception)
             return
+        except BaseException:
+            # Stopped with the batch half produced (the local queue stayed full): committing would commit its
+            # offsets without all its outputs. Left open, the successor's init_transactions aborts it.
+            self.open = None
+            raise
         self.commit_if_due()
 
     def commit_if_due(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from kinfer_runtime.commits import InFlightBatch, Outgoing
 from kinfer_runtime.transactions import TRANSACTION_MAX_S, OpenTransaction, first_offsets
@@ -54,3 +55,48 @@ def test_a_transaction_is_due_when_full_or_old() -> None:
     assert transaction.due(now=100.0, max_records=10)
     assert not transaction.due(now=100.0 + TRANSACTION_MAX_S / 2, max_records=1024)
     assert transaction.due(now=100.0 + TRANSACTION_MAX_S * 1.01, max_records=1024)
+
+
+class RecordingProducer:
+    """Stands in for the transactional producer: records which transaction calls were made."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send_offsets_to_transaction(self, *_args: object) -> None:
+        self.calls.append("send_offsets")
+
+    def commit_transaction(self, *_args: object) -> None:
+        self.calls.append("commit")
+
+
+class StoppedWhileProducing(Exception):
+    pass
+
+
+class StubLoop:
+    """The parts of PipelineLoop that Transactions uses; producing a batch is interrupted by a stop."""
+
+    max_batch = 256
+
+    def __init__(self) -> None:
+        self.producer = RecordingProducer()
+
+    def produce_batch(self, *_args: object) -> None:
+        raise StoppedWhileProducing
+
+
+def test_a_batch_interrupted_while_producing_is_never_committed() -> None:
+    from kinfer_runtime.assemble import AssembledBatch
+    from kinfer_runtime.transactions import Transactions
+
+    loop = StubLoop()
+    transactions = Transactions(loop)  # type: ignore[arg-type]
+    assembled = AssembledBatch([Outgoing("out", None, b"{}", [])], {("in", 0): 11}, np.empty(0))
+    with pytest.raises(StoppedWhileProducing):  # the stop goes on up to the loop
+        transactions.produce([FakeMessage("in", 0, 10)], assembled)
+    transactions.commit()  # what shutdown does
+    assert loop.producer.calls == ["begin"], "no offsets sent, no commit: the successor aborts the transaction"
