@@ -119,10 +119,25 @@ def merge_offsets(batches: Iterable[InFlightBatch]) -> dict[TopicPartitionKey, i
     """The offsets to commit after these (ordered) batches: per partition the highest next offset."""
     merged: dict[TopicPartitionKey, int] = {}
     for batch in batches:
-        for key, offset in batch.next_offsets.items():
-            if offset > merged.get(key, -1):
-                merged[key] = offset
+        advance_offsets(merged, batch.next_offsets)
     return merged
+
+
+def advance_offsets(target: dict[TopicPartitionKey, int], offsets: dict[TopicPartitionKey, int]) -> None:
+    """Raise ``target``'s offsets to ``offsets`` where those are higher (an offset to commit never goes back)."""
+    for key, offset in offsets.items():
+        if offset > target.get(key, -1):
+            target[key] = offset
+
+
+def first_offsets(messages: Iterable[Any]) -> dict[TopicPartitionKey, int]:
+    """Per partition, the lowest offset among ``messages`` (``confluent_kafka.Message``): where reading them
+    again starts."""
+    first: dict[TopicPartitionKey, int] = {}
+    for message in messages:
+        key, offset = (message.topic() or "", message.partition() or 0), message.offset() or 0
+        first[key] = min(first.get(key, offset), offset)
+    return first
 
 
 class CommitPacer:
@@ -146,9 +161,7 @@ class CommitPacer:
         """Batches of ``records`` records completed at ``now``; ``offsets`` are the next offsets after them."""
         if not self.offsets and not self.records:
             self.since = now
-        for key, offset in offsets.items():
-            if offset > self.offsets.get(key, -1):
-                self.offsets[key] = offset
+        advance_offsets(self.offsets, offsets)
         self.records += records
 
     def take_due(self, now: float) -> dict[TopicPartitionKey, int]:

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from kinfer_runtime.assemble import assemble_batch
 from kinfer_runtime.batching import BatchWindow
-from kinfer_runtime.commits import BatchTracker, CommitPacer, InFlightBatch, merge_offsets
+from kinfer_runtime.commits import BatchTracker, CommitPacer, InFlightBatch, first_offsets, merge_offsets
 from kinfer_runtime.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.logs import fields
 from kinfer_runtime.output import BatchContext
@@ -374,11 +374,7 @@ class PipelineLoop:
 
     def rewind(self, messages: Sequence[Message]) -> None:
         """Seek back to the first record of ``messages`` per partition still assigned (to consume them again)."""
-        first: dict[tuple[str, int], int] = {}
-        for m in messages:
-            key = (m.topic() or "", m.partition() or 0)
-            first[key] = min(first.get(key, m.offset() or 0), m.offset() or 0)
-        self.seek(first)
+        self.seek(first_offsets(messages))
 
     def seek(self, offsets: dict[tuple[str, int], int]) -> None:
         """Consume from these offsets next (partitions no longer assigned are left to their new owner)."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kinfer_runtime.assemble import AssembledBatch
-from kinfer_runtime.commits import InFlightBatch, TopicPartitionKey
+from kinfer_runtime.commits import InFlightBatch, TopicPartitionKey, first_offsets, merge_offsets
 from kinfer_runtime.logs import fields
 
 if TYPE_CHECKING:
@@ -43,28 +43,22 @@ class OpenTransaction:
 
     started: float
     first_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)  # where a rewind goes back to
-    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)  # what the commit sends
     batches: list[InFlightBatch] = field(default_factory=list)
     records: int = 0
+
+    @property
+    def next_offsets(self) -> dict[TopicPartitionKey, int]:
+        """What the commit sends: per partition, the offset after the last input of its batches."""
+        return merge_offsets(self.batches)
 
     def add(self, first_offsets: dict[TopicPartitionKey, int], batch: InFlightBatch) -> None:
         for key, offset in first_offsets.items():
             self.first_offsets.setdefault(key, offset)  # batches come in consume order: the first one wins
-        for key, offset in batch.next_offsets.items():
-            self.next_offsets[key] = max(offset, self.next_offsets.get(key, -1))
         self.batches.append(batch)
         self.records += len(batch.records)
 
     def due(self, now: float, max_records: int) -> bool:
         return self.records >= max_records or now - self.started >= TRANSACTION_MAX_S
-
-
-def first_offsets(messages: list[Any]) -> dict[TopicPartitionKey, int]:
-    """Per partition, the offset of the first of ``messages`` (consumed in order within a partition)."""
-    first: dict[TopicPartitionKey, int] = {}
-    for message in messages:
-        first.setdefault((message.topic() or "", message.partition() or 0), message.offset() or 0)
-    return first
 
 
 class Transactions:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from kinfer_runtime.commits import InFlightBatch, Outgoing
-from kinfer_runtime.transactions import TRANSACTION_MAX_S, OpenTransaction, first_offsets
+from kinfer_runtime.commits import InFlightBatch, Outgoing, first_offsets
+from kinfer_runtime.transactions import TRANSACTION_MAX_S, OpenTransaction
 
 
 @dataclass
