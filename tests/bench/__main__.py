@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=256)
     parser.add_argument("--max-batch-wait-ms", type=int, default=20)
     parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
-    parser.add_argument("--cases", default="a,d,d1024,eos,latency,b,c", help="subset to run, e.g. a,d (default: all)")
+    parser.add_argument(
+        "--cases", default="a,a+,d,d1024,eos,latency,b,c", help="subset to run, e.g. a,d (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
     args = parser.parse_args(argv)
     work = ROOT / ".bench" / "work"
@@ -76,7 +78,7 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     values = [orjson.dumps(r) for r in records]
     keys = [r["transaction_id"].encode() for r in records]
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
-    topic_roles = ("in", "a", "b", "c", "d", "d-dlq", "f", "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq")
+    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "f", "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq")
     names = {c: f"{run}-{c}" for c in topic_roles}
     inputs = [names["in"], names["l-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
@@ -100,6 +102,10 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             step("(a) raw passthrough: consume + produce, same client")
             baselines.passthrough(bootstrap, names["in"], names["a"], n, f"{run}-a")
             figures["passthrough_rps"] = kafka_io.read_outputs(bootstrap, names["a"], parts, n, 120).rate()
+        if "a+" in cases:
+            step("(a+) contract floor: passthrough + JSON decode, six kinfer.* headers, a delivery report per record")
+            baselines.contract_floor(bootstrap, names["in"], names["floor"], n, f"{run}-a+")
+            figures["contract_floor_rps"] = kafka_io.read_outputs(bootstrap, names["floor"], parts, n, 120).rate()
         if "d" in cases:
             step("(d) kinfer run, at-least-once (also cold start and RSS)")
             topics = Topics(names["in"], names["d"], names["d-dlq"], parts)

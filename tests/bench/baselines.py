@@ -2,6 +2,10 @@
 
 (a) Raw passthrough: the same confluent-kafka client and producer settings kinfer uses, batch consume, produce
     each value unchanged, commit asynchronously per batch; no decoding, no model. The ceiling for any consumer.
+(a+) The contract floor: passthrough plus the least that kinfer's output contract asks of any runtime built on this
+    client: decode each value (to find bad records), attach the six ``kinfer.*`` headers, and take a delivery
+    report per record (an input is committed only after its output is acked). No features, no model. kinfer can't
+    be faster than this; the gap between it and (a) is the contract's own cost.
 (b) The tutorial loop (what most Kafka + TensorFlow tutorials and Kafka-ML do): ``poll`` one record, decode and
     preprocess it, ``model.predict`` on it, produce the result, commit synchronously.
 """
@@ -47,6 +51,55 @@ def passthrough(bootstrap: str, source: str, target: str, count: int, group: str
     finally:
         consumer.close()
     return done
+
+
+def contract_floor(bootstrap: str, source: str, target: str, count: int, group: str, timeout: float = 300) -> int:
+    import orjson
+
+    from kinfer_runtime import output
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "partition.assignment.strategy": "cooperative-sticky",
+    })  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+    shared = [(output.MODEL_NAME, b"fraud"), (output.MODEL_VERSION, b"1"), (output.SOURCE_TOPIC, source.encode()),
+              (output.PIPELINE, b"floor")]  # fmt: skip
+    acked = [0]
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is None:
+            acked[0] += 1
+
+    consumer.subscribe([source])
+    done, deadline = 0, time.monotonic() + timeout
+    try:
+        while done < count and time.monotonic() < deadline:
+            messages = consumer.consume(500, 0.05)
+            for message in messages:
+                if message.error():
+                    continue
+                value = message.value() or b"{}"
+                orjson.loads(value)
+                headers: list[tuple[str, str | bytes | None]] = [
+                    *shared,
+                    (output.SOURCE_PARTITION, b"%d" % (message.partition() or 0)),
+                    (output.SOURCE_OFFSET, b"%d" % (message.offset() or 0)),
+                ]
+                while True:
+                    try:
+                        producer.produce(target, value, message.key(), headers=headers, on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                done += 1
+            producer.poll(0)
+            if messages:
+                consumer.commit(asynchronous=True)
+        producer.flush(60)
+    finally:
+        consumer.close()
+    return acked[0]
 
 
 def tutorial_model(version_dir: Path) -> Any:
