@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kinfer_runtime.batching import MIN_WAIT_FRACTION
 from kinfer_runtime.spec import Delivery, InferencePipeline, OffsetReset, SaslMechanism, SecurityProtocol
 
 DEFAULT_SASL_DIR = "/var/run/secrets/kinfer/sasl"
@@ -100,6 +101,28 @@ def common_config(pipeline: InferencePipeline, bootstrap_servers: str, credentia
     return config
 
 
+FETCH_MIN_BYTES = 32 * 1024  # about 150 records of 200 bytes: a broker reply per fetch that is worth its cost
+MAX_FETCH_HOLD_MS = 100  # whatever maxBatchWaitMs says: the bound fetch.wait.max.ms had before fetches were held
+
+
+def fetch_settings(max_batch_wait_ms: int) -> dict[str, int]:
+    """How long the broker may hold a fetch to gather records: as long as the loop's shortest batch wait.
+
+    With ``fetch.min.bytes`` = 1 the broker answers a fetch as soon as one record is there, so at a few thousand
+    records/s the consumer makes hundreds of tiny fetches a second, each a wakeup of the broker and the loop. At
+    5,000 records/s on the 2-core test machine, holding fetches for 5 ms (``maxBatchWaitMs`` 20) gave, in five
+    runs of each side by side: broker CPU 0.64-0.71 cores against 0.78-0.86, runtime CPU 0.35-0.38 against
+    0.43-0.45, end-to-end p90 24-33 ms against 36-75, p99 lower in 4 of 5 pairs. The price is up to the hold at low
+    rates (p50 at 10 records/s: 13.8-15.4 ms against 11.3-11.5, two runs each), within the wait the pipeline
+    already allows: the loop's batch window (:mod:`kinfer_runtime.batching`) waits at least as long once its queue
+    is empty.
+    """
+    hold_ms = min(MAX_FETCH_HOLD_MS, int(MIN_WAIT_FRACTION * max_batch_wait_ms))
+    if hold_ms < 1:  # a pipeline that allows (almost) no wait: answer every fetch at once
+        return {"fetch.min.bytes": 1, "fetch.wait.max.ms": max(10, min(100, max_batch_wait_ms))}
+    return {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": hold_ms}
+
+
 def consumer_config(
     pipeline: InferencePipeline, bootstrap_servers: str, credentials: Credentials, pod_name: str | None = None
 ) -> dict[str, Any]:
@@ -114,8 +137,7 @@ def consumer_config(
             "partition.assignment.strategy": "cooperative-sticky",
             # Never hand the loop uncommitted records of an aborted transaction (ours or an upstream producer's).
             "isolation.level": "read_committed",
-            # Fetch as soon as anything is there; the loop's own deadline (maxBatchWaitMs) bounds the wait.
-            "fetch.wait.max.ms": max(10, min(100, spec.consumer.max_batch_wait_ms)),
+            **fetch_settings(spec.consumer.max_batch_wait_ms),
             "enable.partition.eof": False,
         }
     )

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kinfer_runtime import kafka_config
+from kinfer_runtime.batching import MIN_WAIT_FRACTION
 from kinfer_runtime.spec import parse_pipeline
 
 
@@ -34,6 +35,27 @@ def test_consumer_commits_only_explicitly_and_rebalances_incrementally() -> None
     assert "group.instance.id" not in config
     # The broker must not hold a fetch longer than the batch wait (no one-second stalls at low rates).
     assert config["fetch.wait.max.ms"] <= 100
+
+
+HELD = kafka_config.FETCH_MIN_BYTES
+
+
+@pytest.mark.parametrize(
+    ("max_batch_wait_ms", "min_bytes", "wait_ms"),
+    [(20, HELD, 5), (100, HELD, 25), (4, HELD, 1), (3, 1, 10), (0, 1, 10), (1000, HELD, 100)],
+)
+def test_broker_holds_a_fetch_at_most_the_loops_shortest_batch_wait(
+    max_batch_wait_ms: int, min_bytes: int, wait_ms: int
+) -> None:
+    settings = kafka_config.fetch_settings(max_batch_wait_ms)
+    assert settings == {"fetch.min.bytes": min_bytes, "fetch.wait.max.ms": wait_ms}
+    if min_bytes > 1:  # a held fetch never adds more than the batch window's own floor
+        assert settings["fetch.wait.max.ms"] <= MIN_WAIT_FRACTION * max_batch_wait_ms
+
+
+def test_consumer_config_uses_the_fetch_hold_of_its_batch_wait() -> None:
+    config = kafka_config.consumer_config(pipeline(consumer={"maxBatchWaitMs": 40}), "b:1", kafka_config.Credentials())
+    assert config["fetch.min.bytes"] == kafka_config.FETCH_MIN_BYTES and config["fetch.wait.max.ms"] == 10
 
 
 def test_pod_name_gives_static_membership_and_spec_group_wins() -> None:
