@@ -16,7 +16,7 @@ import pytest
 
 from tests.testbed import DEFAULT_ROOT, KafkaBroker, TestBed, component_dir
 
-BED_FIXTURES = {"testbed", "kafka_bootstrap", "kube_api", "namespace", "private_kafka"}
+BED_FIXTURES = {"testbed", "kafka_bootstrap", "kube_api", "namespace", "private_kafka", "secure_kafka"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -66,6 +66,24 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
     """A broker of the test's own, for tests that pause, kill or restart it."""
     broker = KafkaBroker(component_dir("kafka") / "libs", tmp_path / "kafka", DEFAULT_ROOT / "logs" / "private")
     broker.log_dir = DEFAULT_ROOT / "logs" / f"private-kafka-{broker.port}"
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+SECURE_KAFKA_USERS = {"scorer": "s3cret-Kinfer-pw-7731"}
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A broker of the module's own with SASL_PLAINTEXT and SASL_SSL listeners (PLAIN and SCRAM users)."""
+    from tests.testbed.secure_kafka import SecureKafka
+
+    root = tmp_path_factory.mktemp("secure-kafka")
+    broker = SecureKafka(component_dir("kafka") / "libs", root, DEFAULT_ROOT / "logs" / "secure-kafka",
+                         SECURE_KAFKA_USERS)  # fmt: skip
     broker.start()
     try:
         yield broker

@@ -14,6 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+# A Kafka problem explains "no partitions assigned" while it keeps being reported (librdkafka retries a refused
+# login about every second); an old one says nothing about today's missing assignment.
+PROBLEM_FRESH_S = 30.0
+
 
 @dataclass
 class LoopState:
@@ -23,6 +27,7 @@ class LoopState:
     assigned_partitions: int = 0
     last_heartbeat: float = field(default_factory=time.monotonic)
     stall_seconds: float = 120.0
+    kafka_problem: tuple[float, str] | None = None  # (when last reported, what): access refused by Kafka
 
     def heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
@@ -39,6 +44,9 @@ def probe_result(path: str, state: LoopState, now: float) -> tuple[int, str]:
         if not state.model_loaded:
             return 503, "model not loaded\n"
         if state.assigned_partitions == 0:
+            problem = state.kafka_problem
+            if problem is not None and now - problem[0] <= PROBLEM_FRESH_S:
+                return 503, f"no partitions assigned: {problem[1]}\n"
             return 503, "no partitions assigned\n"
         return 200, "ok\n"
     return 404, "not found\n"

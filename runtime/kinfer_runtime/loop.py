@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from kinfer_runtime.assemble import assemble_batch
 from kinfer_runtime.batching import BatchWindow
+from kinfer_runtime.client_events import ClientEvents
 from kinfer_runtime.commits import BatchTracker, CommitPacer, InFlightBatch, first_offsets, merge_offsets
 from kinfer_runtime.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.logs import fields
@@ -86,8 +87,8 @@ class PipelineLoop:
         self.state = parts.state
         self.counters = LoopCounters()
         self.tracker = BatchTracker()
-        self.consumer = Consumer(parts.consumer_config)
-        self.producer = Producer(parts.producer_config)
+        self.consumer = Consumer({**parts.consumer_config, **ClientEvents("consumer", parts.state).settings()})
+        self.producer = Producer({**parts.producer_config, **ClientEvents("producer", parts.state).settings()})
         self.rebalancer = Rebalancer(self)
         self.transactions = Transactions(self)  # used in exactlyOnce delivery only
         self.metadata = parts.predictor.metadata

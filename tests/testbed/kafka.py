@@ -50,16 +50,23 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def server_properties(
+    data_dir: Path, port: int, controller_port: int, extra_listeners: dict[str, int] | None = None, extra: str = ""
+) -> str:
+    """``extra_listeners`` maps a security protocol (``SASL_SSL``...) to its port; each is a listener of that name.
+    ``extra`` is appended (the listeners' own settings)."""
+    extra_listeners = extra_listeners or {}
+    listeners = "".join(f",{name}://127.0.0.1:{extra_port}" for name, extra_port in extra_listeners.items())
+    protocols = "".join(f",{name}:{name}" for name in extra_listeners)
     return f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{listeners}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listeners}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{protocols}
 log.dirs={data_dir}
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -73,7 +80,7 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 delete.topic.enable=true
 log.flush.interval.messages=9223372036854775807
-"""
+{extra}"""
 
 
 def _port_open(port: int) -> bool:
@@ -85,7 +92,19 @@ def _port_open(port: int) -> bool:
 class KafkaBroker:
     """One broker with its data in ``data_dir`` and its log in ``log_dir/kafka.log``."""
 
-    def __init__(self, libs_dir: Path, data_dir: Path, log_dir: Path, port: int | None = None, heap_mb: int = 768):
+    def __init__(
+        self,
+        libs_dir: Path,
+        data_dir: Path,
+        log_dir: Path,
+        port: int | None = None,
+        heap_mb: int = 768,
+        *,
+        extra_listeners: dict[str, int] | None = None,
+        extra_properties: str = "",
+    ):
+        self.extra_listeners = extra_listeners or {}
+        self.extra_properties = extra_properties
         self.libs_dir = libs_dir
         self.data_dir = data_dir
         self.log_dir = log_dir
@@ -120,7 +139,11 @@ class KafkaBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "log4j2.properties").write_text(LOG4J2)
         properties = self.data_dir / "server.properties"
-        properties.write_text(server_properties(self.data_dir / "log", self.port, self.controller_port))
+        properties.write_text(
+            server_properties(
+                self.data_dir / "log", self.port, self.controller_port, self.extra_listeners, self.extra_properties
+            )
+        )
         if (self.data_dir / "log" / "meta.properties").exists():
             return
         command = self._java(

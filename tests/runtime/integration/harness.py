@@ -196,7 +196,9 @@ class RuntimeProcess:
         pod_name: str | None = None,
         model_path: Path = FRAUD_MODEL,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ):
+        self.env = env or {}
         self.model_path = model_path
         self.extra_args = list(extra_args)
         self.path = workdir / f"{pipeline['metadata']['name']}.yaml"
@@ -222,7 +224,7 @@ class RuntimeProcess:
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== start {self.starts}\n".encode())
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **self.env)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"), env=env)  # noqa: SIM115
         return self
 

@@ -1,0 +1,99 @@
+"""Kafka client errors and log lines: classified, rate-limited, JSON-logged, and explaining an unready pod."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from confluent_kafka import KafkaError
+
+from kinfer_runtime.client_events import REPEAT_INTERVAL_S, ClientEvents, RepeatLimiter
+from kinfer_runtime.health import PROBLEM_FRESH_S, LoopState, probe_result
+
+REFUSED = (
+    "sasl_plaintext://b:9092/bootstrap: SASL authentication error: "
+    "Authentication failed (after 316ms in state AUTH_REQ)"
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeat_limiter_lets_a_complaint_through_once_per_interval_and_counts_the_rest() -> None:
+    clock = Clock()
+    limiter = RepeatLimiter(interval_s=30, clock=clock)
+    assert limiter.admit("login failed (after 316ms)") == 0
+    clock.now += 1
+    assert limiter.admit("login failed (after 322ms)") is None  # only the numbers differ: the same complaint
+    assert limiter.admit("broker down") == 0  # another complaint goes through at once
+    clock.now += 29
+    assert limiter.admit("login failed (after 301ms)") == 1
+    clock.now += 29.9
+    assert limiter.admit("login failed (after 1ms)") is None
+
+
+def login_refused(clock: Clock, caplog: pytest.LogCaptureFixture) -> tuple[ClientEvents, LoopState]:
+    state = LoopState(model_loaded=True)
+    events = ClientEvents("consumer", state, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="kinfer.kafka"):
+        events.on_error(KafkaError(KafkaError._AUTHENTICATION, REFUSED))
+    return events, state
+
+
+def test_a_refused_login_is_an_error_line_and_the_reason_the_pod_is_not_ready(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    events, state = login_refused(clock, caplog)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.getMessage() == "kafka client error"
+    logged = record.__dict__["fields"]
+    assert logged["client"] == "consumer" and logged["error"] == "_AUTHENTICATION" and logged["reason"] == REFUSED
+    status, body = probe_result("/readyz", state, now=clock.now + 1)
+    assert status == 503 and body == f"no partitions assigned: Kafka refused access: {REFUSED}\n"
+    # Once the complaint stops, an old one no longer explains a missing assignment; an assignment makes it moot.
+    assert probe_result("/readyz", state, now=clock.now + PROBLEM_FRESH_S + 1) == (503, "no partitions assigned\n")
+    state.assigned_partitions = 1
+    assert probe_result("/readyz", state, now=clock.now + 1)[0] == 200
+    assert events.settings() == {"error_cb": events.on_error, "logger": events.logger}
+
+
+def test_a_broker_away_is_a_warning_and_leaves_readiness_alone(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    state = LoopState(model_loaded=True)
+    events = ClientEvents("producer", state, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="kinfer.kafka"):
+        for _ in range(5):
+            events.on_error(KafkaError(KafkaError._TRANSPORT, "b:9092/1: Connect to ipv4#10.0.0.1:9092 failed"))
+            clock.now += 1
+        clock.now += REPEAT_INTERVAL_S
+        events.on_error(KafkaError(KafkaError._TRANSPORT, "b:9092/1: Connect to ipv4#10.0.0.1:9092 failed"))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
+    assert caplog.records[1].__dict__["fields"]["repeated"] == 4
+    assert state.kafka_problem is None
+    assert probe_result("/readyz", state, now=clock.now) == (503, "no partitions assigned\n")
+
+
+def librdkafka_line(facility: str, text: str) -> logging.LogRecord:
+    """A log record as confluent-kafka hands librdkafka's log lines to a Python logger."""
+    return logging.LogRecord("kinfer.kafka.consumer", logging.ERROR, "", 0, "%s [%s] %s",
+                             (facility, "rdkafka#consumer-1", text), None)  # fmt: skip
+
+
+def test_librdkafka_log_lines_drop_the_fail_echo_and_repeat_once_per_interval() -> None:
+    clock = Clock()
+    ClientEvents("consumer", LoopState(), clock=clock)
+    events = ClientEvents("consumer", LoopState(), clock=clock)  # a new loop's client: one filter, not two
+    assert len(events.logger.filters) == 1
+    assert not events.logger.filter(librdkafka_line("FAIL", REFUSED))  # the error callback reported it already
+    first = librdkafka_line("REQTMOUT", "Timed out 1 in-flight request")
+    assert events.logger.filter(first) and first.__dict__["fields"] == {"client": "consumer", "repeated": 0}
+    assert not events.logger.filter(librdkafka_line("REQTMOUT", "Timed out 3 in-flight request"))
+    clock.now += REPEAT_INTERVAL_S
+    again = librdkafka_line("REQTMOUT", "Timed out 2 in-flight request")
+    assert events.logger.filter(again) and again.__dict__["fields"]["repeated"] == 1
