@@ -102,6 +102,7 @@ def test_wrong_password_is_reported_not_logged_and_does_not_spin(secure_kafka: A
         assert runtime.alive(), runtime.log_tail()
     finally:
         runtime.stop()
+    print(f"wrong password: /readyz {status} {body.strip()!r}; {cpu_share:.3f} of a core over 15 s")
     assert status == 503
     assert "authentication" in body.lower(), body
     log = runtime.log_path.read_text(errors="replace")
