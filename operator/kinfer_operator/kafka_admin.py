@@ -8,6 +8,7 @@ come from the Secrets the spec names, are passed to librdkafka in memory (``ssl.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -24,12 +25,16 @@ from confluent_kafka.admin import (
 
 from kinfer_operator.manifests import content_hash
 from kinfer_operator.topics import TopicPlan, TopicState
+from kinfer_runtime.client_events import AccessProblem, ClientEvents
 from kinfer_runtime.spec import KafkaSpec, SaslMechanism, SecurityProtocol
 
 TIMEOUT_SECONDS = 10.0
 
 _clients: dict[str, AdminClient] = {}
 _clients_lock = threading.Lock()
+# What Kafka last refused each client, by id(client): a failed request then says "login refused" rather than
+# only librdkafka's "Broker transport failure". The clients live as long as the process, so their ids are stable.
+_problems: dict[int, AccessProblem] = {}
 
 
 class KafkaUnavailable(Exception):
@@ -68,8 +73,23 @@ def admin_client(config: dict[str, Any]) -> AdminClient:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = AdminClient(config)
+            problem = AccessProblem()
+            # The error callback only: it runs when the client is polled, and the admin client is polled only
+            # here and on failures; librdkafka's own log lines keep going straight to stderr.
+            on_error = ClientEvents("admin", problem, logger="kinfer_operator.kafka").on_error
+            settings: dict[str, Any] = {**config, "error_cb": on_error}
+            client = _clients[key] = AdminClient(settings)
+            _problems[id(client)] = problem
+        client.poll(0)  # serve what the error callback has queued since the last use (keeps that queue short)
         return client
+
+
+def _unavailable(client: AdminClient, message: str) -> KafkaUnavailable:
+    """The error to raise, with the refusal Kafka gave this client lately (wrong password, TLS, ACL), if any."""
+    client.poll(0)  # the error callback reports refusals only when the client is polled
+    problem = _problems.get(id(client))
+    refused = problem.current(time.monotonic()) if problem is not None else None
+    return KafkaUnavailable(f"{message} ({refused})" if refused else message)
 
 
 def _error_text(error: Exception) -> str:
@@ -89,7 +109,7 @@ def describe_topics(client: AdminClient, names: list[str]) -> dict[str, TopicSta
     try:
         metadata = client.list_topics(timeout=TIMEOUT_SECONDS)
     except KafkaException as error:
-        raise KafkaUnavailable(f"cannot reach Kafka: {_error_text(error)}") from None
+        raise _unavailable(client, f"cannot reach Kafka: {_error_text(error)}") from None
     present = {}
     for name in names:
         topic = metadata.topics.get(name)
@@ -111,7 +131,7 @@ def describe_topics(client: AdminClient, names: list[str]) -> dict[str, TopicSta
             state = present[resource.name]
             present[resource.name] = TopicState(state.name, state.partitions, state.replication_factor, overrides)
     except KafkaException as error:
-        raise KafkaUnavailable(f"cannot read topic configs: {_error_text(error)}") from None
+        raise _unavailable(client, f"cannot read topic configs: {_error_text(error)}") from None
     return present
 
 
@@ -152,7 +172,7 @@ def execute_plan(client: AdminClient, plan: TopicPlan) -> None:
                 continue  # a concurrent or earlier reconcile got there first
             failures.append(f"{what}: {_error_text(error)}")
     if failures:
-        raise KafkaUnavailable("; ".join(failures))
+        raise _unavailable(client, "; ".join(failures))
 
 
 def delete_topics(client: AdminClient, names: list[str]) -> None:
@@ -170,4 +190,4 @@ def delete_topics(client: AdminClient, names: list[str]) -> None:
                 continue
             failures.append(f"{name}: {_error_text(error)}")
     if failures:
-        raise KafkaUnavailable("; ".join(failures))
+        raise _unavailable(client, "; ".join(failures))

@@ -24,7 +24,6 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from kinfer_runtime.health import LoopState
 from kinfer_runtime.logs import fields
 
 log = logging.getLogger("kinfer.kafka")
@@ -46,6 +45,27 @@ ACCESS_ERRORS = frozenset(
 )
 
 _NUMBERS = re.compile(r"\d+")
+
+# A refusal explains "no partitions assigned" or "cannot reach Kafka" while it keeps being reported (librdkafka
+# retries a refused login about every second); an old one says nothing about today's trouble.
+PROBLEM_FRESH_S = 30.0
+
+
+class AccessProblem:
+    """The last time Kafka refused a client access, and why (shared by the clients of one loop or cluster)."""
+
+    def __init__(self) -> None:
+        self.seen_at: float | None = None
+        self.text = ""
+
+    def report(self, text: str, now: float) -> None:
+        self.seen_at, self.text = now, text
+
+    def current(self, now: float) -> str | None:
+        """The refusal, if it was reported within :data:`PROBLEM_FRESH_S` of ``now``."""
+        if self.seen_at is None or now - self.seen_at > PROBLEM_FRESH_S:
+            return None
+        return self.text
 
 
 class RepeatLimiter:
@@ -73,14 +93,16 @@ class RepeatLimiter:
 
 
 class ClientEvents:
-    """The error callback and the logger of one Kafka client (``consumer`` or ``producer``)."""
+    """The error callback and the logger of one Kafka client (``consumer``, ``producer``, ``admin``)."""
 
-    def __init__(self, client: str, state: LoopState, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, client: str, problem: AccessProblem, clock: Callable[[], float] = time.monotonic, *, logger: str = ""
+    ) -> None:
         self.client = client
-        self.state = state
+        self.problem = problem
         self.clock = clock
         self.limiter = RepeatLimiter(clock=clock)
-        self.logger = logging.getLogger(f"kinfer.kafka.{client}")
+        self.logger = logging.getLogger(logger or f"kinfer.kafka.{client}")
         self.logger.filters[:] = [self._admit_log_line]
 
     def settings(self) -> dict[str, Any]:
@@ -91,7 +113,7 @@ class ClientEvents:
         code, reason = error.code(), error.str()
         access = code in ACCESS_ERRORS
         if access:
-            self.state.kafka_problem = (self.clock(), f"Kafka refused access: {reason}")
+            self.problem.report(f"Kafka refused access: {reason}", self.clock())
         held_back = self.limiter.admit(f"{error.name()} {reason}")
         if held_back is None:
             return

@@ -14,9 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-# A Kafka problem explains "no partitions assigned" while it keeps being reported (librdkafka retries a refused
-# login about every second); an old one says nothing about today's missing assignment.
-PROBLEM_FRESH_S = 30.0
+from kinfer_runtime.client_events import AccessProblem
 
 
 @dataclass
@@ -27,7 +25,7 @@ class LoopState:
     assigned_partitions: int = 0
     last_heartbeat: float = field(default_factory=time.monotonic)
     stall_seconds: float = 120.0
-    kafka_problem: tuple[float, str] | None = None  # (when last reported, what): access refused by Kafka
+    kafka_problem: AccessProblem = field(default_factory=AccessProblem)  # reported by the Kafka clients
 
     def heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
@@ -44,9 +42,9 @@ def probe_result(path: str, state: LoopState, now: float) -> tuple[int, str]:
         if not state.model_loaded:
             return 503, "model not loaded\n"
         if state.assigned_partitions == 0:
-            problem = state.kafka_problem
-            if problem is not None and now - problem[0] <= PROBLEM_FRESH_S:
-                return 503, f"no partitions assigned: {problem[1]}\n"
+            problem = state.kafka_problem.current(now)
+            if problem is not None:
+                return 503, f"no partitions assigned: {problem}\n"
             return 503, "no partitions assigned\n"
         return 200, "ok\n"
     return 404, "not found\n"

@@ -87,8 +87,9 @@ class PipelineLoop:
         self.state = parts.state
         self.counters = LoopCounters()
         self.tracker = BatchTracker()
-        self.consumer = Consumer({**parts.consumer_config, **ClientEvents("consumer", parts.state).settings()})
-        self.producer = Producer({**parts.producer_config, **ClientEvents("producer", parts.state).settings()})
+        problem = parts.state.kafka_problem
+        self.consumer = Consumer({**parts.consumer_config, **ClientEvents("consumer", problem).settings()})
+        self.producer = Producer({**parts.producer_config, **ClientEvents("producer", problem).settings()})
         self.rebalancer = Rebalancer(self)
         self.transactions = Transactions(self)  # used in exactlyOnce delivery only
         self.metadata = parts.predictor.metadata

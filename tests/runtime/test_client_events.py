@@ -7,8 +7,14 @@ import logging
 import pytest
 from confluent_kafka import KafkaError
 
-from kinfer_runtime.client_events import REPEAT_INTERVAL_S, ClientEvents, RepeatLimiter
-from kinfer_runtime.health import PROBLEM_FRESH_S, LoopState, probe_result
+from kinfer_runtime.client_events import (
+    PROBLEM_FRESH_S,
+    REPEAT_INTERVAL_S,
+    AccessProblem,
+    ClientEvents,
+    RepeatLimiter,
+)
+from kinfer_runtime.health import LoopState, probe_result
 
 REFUSED = (
     "sasl_plaintext://b:9092/bootstrap: SASL authentication error: "
@@ -39,7 +45,7 @@ def test_repeat_limiter_lets_a_complaint_through_once_per_interval_and_counts_th
 
 def login_refused(clock: Clock, caplog: pytest.LogCaptureFixture) -> tuple[ClientEvents, LoopState]:
     state = LoopState(model_loaded=True)
-    events = ClientEvents("consumer", state, clock=clock)
+    events = ClientEvents("consumer", state.kafka_problem, clock=clock)
     with caplog.at_level(logging.WARNING, logger="kinfer.kafka"):
         events.on_error(KafkaError(KafkaError._AUTHENTICATION, REFUSED))
     return events, state
@@ -66,7 +72,7 @@ def test_a_refused_login_is_an_error_line_and_the_reason_the_pod_is_not_ready(
 def test_a_broker_away_is_a_warning_and_leaves_readiness_alone(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     state = LoopState(model_loaded=True)
-    events = ClientEvents("producer", state, clock=clock)
+    events = ClientEvents("producer", state.kafka_problem, clock=clock)
     with caplog.at_level(logging.WARNING, logger="kinfer.kafka"):
         for _ in range(5):
             events.on_error(KafkaError(KafkaError._TRANSPORT, "b:9092/1: Connect to ipv4#10.0.0.1:9092 failed"))
@@ -75,7 +81,7 @@ def test_a_broker_away_is_a_warning_and_leaves_readiness_alone(caplog: pytest.Lo
         events.on_error(KafkaError(KafkaError._TRANSPORT, "b:9092/1: Connect to ipv4#10.0.0.1:9092 failed"))
     assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
     assert caplog.records[1].__dict__["fields"]["repeated"] == 4
-    assert state.kafka_problem is None
+    assert state.kafka_problem.current(clock.now) is None
     assert probe_result("/readyz", state, now=clock.now) == (503, "no partitions assigned\n")
 
 
@@ -87,8 +93,8 @@ def librdkafka_line(facility: str, text: str) -> logging.LogRecord:
 
 def test_librdkafka_log_lines_drop_the_fail_echo_and_repeat_once_per_interval() -> None:
     clock = Clock()
-    ClientEvents("consumer", LoopState(), clock=clock)
-    events = ClientEvents("consumer", LoopState(), clock=clock)  # a new loop's client: one filter, not two
+    ClientEvents("consumer", AccessProblem(), clock=clock)
+    events = ClientEvents("consumer", AccessProblem(), clock=clock)  # a new loop's client: one filter, not two
     assert len(events.logger.filters) == 1
     assert not events.logger.filter(librdkafka_line("FAIL", REFUSED))  # the error callback reported it already
     first = librdkafka_line("REQTMOUT", "Timed out 1 in-flight request")
