@@ -23,12 +23,18 @@ from confluent_kafka import Consumer, Producer
 from kinfer_runtime.kafka_config import RELIABLE_PRODUCER_SETTINGS as PRODUCER_SETTINGS
 
 
-def passthrough(bootstrap: str, source: str, target: str, count: int, group: str, timeout: float = 300) -> int:
+def relay_clients(bootstrap: str, group: str) -> tuple[Consumer, Producer]:
+    """(a) and (a+) consume and produce with kinfer's client settings. Their loops stay inline, each its own: a
+    per-record function call would cost the ceiling a few percent."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "partition.assignment.strategy": "cooperative-sticky",
     })  # fmt: skip
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+    return consumer, Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+
+
+def passthrough(bootstrap: str, source: str, target: str, count: int, group: str, timeout: float = 300) -> int:
+    consumer, producer = relay_clients(bootstrap, group)
     consumer.subscribe([source])
     done, deadline = 0, time.monotonic() + timeout
     try:
@@ -58,11 +64,7 @@ def contract_floor(bootstrap: str, source: str, target: str, count: int, group: 
 
     from kinfer_runtime import output
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-        "enable.auto.commit": False, "partition.assignment.strategy": "cooperative-sticky",
-    })  # fmt: skip
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+    consumer, producer = relay_clients(bootstrap, group)
     shared = [(output.MODEL_NAME, b"fraud"), (output.MODEL_VERSION, b"1"), (output.SOURCE_TOPIC, source.encode()),
               (output.PIPELINE, b"floor")]  # fmt: skip
     acked = [0]
