@@ -16,8 +16,9 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from kinfer_operator import naming
+from kinfer_operator import metrics, naming
 from kinfer_operator.manifests import spec_hash_of
+from kinfer_operator.quantities import same_quantity
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Kube:
         """The decoded response, or None on 404 (GET/DELETE). Raises KubeError on other failures."""
         with self._lock:
             self.requests[method] += 1
+        metrics.API_REQUESTS.labels(method).inc()
         headers = {"Accept": "application/json", "Content-Type": content_type}
         serialized = self.api.param_serialize(
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
@@ -88,12 +90,23 @@ def get_child(kube: Kube, manifest: dict[str, Any]) -> dict[str, Any] | None:
     return kube.request("GET", path_of(manifest))
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when every field the operator sets has that value in the live object (server defaults ignored)."""
+# Keys whose value is a quantity, or a map of them (``resources.requests``, ``emptyDir.sizeLimit``).
+QUANTITY_KEYS = frozenset({"requests", "limits", "sizeLimit"})
+
+
+def contains(live: Any, desired: Any, quantities: bool = False) -> bool:
+    """True when every field the operator sets has that value in the live object (server defaults ignored).
+
+    ``quantities``: ``desired`` is a resource quantity or a map of them, compared by value ("0.5" is "500m").
+    """
     if _blank(desired):
         return live is None or _blank(live)  # the API server drops empty maps and lists
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(contains(live.get(key), value) for key, value in desired.items())
+        return isinstance(live, dict) and all(
+            contains(live.get(key), value, quantities or key in QUANTITY_KEYS) for key, value in desired.items()
+        )
+    if quantities and same_quantity(live, desired):
+        return True
     if isinstance(desired, list):
         return isinstance(live, list) and len(live) == len(desired) and all(map(contains, live, desired))
     if isinstance(desired, int | float) and isinstance(live, int | float) and not isinstance(desired, bool):

@@ -27,6 +27,7 @@ PIPELINE_SERVING_READY = Gauge("kinfer_pipeline_serving_ready", "1 when the mode
 PIPELINE_DRAIN_SECONDS = Gauge("kinfer_pipeline_drain_seconds", "Estimated seconds to drain the lag", LABELS)
 RECONCILE_TOTAL = Counter("kinfer_operator_reconcile_total", "Reconcile passes by result", ("result",))
 RECONCILE_SECONDS = Histogram("kinfer_operator_reconcile_seconds", "Duration of one reconcile pass")
+API_REQUESTS = Counter("kinfer_operator_api_requests_total", "Requests to the Kubernetes API by verb", ("verb",))
 
 _healthy_since = time.monotonic()
 

@@ -1,11 +1,15 @@
-"""Status document and patch: identical input gives an empty patch (no idle writes)."""
+"""Status document and patch, and the drift check of children: identical input gives no write (no idle writes)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from kinfer_operator.conditions import Condition, overall_conditions
 from kinfer_operator.kube import contains, needs_write
+from kinfer_operator.quantities import parse_quantity, same_quantity
 from kinfer_operator.status import Observed, build_status, status_patch
 from tests.operator.pipelines import pipeline
 
@@ -82,3 +86,30 @@ def test_empty_maps_match_absent_fields() -> None:
     assert contains({"resources": {}}, {"resources": {"requests": {}}})
     assert not contains({"resources": {"limits": {"cpu": "1"}}}, {"resources": {"limits": {}}})
     assert contains({}, {"env": []}) and not contains({"env": [{"name": "x"}]}, {"env": []})
+
+
+def test_resource_quantities_compare_by_value_as_the_api_server_stores_them() -> None:
+    # The API server canonicalises quantities: "0.5" CPU comes back as "500m", "1024Mi" as "1Gi".
+    desired = {"resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"cpu": 2, "memory": "1G"}}}
+    live = {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1G"}}}
+    assert contains(live, desired)
+    live["resources"]["limits"]["memory"] = "1Gi"  # 1G is 10^9 bytes, 1Gi 2^30: a real change
+    assert not contains(live, desired)
+    assert contains({"emptyDir": {"sizeLimit": "2Gi"}}, {"emptyDir": {"sizeLimit": "2048Mi"}})
+    # Elsewhere text is text: a label "1000m" is not the label "1".
+    assert not contains({"labels": {"size": "1"}}, {"labels": {"size": "1000m"}})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", "0.5"), ("0.5", "0.5"), ("1Gi", "1073741824"), ("1G", "1000000000"), ("1e3", "1000"),
+     ("1E", "1000000000000000000"), ("100n", "0.0000001"), ("1.5Ki", "1536"), ("+2k", "2000"), (".5", "0.5")],
+)  # fmt: skip
+def test_parse_quantity(text: str, value: str) -> None:
+    assert parse_quantity(text) == Decimal(value)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1x", "1 Gi", "Gi", "1.2.3", "--1"])
+def test_parse_quantity_refuses_what_is_not_a_quantity(text: str) -> None:
+    assert parse_quantity(text) is None
+    assert not same_quantity(text, "1")
