@@ -83,6 +83,23 @@ def workload_condition(kind: str, name: str, state: DeploymentState) -> Conditio
     return Condition(kind, "True", "Available", f"{state.available}/{state.desired} replicas available")
 
 
+MODEL_CLAIM_MISSING = "ModelClaimMissing"
+
+
+def with_model_claim(condition: Condition, claim: str | None, namespace: str) -> Condition:
+    """ConsumersReady / ServingReady when the model's PersistentVolumeClaim ``claim`` does not exist (None: it
+    exists, or the model is not on a claim). Pods that mount a missing claim stay Pending with nothing in the
+    Deployment's status to say why, so the condition says it; a workload already available keeps its condition
+    (its pods started while the claim was there)."""
+    if claim is None or condition.is_true:
+        return condition
+    message = (
+        f"PersistentVolumeClaim {claim} (from spec.model.uri) does not exist in namespace {namespace}: create it "
+        "or point the uri at an existing claim; the pods wait for it"
+    )
+    return Condition(condition.type, "False", MODEL_CLAIM_MISSING, message)
+
+
 def invalid_spec_conditions(problems: list[str]) -> list[Condition]:
     """Every condition when the spec can't work: nothing is created, the message lists what to fix."""
     message = "; ".join(problems)

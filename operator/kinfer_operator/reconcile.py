@@ -28,7 +28,7 @@ from kinfer_operator.manifests import Owner, spec_hash_of
 from kinfer_operator.preflight import parse_or_problems, secret_problems, static_problems
 from kinfer_operator.status import Event, Observed, build_status, condition_events, status_patch
 from kinfer_operator.topic_sync import apply_topics, read_topics
-from kinfer_operator.volumes import referenced_secrets
+from kinfer_operator.volumes import referenced_secrets, split_model_uri
 from kinfer_runtime.spec import InferencePipeline, ServingMode
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,10 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         path = object_path("apps/v1", "Deployment", namespace, naming.tfserving_name(name))
         live_tfserving = kube.request("GET", path)
     consumer_state, tfserving_state = deployment_state(live_consumer), deployment_state(live_tfserving)
+    missing_claim = _missing_model_claim(kube, pipeline)
     serving = _serving_condition(pipeline, tfserving_state)
+    if deploys_tfserving(pipeline):
+        serving = conditions.with_model_claim(serving, missing_claim, namespace)
     partitions = (topic_plan.partitions if topic_plan else {}) or dict(previous.get("topics") or {})
     autoscaler = autoscaler_hook()(
         AutoscalerContext(
@@ -109,7 +112,11 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
 
     parts = [
         topic_condition,
-        workload_condition(conditions.CONSUMERS_READY, naming.consumer_name(name), consumer_state),
+        conditions.with_model_claim(
+            workload_condition(conditions.CONSUMERS_READY, naming.consumer_name(name), consumer_state),
+            missing_claim,
+            namespace,
+        ),
         serving,
         autoscaler.condition,
     ]
@@ -163,6 +170,20 @@ def _invalid(
     status = build_status(previous, observed, pipeline, meta["name"], _now())
     events = condition_events(previous.get("conditions") or [], current)
     return Outcome(status_patch(previous, status), events, invalid=True)
+
+
+def _missing_model_claim(kube: Kube, pipeline: InferencePipeline) -> str | None:
+    """The claim of a ``pvc://`` model when it does not exist; None when it does, or cannot be checked (an
+    install without ``get`` on claims: the pods' events still tell)."""
+    scheme, claim, _ = split_model_uri(pipeline.spec.model.uri)
+    if scheme != "pvc":
+        return None
+    try:
+        found = kube.request("GET", object_path("v1", "PersistentVolumeClaim", pipeline.metadata.namespace, claim))
+    except KubeError as error:
+        logger.debug("cannot check claim %s: %s", claim, error)
+        return None
+    return claim if found is None else None
 
 
 def _serving_condition(pipeline: InferencePipeline, state: conditions.DeploymentState) -> Condition:

@@ -120,6 +120,7 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
         ("", "services"): {"get", "list", "create", "patch", "delete"},
         ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "create", "patch", "delete"},
         ("", "events"): {"create"},
+        ("", "persistentvolumeclaims"): {"get"},
         ("", "secrets"): {"get"},
         ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
     }

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from kinfer_operator import conditions as c
-from kinfer_operator.conditions import Condition, deployment_state, merge_conditions, overall_conditions
+from kinfer_operator.conditions import (
+    Condition,
+    deployment_state,
+    merge_conditions,
+    overall_conditions,
+    with_model_claim,
+)
 from kinfer_operator.status import condition_events
 
 
@@ -79,3 +85,13 @@ def test_events_on_transitions_only() -> None:
     invalid = c.invalid_spec_conditions(["bad"])
     assert ("Warning", "InvalidSpec") in {(e.type, e.reason) for e in condition_events([], invalid)}
     assert condition_events(merge_conditions([], invalid, 1, "T"), invalid) == []
+
+
+def test_missing_model_claim_explains_a_workload_that_is_not_available() -> None:
+    waiting = Condition("ConsumersReady", "False", "ReplicasUnavailable", "0/1 replicas available")
+    missing = with_model_claim(waiting, "models", "risk")
+    assert (missing.type, missing.status, missing.reason) == ("ConsumersReady", "False", "ModelClaimMissing")
+    assert "PersistentVolumeClaim models" in missing.message and "namespace risk" in missing.message
+    assert with_model_claim(waiting, None, "risk") is waiting  # the claim exists, or the model is not on one
+    available = Condition("ConsumersReady", "True", "Available", "1/1 replicas available")
+    assert with_model_claim(available, "models", "risk") is available  # its pods started while the claim was there

@@ -269,3 +269,14 @@ def test_a_child_the_cluster_refuses_becomes_a_condition(bed: Bed, operator: Ope
     time.sleep(RECONCILE_SECONDS * 3)
     events = [e for e in bed.events("keda") if e.reason == "ApplyFailed"]
     assert len(events) == 1 and (events[0].count or 1) == 1
+
+
+def test_missing_model_claim_is_reported_until_it_exists(bed: Bed, operator: OperatorProcess) -> None:
+    manifest = bed.manifest("noclaim", model={"uri": "pvc://absent-models/fraud"})
+    bed.apply(manifest)
+    condition = bed.wait_reason("noclaim", "ConsumersReady", "ModelClaimMissing")
+    assert "PersistentVolumeClaim absent-models" in condition["message"] and bed.namespace in condition["message"]
+    assert bed.condition("noclaim", "Ready")["status"] == "False"
+    assert set(bed.children("noclaim")) == _names(EMBEDDED_CHILDREN, "noclaim")  # applied: pods start with the claim
+    bed.make_bound_claim("absent-models")
+    bed.wait_ready("noclaim")
