@@ -3,18 +3,18 @@
 Listeners: the usual ``PLAINTEXT`` one (test set-up and reading results), ``SASL_PLAINTEXT`` and ``SASL_SSL``, each
 taking PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512. PLAIN users are in the listener's JAAS line; SCRAM credentials are
 stored in the cluster metadata through the Admin API once the broker is up, as ``kafka-configs --alter
---add-config SCRAM-...`` would. The TLS material is a throwaway CA and a server certificate for 127.0.0.1 made
-with the ``openssl`` command line; the broker reads it as a PEM keystore.
+--add-config SCRAM-...`` would. The TLS material is a throwaway CA and a server certificate for 127.0.0.1 from
+the bed's PKI helper (:mod:`tests.testbed.pki`); the broker reads it as a PEM keystore.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .kafka import KafkaBroker
+from .pki import CertificateAuthority
 from .process import StartError, free_port
 
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -23,29 +23,18 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 @dataclass(frozen=True)
 class TlsFiles:
     ca_certificate: Path
-    server_keystore: Path  # PEM: the server's private key (PKCS#8) followed by its certificate
+    server_keystore: Path  # PEM: the server's private key (PKCS#8, EC) followed by its certificate
 
 
 def make_tls_files(directory: Path) -> TlsFiles:
-    """A CA and a server certificate signed by it, valid for 127.0.0.1 and localhost for two days."""
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def openssl(*args: str) -> None:
-        result = subprocess.run(["openssl", *args], cwd=directory, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise StartError(f"openssl {' '.join(args)} failed:\n{result.stderr[-2000:]}")
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=kinfer-test-ca")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
-    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8")
+    """A CA and a server certificate signed by it, for 127.0.0.1 and localhost (the bed's own PKI helper)."""
+    authority = CertificateAuthority(directory, "kafka-test-ca")
+    server = authority.issue(
+        "kafka-server", "127.0.0.1", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True
+    )
     keystore = directory / "server-keystore.pem"
-    keystore.write_text((directory / "server.pk8").read_text() + (directory / "server.crt").read_text())
-    return TlsFiles(directory / "ca.crt", keystore)
+    keystore.write_text(server.key.read_text() + server.cert.read_text())
+    return TlsFiles(authority.cert_path, keystore)
 
 
 def listener_properties(plain_users: dict[str, str], tls: TlsFiles) -> str:
