@@ -76,7 +76,7 @@ def admin_client(config: dict[str, Any]) -> AdminClient:
             problem = AccessProblem()
             # The error callback only: it runs when the client is polled, and the admin client is polled only
             # here and on failures; librdkafka's own log lines keep going straight to stderr.
-            on_error = ClientEvents("admin", problem, logger="kinfer_operator.kafka").on_error
+            on_error = ClientEvents("admin", problem).on_error
             settings: dict[str, Any] = {**config, "error_cb": on_error}
             client = _clients[key] = AdminClient(settings)
             _problems[id(client)] = problem

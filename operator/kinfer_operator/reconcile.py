@@ -77,10 +77,14 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         path = object_path("apps/v1", "Deployment", namespace, naming.tfserving_name(name))
         live_tfserving = kube.request("GET", path)
     consumer_state, tfserving_state = deployment_state(live_consumer), deployment_state(live_tfserving)
-    missing_claim = _missing_model_claim(kube, pipeline)
+    consumers = workload_condition(conditions.CONSUMERS_READY, naming.consumer_name(name), consumer_state)
     serving = _serving_condition(pipeline, tfserving_state)
-    if deploys_tfserving(pipeline):
-        serving = conditions.with_model_claim(serving, missing_claim, namespace)
+    mounting = [consumers, serving] if deploys_tfserving(pipeline) else [consumers]
+    if not all(c.is_true for c in mounting):  # an available workload needs no look at its claim (a GET a pass)
+        missing_claim = _missing_model_claim(kube, pipeline)
+        consumers = conditions.with_model_claim(consumers, missing_claim, namespace)
+        if deploys_tfserving(pipeline):
+            serving = conditions.with_model_claim(serving, missing_claim, namespace)
     partitions = (topic_plan.partitions if topic_plan else {}) or dict(previous.get("topics") or {})
     autoscaler = autoscaler_hook()(
         AutoscalerContext(
@@ -112,11 +116,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
 
     parts = [
         topic_condition,
-        conditions.with_model_claim(
-            workload_condition(conditions.CONSUMERS_READY, naming.consumer_name(name), consumer_state),
-            missing_claim,
-            namespace,
-        ),
+        consumers,
         serving,
         autoscaler.condition,
     ]

@@ -95,14 +95,12 @@ class RepeatLimiter:
 class ClientEvents:
     """The error callback and the logger of one Kafka client (``consumer``, ``producer``, ``admin``)."""
 
-    def __init__(
-        self, client: str, problem: AccessProblem, clock: Callable[[], float] = time.monotonic, *, logger: str = ""
-    ) -> None:
+    def __init__(self, client: str, problem: AccessProblem, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.problem = problem
         self.clock = clock
         self.limiter = RepeatLimiter(clock=clock)
-        self.logger = logging.getLogger(logger or f"kinfer.kafka.{client}")
+        self.logger = logging.getLogger(f"kinfer.kafka.{client}")
         self.logger.filters[:] = [self._admit_log_line]
 
     def settings(self) -> dict[str, Any]:
