@@ -62,7 +62,7 @@ models: install
 
 demo: install
 	bash tests/testbed/build.sh kafka
-	$(PY) -m kinfer_runtime.demo
+	$(PY) -m kinfer_runtime.tools.demo
 
 bench: install
 	bash tests/testbed/build.sh kafka

@@ -24,10 +24,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "runtime"))
 
-from kinfer_runtime.features import Preprocessor  # noqa: E402
-from kinfer_runtime.model_metadata import LabelsSpec, ModelMetadata, TensorInfo  # noqa: E402
+from kinfer_runtime.preprocess.preprocessor import Preprocessor  # noqa: E402
 from kinfer_runtime.spec import FeatureSpec  # noqa: E402
-from kinfer_runtime.synthetic import (  # noqa: E402
+from kinfer_runtime.spec.model_metadata import LabelsSpec, ModelMetadata, TensorInfo  # noqa: E402
+from kinfer_runtime.tools.synthetic import (  # noqa: E402
     AXES,
     CHANNELS,
     COUNTRIES,

@@ -17,11 +17,14 @@ from typing import Any
 
 import kopf
 
-from kinfer_operator import connectors, kafka_admin, metrics, naming
-from kinfer_operator.kube import Kube
-from kinfer_operator.preflight import parse_or_problems
+from kinfer_operator import metrics
+from kinfer_operator.builders import naming
+from kinfer_operator.connect import sync as connectors
+from kinfer_operator.k8s.client import Kube
+from kinfer_operator.kafka import admin as kafka_admin
+from kinfer_operator.kafka.topic_sync import admin_for
 from kinfer_operator.reconcile import reconcile
-from kinfer_operator.topic_sync import admin_for
+from kinfer_operator.status.preflight import parse_or_problems
 from kinfer_runtime.spec import TopicMode
 
 logger = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOption
     kopf.on.event(*resource, registry=registry, id="forget-metrics")(on_event)
 
     # Kafka Connect connectors (spec.ingestion.connectUrl) have no owner references: delete them when the pipeline
-    # is gone, best effort and without a finalizer (engineer I, kinfer_operator.connectors).
+    # is gone, best effort and without a finalizer (engineer I, kinfer_operator.connect.sync).
     def on_gone(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
         if event.get("type") == "DELETED":
             spec = dict((event.get("object") or {}).get("spec") or {})

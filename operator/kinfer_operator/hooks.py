@@ -3,8 +3,8 @@
 The reconcile (``kinfer_operator.reconcile``) calls, once per pass and after topics and Deployments are
 settled, two *pure* functions if their modules exist:
 
-* ``kinfer_operator.autoscaling.reconcile.desired_autoscaler(context: AutoscalerContext) -> AutoscalerPlan``
-* ``kinfer_operator.connectors.desired_connectors(context: ConnectorContext) -> ConnectorPlan``
+* ``kinfer_operator.autoscaling.plan.desired_autoscaler(context: AutoscalerContext) -> AutoscalerPlan``
+* ``kinfer_operator.connect.sync.desired_connectors(context: ConnectorContext) -> ConnectorPlan``
 
 The plan's ``manifests`` are applied like every other child (owner reference and spec-hash added by the caller
 when missing, written only on a change); the condition goes into status as it is. When a module is absent
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kinfer_operator.conditions import Condition
+from kinfer_operator.status.conditions import Condition
 from kinfer_runtime.spec import InferencePipeline
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class AutoscalerPlan:
 class ConnectorContext:
     pipeline: InferencePipeline
     uid: str
-    kube: Any = None  # kinfer_operator.kube.Kube: for plug-ins that must read live objects (Strimzi CRDs)
+    kube: Any = None  # kinfer_operator.k8s.client.Kube: for plug-ins that must read live objects (Strimzi CRDs)
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,10 @@ def _load(module: str, attribute: str) -> Callable[..., Any] | None:
 
 
 def autoscaler_hook() -> Callable[[AutoscalerContext], AutoscalerPlan]:
-    hook = _load("kinfer_operator.autoscaling.reconcile", "desired_autoscaler")
+    hook = _load("kinfer_operator.autoscaling.plan", "desired_autoscaler")
     return hook or fixed_size_autoscaler
 
 
 def connector_hook() -> Callable[[ConnectorContext], ConnectorPlan]:
-    hook = _load("kinfer_operator.connectors", "desired_connectors")
+    hook = _load("kinfer_operator.connect.sync", "desired_connectors")
     return hook or no_connectors

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import kopf
 from kubernetes import client, config
 
-from kinfer_operator import naming
+from kinfer_operator.builders import naming
 from kinfer_operator.handlers import HandlerOptions, register
 from kinfer_operator.hooks import _load
-from kinfer_operator.kube import Kube
+from kinfer_operator.k8s.client import Kube
 from kinfer_operator.metrics import serve_http
 
 logger = logging.getLogger("kinfer_operator")

@@ -6,8 +6,8 @@ children, apply every child whose spec-hash or fields differ, and compute the st
 everything in place sends only GETs. It returns the status patch and Events; the kopf handler applies them.
 
 Plug-ins (engineers A and I) — see ``kinfer_operator.hooks``: the pass calls
-``kinfer_operator.autoscaling.reconcile.desired_autoscaler(AutoscalerContext) -> AutoscalerPlan`` and
-``kinfer_operator.connectors.desired_connectors(ConnectorContext) -> ConnectorPlan`` when those modules exist;
+``kinfer_operator.autoscaling.plan.desired_autoscaler(AutoscalerContext) -> AutoscalerPlan`` and
+``kinfer_operator.connect.sync.desired_connectors(ConnectorContext) -> ConnectorPlan`` when those modules exist;
 their manifests are applied here (owner reference and spec-hash added), their conditions go into status.
 """
 
@@ -18,17 +18,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from kinfer_operator import conditions, naming
-from kinfer_operator.conditions import Condition, deployment_state, workload_condition
-from kinfer_operator.consumer import tfserving_endpoint
-from kinfer_operator.desired import deploys_tfserving, desired_children
+from kinfer_operator.builders import naming
+from kinfer_operator.builders.consumer import tfserving_endpoint
+from kinfer_operator.builders.desired import deploys_tfserving, desired_children
+from kinfer_operator.builders.manifests import Owner, spec_hash_of
+from kinfer_operator.builders.volumes import referenced_secrets, split_model_uri
 from kinfer_operator.hooks import AutoscalerContext, ConnectorContext, autoscaler_hook, connector_hook
-from kinfer_operator.kube import Kube, KubeError, apply_child, get_child, object_path, secret_keys
-from kinfer_operator.manifests import Owner, spec_hash_of
-from kinfer_operator.preflight import parse_or_problems, secret_problems, static_problems
-from kinfer_operator.status import Event, Observed, build_status, condition_events, status_patch
-from kinfer_operator.topic_sync import apply_topics, read_topics
-from kinfer_operator.volumes import referenced_secrets, split_model_uri
+from kinfer_operator.k8s.client import Kube, KubeError, apply_child, get_child, object_path, secret_keys
+from kinfer_operator.kafka.topic_sync import apply_topics, read_topics
+from kinfer_operator.status import conditions
+from kinfer_operator.status.conditions import Condition, deployment_state, workload_condition
+from kinfer_operator.status.document import Event, Observed, build_status, condition_events, status_patch
+from kinfer_operator.status.preflight import parse_or_problems, secret_problems, static_problems
 from kinfer_runtime.spec import InferencePipeline, ServingMode
 
 logger = logging.getLogger(__name__)

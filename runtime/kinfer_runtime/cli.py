@@ -10,13 +10,19 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("kinfer_runtime.app", "run an InferencePipeline's consumer (locally or as the container entrypoint)"),
+    "run": (
+        "kinfer_runtime.pipeline.entrypoint",
+        "run an InferencePipeline's consumer (locally or as the container entrypoint)",
+    ),
     "operator": ("kinfer_operator.main", "run the Kubernetes operator"),
-    "produce": ("kinfer_runtime.produce", "send JSONL or CSV records to a topic"),
-    "replay": ("kinfer_runtime.replay", "re-inject dead-lettered records into the input topic"),
-    "score": ("kinfer_runtime.score", "score a file or a topic range with a pipeline's preprocessing and model"),
-    "demo": ("kinfer_runtime.demo", "run the fraud-detection demo on a local broker"),
-    "crdgen": ("kinfer_operator.crdgen", "print or write the InferencePipeline CRD generated from the spec model"),
+    "produce": ("kinfer_runtime.tools.produce", "send JSONL or CSV records to a topic"),
+    "replay": ("kinfer_runtime.tools.replay", "re-inject dead-lettered records into the input topic"),
+    "score": ("kinfer_runtime.tools.score", "score a file or a topic range with a pipeline's preprocessing and model"),
+    "demo": ("kinfer_runtime.tools.demo", "run the fraud-detection demo on a local broker"),
+    "crdgen": (
+        "kinfer_operator.crd.generate",
+        "print or write the InferencePipeline CRD (from the spec model)",
+    ),
 }
 
 

@@ -17,10 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from kinfer_operator.autoscaling.builders import APISERVICE_NAME, build_apiservice, build_metrics_api_service
 from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
 from kinfer_operator.autoscaling.monitor import LagMonitor
-from kinfer_operator.kube import Kube, object_path
+from kinfer_operator.autoscaling.scalers import APISERVICE_NAME, build_apiservice, build_metrics_api_service
+from kinfer_operator.k8s.client import Kube, object_path
 from tests.polling import wait_until
 from tests.testbed import free_port
 from tests.testbed.pki import CertificateAuthority

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator import naming
-from kinfer_operator.autoscaling.builders import build_consumer_hpa
 from kinfer_operator.autoscaling.monitor import LagMonitor
-from kinfer_operator.kube import Kube, object_path
+from kinfer_operator.autoscaling.scalers import build_consumer_hpa
+from kinfer_operator.builders import naming
+from kinfer_operator.k8s.client import Kube, object_path
 from kinfer_runtime.spec import InferencePipelineSpec
 from tests.autoscaling.bed import Watcher, apply, metrics_api_on_bed, wait_for
 from tests.autoscaling.kafka_helpers import commit_offsets, create_topic, end_offsets, produce_spread

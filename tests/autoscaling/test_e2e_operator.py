@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator.kube import Kube, object_path
+from kinfer_operator.k8s.client import Kube, object_path
 from tests.autoscaling.bed import Watcher, apiservice_to_loopback, serving_cert, wait_for
 from tests.autoscaling.kafka_helpers import commit_offsets, end_offsets, produce_spread
 from tests.autoscaling.report import record

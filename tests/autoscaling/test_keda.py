@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator.kube import Kube, object_path
+from kinfer_operator.k8s.client import Kube, object_path
 from tests.autoscaling.bed import wait_for
 from tests.autoscaling.kafka_helpers import produce_spread
 from tests.operator.bed import Bed

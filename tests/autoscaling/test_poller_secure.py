@@ -15,8 +15,8 @@ import pytest
 
 from kinfer_operator.autoscaling.lag import lag_by_partition
 from kinfer_operator.autoscaling.poller import KafkaLagPoller
-from kinfer_operator.kafka_admin import KafkaUnavailable, admin_client, admin_config, describe_topics, execute_plan
-from kinfer_operator.topics import plan_topics
+from kinfer_operator.kafka.admin import KafkaUnavailable, admin_client, admin_config, describe_topics, execute_plan
+from kinfer_operator.kafka.topic_plan import plan_topics
 from kinfer_runtime.spec import KafkaSpec, parse_pipeline
 from tests.autoscaling.kafka_helpers import commit_offsets, produce_spread
 from tests.conftest import SECURE_KAFKA_USERS

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, float]:
-    from kinfer_runtime.synthetic import fraud_transactions
+    from kinfer_runtime.tools.synthetic import fraud_transactions
 
     run = f"bench-{int(time.time())}"
     records, _ = fraud_transactions(20_000, seed=42)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, Producer
 
-from kinfer_runtime.kafka_config import RELIABLE_PRODUCER_SETTINGS as PRODUCER_SETTINGS
+from kinfer_runtime.kafka.settings import RELIABLE_PRODUCER_SETTINGS as PRODUCER_SETTINGS
 
 
 def relay_clients(bootstrap: str, group: str) -> tuple[Consumer, Producer]:
@@ -62,7 +62,7 @@ def passthrough(bootstrap: str, source: str, target: str, count: int, group: str
 def contract_floor(bootstrap: str, source: str, target: str, count: int, group: str, timeout: float = 300) -> int:
     import orjson
 
-    from kinfer_runtime import output
+    from kinfer_runtime.records import output
 
     consumer, producer = relay_clients(bootstrap, group)
     shared = [(output.MODEL_NAME, b"fraud"), (output.MODEL_VERSION, b"1"), (output.SOURCE_TOPIC, source.encode()),
@@ -109,7 +109,7 @@ def tutorial_model(version_dir: Path) -> Any:
     import keras
     import tensorflow as tf
 
-    from kinfer_runtime.model_metadata import load_model_metadata
+    from kinfer_runtime.spec.model_metadata import load_model_metadata
 
     metadata = load_model_metadata(version_dir)
     loaded = tf.saved_model.load(str(version_dir))
@@ -130,7 +130,7 @@ def tutorial_model(version_dir: Path) -> Any:
 
 
 def tutorial(bootstrap: str, source: str, target: str, version_dir: Path, group: str, seconds: float) -> int:
-    from kinfer_runtime.features import Preprocessor
+    from kinfer_runtime.preprocess.preprocessor import Preprocessor
 
     model, metadata = tutorial_model(version_dir)
     preprocessor = Preprocessor(metadata.features, metadata.inputs, metadata.feature_inputs)

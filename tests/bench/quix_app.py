@@ -17,10 +17,10 @@ def main(argv: list[str]) -> int:
     import tensorflow as tf
     from quixstreams import Application
 
-    from kinfer_runtime.features import Preprocessor
-    from kinfer_runtime.model_metadata import load_model_metadata
-    from kinfer_runtime.outputs import format_outputs
     from kinfer_runtime.predictors.base import Prediction
+    from kinfer_runtime.preprocess.preprocessor import Preprocessor
+    from kinfer_runtime.records.predictions import format_outputs
+    from kinfer_runtime.spec.model_metadata import load_model_metadata
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -193,7 +193,7 @@ def test_cluster_mode_service_account_can_only_do_what_the_operator_needs(
     # The HPA controller reads every metric the operator serves through its built-in role (the chart grants
     # nothing for it); other identities are refused. Asked as the operator's metrics API asks, with a
     # SubjectAccessReview (kubectl can-i cannot name a resource of an API group whose server is not up).
-    from kinfer_operator.autoscaling.builders import METRIC_NAMES
+    from kinfer_operator.autoscaling.scalers import METRIC_NAMES
 
     hpa = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
     for metric in METRIC_NAMES:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator.connect_client import ConnectClient
-from kinfer_operator.connector_state import RestartBackoff
-from kinfer_operator.connectors import (
+from kinfer_operator.connect.connectors import RestartBackoff
+from kinfer_operator.connect.rest import ConnectClient
+from kinfer_operator.connect.sync import (
     ConnectorsOutcome,
     delete_connectors_of,
     delete_pipeline_connectors,

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator.connect_client import ConnectClient
-from kinfer_operator.connector_state import (
+from kinfer_operator.connect.connectors import (
     ConnectorHealth,
     RestartBackoff,
     connect_name,
@@ -18,8 +17,9 @@ from kinfer_operator.connector_state import (
     plan_changes,
     trace_summary,
 )
-from kinfer_operator.connectors import delete_connectors_of, has_rest_connectors, reconcile_connectors
-from kinfer_operator.strimzi_connectors import build_kafka_connectors, kafka_connector_health, strimzi_condition
+from kinfer_operator.connect.rest import ConnectClient
+from kinfer_operator.connect.strimzi import build_kafka_connectors, kafka_connector_health, strimzi_condition
+from kinfer_operator.connect.sync import delete_connectors_of, has_rest_connectors, reconcile_connectors
 from kinfer_runtime.spec import InferencePipeline, SpecError, parse_pipeline
 from tests.ingestion.pipelines import pipeline_manifest
 from tests.testbed.process import free_port

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kinfer_operator.connect_client import ConnectClient
+from kinfer_operator.connect.rest import ConnectClient
 from tests.ingestion.connect_worker import ConnectWorker
 from tests.ingestion.kafka_helpers import read_topic
 from tests.operator.bed import GROUP, PLURAL, VERSION, Bed

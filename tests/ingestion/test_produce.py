@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from kinfer_runtime import produce
+from kinfer_runtime.tools import produce
 from tests.ingestion.kafka_helpers import create_topic, read_topic
 
 

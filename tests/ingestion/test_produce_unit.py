@@ -10,10 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kinfer_runtime.kafka_tools import client_config, parse_settings
-from kinfer_runtime.produce import ProduceSummary, TokenBucket
-from kinfer_runtime.progress import ProgressBar, format_progress
-from kinfer_runtime.record_sources import (
+from kinfer_runtime.tools.produce import ProduceSummary, TokenBucket
+from kinfer_runtime.tools.progress import ProgressBar, format_progress
+from kinfer_runtime.tools.sources import (
     coerce_csv_cell,
     count_lines,
     detect_format,
@@ -21,6 +20,7 @@ from kinfer_runtime.record_sources import (
     records_from_jsonl,
     rows_from_csv,
 )
+from kinfer_runtime.tools.targets import client_config, parse_settings
 
 
 class FakeClock:
@@ -159,7 +159,7 @@ def test_client_config_precedence() -> None:
 def test_pipeline_settings_and_target_come_from_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from kinfer_runtime.kafka_tools import load_pipeline_file, pipeline_client_config, resolve_target
+    from kinfer_runtime.tools.targets import load_pipeline_file, pipeline_client_config, resolve_target
     from tests.ingestion.pipelines import pipeline_manifest, write_pipeline
 
     topics = {"input": "in", "output": "out", "deadLetter": "dlq"}
@@ -204,7 +204,7 @@ def test_pipeline_settings_and_target_come_from_the_manifest(tmp_path: Path, mon
 
 
 def test_the_tools_refuse_missing_inputs_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from kinfer_runtime import produce, replay, score
+    from kinfer_runtime.tools import produce, replay, score
     from tests.ingestion.pipelines import pipeline_manifest, write_pipeline
 
     missing = str(tmp_path / "missing.jsonl")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from kinfer_runtime import replay
+from kinfer_runtime.tools import replay
 from tests.ingestion.kafka_helpers import create_topic, read_topic
 from tests.ingestion.pipelines import pipeline_manifest, running_pipeline, write_pipeline
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from kinfer_runtime.replay import selected_records
-from kinfer_runtime.replay_selection import (
+from kinfer_runtime.kafka.topic_range import RangeBounds, partition_ranges
+from kinfer_runtime.tools.replay import selected_records
+from kinfer_runtime.tools.replay_plan import (
     DeadLetter,
     ReplayReport,
     Selection,
@@ -16,7 +17,6 @@ from kinfer_runtime.replay_selection import (
     replay_headers,
     skip_reason,
 )
-from kinfer_runtime.topic_range import RangeBounds, partition_ranges
 
 
 class FakeMessage:

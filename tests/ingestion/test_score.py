@@ -16,10 +16,10 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient
 
-from kinfer_runtime import score
-from kinfer_runtime.produce import send_records
-from kinfer_runtime.record_sources import OutgoingRecord, records_from_rows
-from kinfer_runtime.synthetic import fraud_transactions
+from kinfer_runtime.tools import score
+from kinfer_runtime.tools.produce import send_records
+from kinfer_runtime.tools.sources import OutgoingRecord, records_from_rows
+from kinfer_runtime.tools.synthetic import fraud_transactions
 from tests.ingestion.kafka_helpers import create_topic, read_topic
 from tests.ingestion.pipelines import pipeline_manifest, running_pipeline, write_pipeline
 

@@ -10,11 +10,11 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 
-from kinfer_runtime.model_metadata import load_model_metadata
 from kinfer_runtime.predictors.base import Prediction, PredictionFailed
-from kinfer_runtime.score import ScoreInput, describe_outcomes, score_batches
-from kinfer_runtime.score_output import ScoreWriter, flatten
 from kinfer_runtime.spec import parse_pipeline
+from kinfer_runtime.spec.model_metadata import load_model_metadata
+from kinfer_runtime.tools.score import ScoreInput, describe_outcomes, score_batches
+from kinfer_runtime.tools.score_sinks import ScoreWriter, flatten
 from tests.ingestion.pipelines import REPO, pipeline_manifest
 
 METADATA = load_model_metadata(REPO / "models" / "fraud" / "1")

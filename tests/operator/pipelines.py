@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from kinfer_operator.manifests import Owner
+from kinfer_operator.builders.manifests import Owner
 from kinfer_runtime.spec import InferencePipeline, parse_pipeline
 
 SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"

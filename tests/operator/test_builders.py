@@ -6,11 +6,11 @@ from typing import Any
 
 import yaml
 
-from kinfer_operator import naming
-from kinfer_operator.consumer import build_consumer_deployment, build_metrics_service, build_runtime_configmap
-from kinfer_operator.desired import adopt, desired_children
-from kinfer_operator.manifests import spec_hash_of
-from kinfer_operator.tfserving import batching_config_text, build_tfserving_deployment, models_config_text
+from kinfer_operator.builders import naming
+from kinfer_operator.builders.consumer import build_consumer_deployment, build_metrics_service, build_runtime_configmap
+from kinfer_operator.builders.desired import adopt, desired_children
+from kinfer_operator.builders.manifests import spec_hash_of
+from kinfer_operator.builders.tfserving import batching_config_text, build_tfserving_deployment, models_config_text
 from tests.operator.pipelines import FRAUD, SENSOR, owner, pipeline
 
 

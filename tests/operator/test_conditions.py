@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from kinfer_operator import conditions as c
-from kinfer_operator.conditions import (
+from kinfer_operator.status import conditions as c
+from kinfer_operator.status.conditions import (
     Condition,
     deployment_state,
     merge_conditions,
     overall_conditions,
     with_model_claim,
 )
-from kinfer_operator.status import condition_events
+from kinfer_operator.status.document import condition_events
 
 
 def _deployment(replicas: int, available: int, updated: int, generation: int = 2, observed: int = 2) -> dict:

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field
 
-from kinfer_operator import crdgen
-from kinfer_operator.openapi import structural_schema, walk
+from kinfer_operator.crd import generate as crdgen
+from kinfer_operator.crd.openapi import structural_schema, walk
 
 
 def test_committed_crd_matches_the_spec_model() -> None:

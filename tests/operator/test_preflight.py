@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kinfer_operator.preflight import parse_or_problems, secret_problems, static_problems
-from kinfer_operator.volumes import referenced_secrets
+from kinfer_operator.builders.volumes import referenced_secrets
+from kinfer_operator.status.preflight import parse_or_problems, secret_problems, static_problems
 from tests.operator.pipelines import FRAUD, deep_update, pipeline, sample_manifest
 
 

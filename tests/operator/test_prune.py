@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator.kube import KubeError, object_path
+from kinfer_operator.k8s.client import KubeError, object_path
 from kinfer_operator.reconcile import _prune
-from kinfer_operator.status import Event
+from kinfer_operator.status.document import Event
 
 NS, NAME, UID = "team-a", "fraud", "uid-1"
 

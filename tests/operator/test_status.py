@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from kinfer_operator.conditions import Condition, overall_conditions
-from kinfer_operator.kube import contains, needs_write
-from kinfer_operator.quantities import parse_quantity, same_quantity
-from kinfer_operator.status import Observed, build_status, status_patch
+from kinfer_operator.k8s.client import contains, needs_write
+from kinfer_operator.k8s.quantities import parse_quantity, same_quantity
+from kinfer_operator.status.conditions import Condition, overall_conditions
+from kinfer_operator.status.document import Observed, build_status, status_patch
 from tests.operator.pipelines import pipeline
 
 PARTS = [Condition(t, "True", "Ok", "") for t in ("TopicsReady", "ConsumersReady", "ServingReady", "AutoscalingReady")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kinfer_operator.topics import TopicState, plan_topics
+from kinfer_operator.kafka.topic_plan import TopicState, plan_topics
 from tests.operator.pipelines import pipeline
 
 

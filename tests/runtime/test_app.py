@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kinfer_runtime.app import load_pipeline, main, parse_args, resolve_options
+from kinfer_runtime.pipeline.entrypoint import load_pipeline, main, parse_args, resolve_options
 from kinfer_runtime.spec import SpecError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kinfer_runtime.batching import RATE_WINDOW_S, BatchWindow
+from kinfer_runtime.pipeline.batching import RATE_WINDOW_S, BatchWindow
 
 
 def busy_window(max_records: int = 100, max_wait_s: float = 0.020, rate: int = 5000, now: float = 10.0) -> BatchWindow:

@@ -7,14 +7,14 @@ import logging
 import pytest
 from confluent_kafka import KafkaError
 
-from kinfer_runtime.client_events import (
+from kinfer_runtime.kafka.client_events import (
     PROBLEM_FRESH_S,
     REPEAT_INTERVAL_S,
     AccessProblem,
     ClientEvents,
     RepeatLimiter,
 )
-from kinfer_runtime.health import LoopState, probe_result
+from kinfer_runtime.observability.health import LoopState, probe_result
 
 REFUSED = (
     "sasl_plaintext://b:9092/bootstrap: SASL authentication error: "

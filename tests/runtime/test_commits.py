@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinfer_runtime.commits import BatchTracker, CommitPacer, Outgoing, merge_offsets
+from kinfer_runtime.pipeline.commits import BatchTracker, CommitPacer, Outgoing, merge_offsets
 
 NO_TIMES = np.empty(0)
 

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from kinfer_runtime.features import FailureReason, Preprocessor, PreprocessorError, merge_features
-from kinfer_runtime.model_metadata import ModelMetadata, TensorInfo, load_model_metadata
+from kinfer_runtime.preprocess.preprocessor import FailureReason, Preprocessor, PreprocessorError, merge_features
 from kinfer_runtime.spec import FeatureSpec, parse_pipeline
+from kinfer_runtime.spec.model_metadata import ModelMetadata, TensorInfo, load_model_metadata
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -179,7 +179,7 @@ def test_merge_features_replaces_by_name_and_appends_new_ones():
 
 
 def test_example_models_metadata_encode_their_synthetic_records():
-    from kinfer_runtime.synthetic import fraud_transactions, sensor_windows
+    from kinfer_runtime.tools.synthetic import fraud_transactions, sensor_windows
 
     for name, (records, _) in {"fraud": fraud_transactions(50, 3), "sensor-anomaly": sensor_windows(50, 3)}.items():
         metadata = load_model_metadata(MODELS / name / "1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from kinfer_runtime.loop import settle_garbage_collector
+from kinfer_runtime.pipeline.loop import settle_garbage_collector
 
 
 class Node:

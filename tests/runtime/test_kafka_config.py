@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kinfer_runtime import kafka_config
-from kinfer_runtime.batching import MIN_WAIT_FRACTION
+from kinfer_runtime.kafka import settings as kafka_config
+from kinfer_runtime.pipeline.batching import MIN_WAIT_FRACTION
 from kinfer_runtime.spec import parse_pipeline
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from kinfer_runtime.health import LoopState, probe_result
-from kinfer_runtime.logs import JsonFormatter, fields
-from kinfer_runtime.metrics import LATENCY_BUCKETS, BulkHistogram, RuntimeMetrics
+from kinfer_runtime.observability.health import LoopState, probe_result
+from kinfer_runtime.observability.logs import JsonFormatter, fields
+from kinfer_runtime.observability.metrics import LATENCY_BUCKETS, BulkHistogram, RuntimeMetrics
 
 
 def test_bulk_histogram_matches_prometheus_histogram() -> None:

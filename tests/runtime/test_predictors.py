@@ -10,14 +10,14 @@ import numpy as np
 import orjson
 import pytest
 
-from kinfer_runtime.features import Preprocessor
-from kinfer_runtime.model_metadata import load_model_metadata
-from kinfer_runtime.outputs import encode_predictions, format_outputs
 from kinfer_runtime.predictors import bucket_sizes, build_predictor
 from kinfer_runtime.predictors.base import Prediction, bucket_for, pad_rows
 from kinfer_runtime.predictors.embedded import EmbeddedPredictor
+from kinfer_runtime.preprocess.preprocessor import Preprocessor
+from kinfer_runtime.records.predictions import encode_predictions, format_outputs
 from kinfer_runtime.spec import parse_pipeline
-from kinfer_runtime.synthetic import fraud_transactions, sensor_windows
+from kinfer_runtime.spec.model_metadata import load_model_metadata
+from kinfer_runtime.tools.synthetic import fraud_transactions, sensor_windows
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

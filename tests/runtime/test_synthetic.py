@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinfer_runtime.synthetic import CHANNELS, COUNTRIES, MERCHANT_CATEGORIES, fraud_transactions, sensor_windows
+from kinfer_runtime.tools.synthetic import CHANNELS, COUNTRIES, MERCHANT_CATEGORIES, fraud_transactions, sensor_windows
 
 
 def test_fraud_transactions_are_seeded_and_plausible():

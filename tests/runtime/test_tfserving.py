@@ -12,13 +12,13 @@ import numpy as np
 import orjson
 import pytest
 
-from kinfer_runtime.features import Preprocessor
-from kinfer_runtime.model_metadata import load_model_metadata
 from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
 from kinfer_runtime.predictors.embedded import EmbeddedPredictor
 from kinfer_runtime.predictors.tfserving import BACKOFF_CAP_SECONDS, TfServingPredictor, backoff_seconds
+from kinfer_runtime.preprocess.preprocessor import Preprocessor
 from kinfer_runtime.spec import TfServingSpec
-from kinfer_runtime.synthetic import fraud_transactions
+from kinfer_runtime.spec.model_metadata import load_model_metadata
+from kinfer_runtime.tools.synthetic import fraud_transactions
 from tests.tfserving_server import TfServingTestServer
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from kinfer_runtime.commits import InFlightBatch, Outgoing, first_offsets
-from kinfer_runtime.transactions import TRANSACTION_MAX_S, OpenTransaction
+from kinfer_runtime.pipeline.commits import InFlightBatch, Outgoing, first_offsets
+from kinfer_runtime.pipeline.exactly_once import TRANSACTION_MAX_S, OpenTransaction
 
 
 @dataclass
@@ -90,8 +90,8 @@ class StubLoop:
 
 
 def test_a_batch_interrupted_while_producing_is_never_committed() -> None:
-    from kinfer_runtime.assemble import AssembledBatch
-    from kinfer_runtime.transactions import Transactions
+    from kinfer_runtime.pipeline.assemble import AssembledBatch
+    from kinfer_runtime.pipeline.exactly_once import Transactions
 
     loop = StubLoop()
     transactions = Transactions(loop)  # type: ignore[arg-type]

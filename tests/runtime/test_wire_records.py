@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
-from kinfer_runtime.assemble import assemble_batch, next_offsets
-from kinfer_runtime.dead_letter import Failure, dead_letter_headers, previous_attempts
-from kinfer_runtime.output import BatchContext, output_headers, output_value
+from kinfer_runtime.pipeline.assemble import assemble_batch, next_offsets
+from kinfer_runtime.records.dead_letter import Failure, dead_letter_headers, previous_attempts
+from kinfer_runtime.records.output import BatchContext, output_headers, output_value
 
 CONTEXT = BatchContext("fraud", "fraud", 3, "transactions", preprocess_ms=1.5, predict_ms=2.25)
 

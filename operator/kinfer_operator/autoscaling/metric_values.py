@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kinfer_operator import naming
-from kinfer_operator.autoscaling.builders import METRIC_LAG, METRIC_SCALING_LAG, METRIC_SERVING_DEMAND
 from kinfer_operator.autoscaling.engine import Decision
+from kinfer_operator.autoscaling.scalers import METRIC_LAG, METRIC_SCALING_LAG, METRIC_SERVING_DEMAND
+from kinfer_operator.builders import naming
 
 
 def metric_number(metric: str, decision: Decision) -> int:

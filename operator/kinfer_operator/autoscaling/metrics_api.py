@@ -22,11 +22,11 @@ from typing import Any
 from aiohttp import web
 from kubernetes.client import ApiClient
 
-from kinfer_operator import naming
-from kinfer_operator.autoscaling.builders import METRIC_NAMES, METRICS_GROUP, METRICS_VERSION
 from kinfer_operator.autoscaling.metric_values import metric_values, selector_matches
 from kinfer_operator.autoscaling.monitor import LagMonitor
-from kinfer_operator.kube import Kube
+from kinfer_operator.autoscaling.scalers import METRIC_NAMES, METRICS_GROUP, METRICS_VERSION
+from kinfer_operator.builders import naming
+from kinfer_operator.k8s.client import Kube
 
 log = logging.getLogger(__name__)
 GROUP_VERSION = f"{METRICS_GROUP}/{METRICS_VERSION}"

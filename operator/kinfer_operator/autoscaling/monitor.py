@@ -16,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kinfer_operator import metrics, naming
+from kinfer_operator import metrics
 from kinfer_operator.autoscaling.engine import Decision, PipelineAutoscaler, read_committed
 from kinfer_operator.autoscaling.poller import KafkaLagPoller
-from kinfer_operator.kafka_admin import admin_config
-from kinfer_operator.kube import Kube, object_path, secret_values
-from kinfer_operator.manifests import content_hash
+from kinfer_operator.builders import naming
+from kinfer_operator.builders.manifests import content_hash
+from kinfer_operator.k8s.client import Kube, object_path, secret_values
+from kinfer_operator.kafka.admin import admin_config
 from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, ServingMode
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from kinfer_operator import naming
 from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
 from kinfer_operator.autoscaling.monitor import LagMonitor
-from kinfer_operator.kube import Kube
+from kinfer_operator.builders import naming
+from kinfer_operator.k8s.client import Kube
 
 log = logging.getLogger(__name__)
 

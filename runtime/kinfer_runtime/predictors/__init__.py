@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kinfer_runtime.model_metadata import resolve_model_dir
 from kinfer_runtime.predictors.base import (
     Prediction,
     PredictionFailed,
@@ -18,6 +17,7 @@ from kinfer_runtime.predictors.base import (
     bucket_sizes,
 )
 from kinfer_runtime.spec import InferencePipeline, ServingMode, VersionPolicy
+from kinfer_runtime.spec.model_metadata import resolve_model_dir
 
 __all__ = [
     "Prediction",

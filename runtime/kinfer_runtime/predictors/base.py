@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from kinfer_runtime.model_metadata import ModelMetadata
+from kinfer_runtime.spec.model_metadata import ModelMetadata
 
 
 class PredictorUnavailable(RuntimeError):

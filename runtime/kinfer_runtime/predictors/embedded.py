@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from kinfer_runtime.model_metadata import ModelMetadata, list_versions, load_model_metadata, pick_version
 from kinfer_runtime.predictors.base import Prediction, PredictionFailed, bucket_for, bucket_sizes, pad_rows
+from kinfer_runtime.spec.model_metadata import ModelMetadata, list_versions, load_model_metadata, pick_version
 
 log = logging.getLogger(__name__)
 

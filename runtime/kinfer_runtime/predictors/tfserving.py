@@ -25,9 +25,9 @@ import grpc
 import numpy as np
 import orjson
 
-from kinfer_runtime.model_metadata import METADATA_FILE, ModelMetadata, load_model_metadata, pick_version
 from kinfer_runtime.predictors.base import Prediction, PredictionFailed, PredictorUnavailable
 from kinfer_runtime.spec import TfServingSpec
+from kinfer_runtime.spec.model_metadata import METADATA_FILE, ModelMetadata, load_model_metadata, pick_version
 
 log = logging.getLogger(__name__)
 

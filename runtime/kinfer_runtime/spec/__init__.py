@@ -1,7 +1,7 @@
 """The typed model of the InferencePipeline resource: the one contract between user, operator and runtime.
 
 The same classes validate a manifest read by ``kinfer run``, drive the operator's reconcile, and generate the
-CRD's OpenAPI schema (``kinfer_operator.crdgen``), so a field added here reaches all three at once. Field names
+CRD's OpenAPI schema (``kinfer_operator.crd.generate``), so a field added here reaches all three at once. Field names
 are snake_case in Python and camelCase on the wire (``maxBatchSize``), as Kubernetes users expect.
 
 Only rules that need nothing but the spec itself live here (shapes, ranges, combinations); rules that need the

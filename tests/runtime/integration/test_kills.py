@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kinfer_runtime.loop import MAX_IN_FLIGHT_BATCHES
+from kinfer_runtime.pipeline.loop import MAX_IN_FLIGHT_BATCHES
 from tests.runtime.integration.harness import (
     RuntimeProcess,
     TopicReader,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from kinfer_runtime.synthetic import sensor_windows
+from kinfer_runtime.tools.synthetic import sensor_windows
 from tests.runtime.integration.harness import (
     GOOD_TRANSACTION,
     RuntimeProcess,

@@ -1,0 +1,82 @@
+"""The complete desired set of children for one pipeline, from the spec and the autoscaler's plan (pure).
+
+Order matters: ConfigMaps before the Deployments that mount them, Services after, so a first reconcile that
+is interrupted leaves a prefix of this list, never a Deployment whose config doesn't exist yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kinfer_operator.builders import naming
+from kinfer_operator.builders.consumer import (
+    build_consumer_deployment,
+    build_metrics_service,
+    build_runtime_configmap,
+    rollout_hash,
+)
+from kinfer_operator.builders.manifests import Owner, child, content_hash
+from kinfer_operator.builders.tfserving import (
+    build_tfserving_configmap,
+    build_tfserving_deployment,
+    build_tfserving_service,
+    tfserving_config_hash,
+)
+from kinfer_runtime.spec import InferencePipeline, ServingMode
+
+
+def deploys_tfserving(pipeline: InferencePipeline) -> bool:
+    serving = pipeline.spec.serving
+    return ServingMode(serving.mode) is ServingMode.TFSERVING and not serving.tfserving.endpoint
+
+
+def desired_children(
+    pipeline: InferencePipeline,
+    owner: Owner,
+    consumer_replicas: int | None,
+    tfserving_replicas: int | None,
+    extra: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every child manifest the pipeline should have, in apply order."""
+    children: list[dict[str, Any]] = []
+    if deploys_tfserving(pipeline):
+        tf_config = build_tfserving_configmap(pipeline, owner)
+        children += [
+            tf_config,
+            build_tfserving_deployment(pipeline, owner, tfserving_replicas, tfserving_config_hash(tf_config)),
+            build_tfserving_service(pipeline, owner),
+        ]
+    runtime_config = build_runtime_configmap(pipeline, owner)
+    children += [
+        runtime_config,
+        build_consumer_deployment(pipeline, owner, consumer_replicas, rollout_hash(pipeline)),
+        build_metrics_service(pipeline, owner),
+    ]
+    children += [adopt(manifest, owner) for manifest in extra or []]
+    return children
+
+
+def adopt(manifest: dict[str, Any], owner: Owner) -> dict[str, Any]:
+    """A child from a plug-in (HPA, ScaledObject, connector) with our namespace, labels, owner and hash added.
+
+    A plug-in's manifest that already carries a spec-hash is taken as it is.
+    """
+    metadata = manifest.get("metadata") or {}
+    if naming.ANNOTATION_SPEC_HASH in (metadata.get("annotations") or {}):
+        return manifest
+    component = (metadata.get("labels") or {}).get(naming.LABEL_COMPONENT, manifest["kind"].lower())
+    body = {key: value for key, value in manifest.items() if key not in ("apiVersion", "kind", "metadata")}
+    built = child(
+        manifest["apiVersion"],
+        manifest["kind"],
+        metadata["name"],
+        owner,
+        component,
+        body,
+        annotations=metadata.get("annotations"),
+    )
+    built["metadata"]["labels"].update(metadata.get("labels") or {})
+    built["metadata"]["annotations"][naming.ANNOTATION_SPEC_HASH] = content_hash(
+        {key: value for key, value in built.items() if key != "metadata"} | {"labels": built["metadata"]["labels"]}
+    )
+    return built

@@ -1,0 +1,1 @@
+"""The InferencePipeline CRD, generated from the spec model (``kinfer crdgen``)."""

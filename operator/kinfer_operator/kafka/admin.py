@@ -1,0 +1,193 @@
+"""The thin layer over confluent-kafka's AdminClient: read the pipeline's topics, carry out a TopicPlan, delete.
+
+One AdminClient per distinct connection (bootstrap servers + security), shared by all pipelines on that cluster:
+a client holds threads and sockets, and 200 pipelines on one cluster must not mean 200 clients. Credentials
+come from the Secrets the spec names, are passed to librdkafka in memory (``ssl.*.pem``), and never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from kinfer_operator.builders.manifests import content_hash
+from kinfer_operator.kafka.topic_plan import TopicPlan, TopicState
+from kinfer_runtime.kafka.client_events import AccessProblem, ClientEvents
+from kinfer_runtime.spec import KafkaSpec, SaslMechanism, SecurityProtocol
+
+TIMEOUT_SECONDS = 10.0
+
+_clients: dict[str, AdminClient] = {}
+_clients_lock = threading.Lock()
+# What Kafka last refused each client, by id(client): a failed request then says "login refused" rather than
+# only librdkafka's "Broker transport failure". The clients live as long as the process, so their ids are stable.
+_problems: dict[int, AccessProblem] = {}
+
+
+class KafkaUnavailable(Exception):
+    """The cluster could not be reached or refused a request (message safe to show: no credentials in it)."""
+
+
+def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """librdkafka settings for the operator's admin client; ``secrets``: Secret name → decoded keys."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        # (A) .value: a defaulted field holds the Enum, whose str() is "SecurityProtocol.PLAINTEXT"
+        "security.protocol": SecurityProtocol(kafka.security_protocol).value,
+        "client.id": "kinfer-operator",
+        "socket.timeout.ms": int(TIMEOUT_SECONDS * 1000),
+        "reconnect.backoff.max.ms": 5000,
+    }
+    for key, value in kafka.config.items():
+        if not key.startswith(("group.", "enable.", "isolation.", "auto.", "fetch.", "partition.assignment")):
+            config[key] = value
+    if kafka.sasl is not None:
+        values = secrets.get(kafka.sasl.secret_name, {})
+        config["sasl.mechanism"] = SaslMechanism(kafka.sasl.mechanism).value
+        config["sasl.username"] = values.get(kafka.sasl.username_key, "")
+        config["sasl.password"] = values.get(kafka.sasl.password_key, "")
+    if kafka.tls is not None:
+        values = secrets.get(kafka.tls.secret_name, {})
+        config["ssl.ca.pem"] = values.get(kafka.tls.ca_key, "")
+        if kafka.tls.cert_key and kafka.tls.key_key:
+            config["ssl.certificate.pem"] = values.get(kafka.tls.cert_key, "")
+            config["ssl.key.pem"] = values.get(kafka.tls.key_key, "")
+    return config
+
+
+def admin_client(config: dict[str, Any]) -> AdminClient:
+    key = content_hash(config)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            problem = AccessProblem()
+            # The error callback only: it runs when the client is polled, and the admin client is polled only
+            # here and on failures; librdkafka's own log lines keep going straight to stderr.
+            on_error = ClientEvents("admin", problem).on_error
+            settings: dict[str, Any] = {**config, "error_cb": on_error}
+            client = _clients[key] = AdminClient(settings)
+            _problems[id(client)] = problem
+        client.poll(0)  # serve what the error callback has queued since the last use (keeps that queue short)
+        return client
+
+
+def _unavailable(client: AdminClient, message: str) -> KafkaUnavailable:
+    """The error to raise, with the refusal Kafka gave this client lately (wrong password, TLS, ACL), if any."""
+    client.poll(0)  # the error callback reports refusals only when the client is polled
+    problem = _problems.get(id(client))
+    refused = problem.current(time.monotonic()) if problem is not None else None
+    return KafkaUnavailable(f"{message} ({refused})" if refused else message)
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return str(error.args[0].str())
+    return str(error)
+
+
+def _code(error: KafkaException) -> int | None:
+    if error.args and isinstance(error.args[0], KafkaError):
+        return int(error.args[0].code())
+    return None
+
+
+def describe_topics(client: AdminClient, names: list[str]) -> dict[str, TopicState]:
+    """State of the named topics that exist (missing ones are simply absent from the result)."""
+    try:
+        metadata = client.list_topics(timeout=TIMEOUT_SECONDS)
+    except KafkaException as error:
+        raise _unavailable(client, f"cannot reach Kafka: {_error_text(error)}") from None
+    present = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            continue
+        replicas = len(next(iter(topic.partitions.values())).replicas)
+        present[name] = TopicState(name, len(topic.partitions), replicas, {})
+    if not present:
+        return present
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in present]
+    try:
+        for resource, future in client.describe_configs(resources, request_timeout=TIMEOUT_SECONDS).items():
+            entries = future.result()
+            overrides = {
+                entry.name: str(entry.value)
+                for entry in entries.values()
+                if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value and entry.value is not None
+            }
+            state = present[resource.name]
+            present[resource.name] = TopicState(state.name, state.partitions, state.replication_factor, overrides)
+    except KafkaException as error:
+        raise _unavailable(client, f"cannot read topic configs: {_error_text(error)}") from None
+    return present
+
+
+def execute_plan(client: AdminClient, plan: TopicPlan) -> None:
+    """Carry out creations, partition increases and config changes; raises KafkaUnavailable on failure."""
+    futures: dict[str, Any] = {}
+    if plan.create:
+        new = [
+            NewTopic(
+                t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=dict(t.config)
+            )
+            for t in plan.create
+        ]
+        futures |= {f"create {k}": f for k, f in client.create_topics(new, request_timeout=TIMEOUT_SECONDS).items()}
+    if plan.increase:
+        grow = [NewPartitions(name, count) for name, count in plan.increase.items()]
+        futures |= {f"partitions {k}": f for k, f in client.create_partitions(grow).items()}
+    names = sorted(set(plan.set_configs) | set(plan.delete_configs))
+    if names:
+        resources = []
+        for name in names:
+            entries = [
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in plan.set_configs.get(name, {}).items()
+            ]
+            entries += [
+                ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE)
+                for key in plan.delete_configs.get(name, [])
+            ]
+            resources.append(ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries))
+        futures |= {f"configs {r.name}": f for r, f in client.incremental_alter_configs(resources).items()}
+    failures = []
+    for what, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if _code(error) == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # a concurrent or earlier reconcile got there first
+            failures.append(f"{what}: {_error_text(error)}")
+    if failures:
+        raise _unavailable(client, "; ".join(failures))
+
+
+def delete_topics(client: AdminClient, names: list[str]) -> None:
+    """Delete topics; a topic that's already gone counts as deleted."""
+    if not names:
+        return
+    failures = []
+    for name, future in client.delete_topics(
+        names, operation_timeout=TIMEOUT_SECONDS, request_timeout=TIMEOUT_SECONDS
+    ).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if _code(error) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            failures.append(f"{name}: {_error_text(error)}")
+    if failures:
+        raise _unavailable(client, "; ".join(failures))

@@ -1,0 +1,117 @@
+"""The pipeline's status document and the Events worth posting, computed from what a reconcile saw (pure).
+
+``build_status`` returns the complete status; the reconcile compares it with the live one and patches only a
+difference, so a reconcile that found everything in place writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kinfer_operator.builders import naming
+from kinfer_operator.status.conditions import (
+    DEGRADED,
+    INVALID_SPEC,
+    NOT_SUPPORTED,
+    READY,
+    Condition,
+    merge_conditions,
+    transitions,
+)
+from kinfer_runtime.spec import InferencePipeline, VersionPolicy
+
+
+@dataclass
+class Observed:
+    """What one reconcile pass learnt, the input of the status."""
+
+    generation: int
+    conditions: list[Condition]
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    partitions: dict[str, int] = field(default_factory=dict)
+    input_topic: str | None = None
+    lag: int | None = None
+    serving_endpoint: str | None = None
+    autoscaling: dict[str, Any] | None = None
+
+
+def model_version_text(pipeline: InferencePipeline | None) -> str | None:
+    if pipeline is None:
+        return None
+    model = pipeline.spec.model
+    return str(model.version) if VersionPolicy(model.version_policy) is VersionPolicy.PINNED else "Latest"
+
+
+def build_status(
+    previous: dict[str, Any], observed: Observed, pipeline: InferencePipeline | None, name: str, now: str
+) -> dict[str, Any]:
+    """The full status. Fields the pass couldn't learn keep their previous value (e.g. lag while Kafka is down)."""
+    status: dict[str, Any] = {
+        "observedGeneration": observed.generation,
+        "conditions": merge_conditions(previous.get("conditions") or [], observed.conditions, observed.generation, now),
+        "labelSelector": naming.consumer_label_selector(name),
+        "replicas": observed.replicas if observed.replicas is not None else previous.get("replicas", 0),
+    }
+    optional: dict[str, Any] = {
+        "readyReplicas": observed.ready_replicas,
+        "topics": observed.partitions or None,
+        "partitions": observed.partitions.get(observed.input_topic) if observed.input_topic else None,
+        "lag": observed.lag,
+        "modelVersion": model_version_text(pipeline),
+        "servingEndpoint": observed.serving_endpoint,
+        "autoscaling": observed.autoscaling,
+    }
+    for key, value in optional.items():
+        if value is not None:
+            status[key] = value
+        elif key in previous and key not in ("servingEndpoint", "modelVersion"):
+            status[key] = previous[key]
+    return status
+
+
+def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch from the previous status to the desired one ({} when equal)."""
+    patch = {key: value for key, value in desired.items() if previous.get(key) != value}
+    for key in previous:
+        if key not in desired and key in _OWNED_KEYS:
+            patch[key] = None
+    return patch
+
+
+_OWNED_KEYS = {
+    "observedGeneration",
+    "conditions",
+    "labelSelector",
+    "replicas",
+    "readyReplicas",
+    "topics",
+    "partitions",
+    "lag",
+    "modelVersion",
+    "servingEndpoint",
+    "autoscaling",
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+def condition_events(previous: list[dict[str, Any]], current: list[Condition]) -> list[Event]:
+    """Events for the transitions that matter: Ready flipping, Degraded rising, refused or invalid specs."""
+    events = []
+    for condition, old_status in transitions(previous, current):
+        if condition.type == READY:
+            if condition.is_true:
+                events.append(Event("Normal", "Ready", condition.message))
+            elif condition.reason in (INVALID_SPEC, NOT_SUPPORTED) or old_status == "True":
+                # Not while starting up (Creating → RollingOut …): only a refusal or the loss of Ready.
+                events.append(Event("Warning", condition.reason, condition.message))
+        elif condition.type == DEGRADED and condition.is_true and condition.reason not in (NOT_SUPPORTED, INVALID_SPEC):
+            events.append(Event("Warning", "Degraded", condition.message))
+    return events

@@ -1,0 +1,1 @@
+"""The runtime's Kafka side: librdkafka settings from the spec, client events, bounded topic reads."""

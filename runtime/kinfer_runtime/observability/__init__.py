@@ -1,0 +1,1 @@
+"""Structured logs, Prometheus metrics and the probe server of the runtime."""

@@ -1,0 +1,119 @@
+"""Turn one consumed batch plus its predictions and failures into the records to produce (pure).
+
+Every input yields exactly one record: an output when it was predicted, a dead-letter record otherwise. The
+batch also yields, per input partition, the offset to commit once all of them are acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from kinfer_runtime.pipeline.commits import Outgoing, TopicPartitionKey
+from kinfer_runtime.records.dead_letter import Failure, dead_letter_headers
+from kinfer_runtime.records.output import OWN_HEADERS, SOURCE_OFFSET, SOURCE_PARTITION, BatchContext, OutputEncoder
+
+TIMESTAMP_NOT_AVAILABLE = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+
+
+class InputRecord(Protocol):
+    """The part of ``confluent_kafka.Message`` used here."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> Any: ...
+    def value(self) -> Any: ...
+    def headers(self) -> Any: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass
+class AssembledBatch:
+    records: list[Outgoing]
+    next_offsets: dict[TopicPartitionKey, int]
+    output_timestamps_s: np.ndarray
+
+
+def record_timestamp_ms(message: InputRecord) -> int | None:
+    kind, value = message.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE or value <= 0 else value
+
+
+def next_offsets(messages: Sequence[InputRecord]) -> dict[TopicPartitionKey, int]:
+    offsets: dict[TopicPartitionKey, int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        offset = (message.offset() or 0) + 1
+        if offset > offsets.get(key, -1):
+            offsets[key] = offset
+    return offsets
+
+
+def assemble_batch(
+    messages: Sequence[InputRecord],
+    predicted: Sequence[int],
+    predictions: Sequence[bytes],
+    failures: Sequence[tuple[int, Failure]],
+    context: BatchContext,
+    *,
+    output_topic: str,
+    dead_letter_topic: str,
+    now_ms: float,
+) -> AssembledBatch:
+    """``predicted[i]`` is the index in ``messages`` of the input whose prediction (its JSON) is
+    ``predictions[i]``; ``failures`` pairs indices with why they failed. Together they must cover every message
+    exactly once."""
+    if len(predicted) != len(predictions):
+        raise ValueError(f"{len(predictions)} prediction rows for {len(predicted)} predicted records")
+    if len(predicted) + len(failures) != len(messages):
+        raise ValueError(f"{len(predicted)} predicted + {len(failures)} failed != {len(messages)} consumed records")
+    # The hot path of the runtime (one pass per output record): everything equal for the whole batch is built
+    # once (OutputEncoder's template, the shared headers, partition header bytes); per record there is one
+    # %-format of the value and one header list: what output.output_value / output_headers describe.
+    records: list[Outgoing] = []
+    append = records.append
+    shared = context.shared_headers()
+    encode = OutputEncoder(context).value
+    now = int(now_ms)
+    partition_headers: dict[int, tuple[str, bytes]] = {}
+    timestamps = np.empty(len(predicted), dtype=np.float64)
+    for row_number, index in enumerate(predicted):
+        message = messages[index]
+        partition, offset = message.partition() or 0, message.offset() or 0
+        kind, timestamp_ms = message.timestamp()
+        if kind == TIMESTAMP_NOT_AVAILABLE or timestamp_ms <= 0:
+            timestamps[row_number] = np.nan
+            value = encode(predictions[row_number], partition, offset, None, now)
+        else:
+            timestamps[row_number] = timestamp_ms / 1000.0
+            value = encode(predictions[row_number], partition, offset, timestamp_ms, now)
+        partition_header = partition_headers.get(partition)
+        if partition_header is None:
+            partition_header = partition_headers[partition] = (SOURCE_PARTITION, str(partition).encode())
+        input_headers = message.headers()
+        if input_headers:
+            headers = [h for h in input_headers if h[0] not in OWN_HEADERS]
+            headers += shared
+        else:
+            headers = shared.copy()
+        headers.append(partition_header)
+        headers.append((SOURCE_OFFSET, str(offset).encode()))
+        append(Outgoing(output_topic, message.key(), value, headers))
+    for index, failure in failures:
+        message = messages[index]
+        headers = dead_letter_headers(
+            message.headers(),
+            topic=message.topic() or context.source_topic,
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            timestamp_ms=record_timestamp_ms(message),
+            failure=failure,
+            pipeline=context.pipeline,
+            model_version=context.model_version,
+        )
+        records.append(Outgoing(dead_letter_topic, message.key(), message.value(), headers, reason=failure.reason))
+    return AssembledBatch(records, next_offsets(messages), timestamps[~np.isnan(timestamps)])

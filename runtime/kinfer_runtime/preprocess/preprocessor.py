@@ -1,0 +1,253 @@
+"""Preprocessing: a batch of raw record values → the model's input tensors, plus a reason for every bad record.
+
+The feature spec (from the model's ``kinfer.json``, with overrides from ``spec.preprocessing.features``) is
+compiled once into a plan: for each model input, which features fill which columns and with which encoder
+(:mod:`kinfer_runtime.preprocess.columns`). ``encode`` then decodes each value with orjson, optionally runs the
+custom hook on the decoded batch, and fills preallocated numpy buffers column by column. A bad record never
+raises: it is listed in ``failures`` with a stable reason and left out of the tensors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import orjson
+
+from kinfer_runtime.preprocess.columns import ColumnEncoder, FailureReason, build_column_encoder, short_repr
+from kinfer_runtime.spec import FeatureSpec, InferencePipelineSpec
+from kinfer_runtime.spec.model_metadata import ModelMetadata, TensorInfo, columns_of
+
+__all__ = ["EncodedBatch", "FailureReason", "Preprocessor", "PreprocessorError", "RecordFailure", "load_hook"]
+
+Hook = Callable[[list[dict[str, Any]]], "list[dict[str, Any] | BaseException] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    index: int  # position in the values passed to encode
+    reason: FailureReason
+    message: str
+
+
+@dataclass(slots=True)
+class EncodedBatch:
+    inputs: dict[str, np.ndarray]  # one row per ok record, in order
+    ok: list[int] = field(default_factory=list)  # indices into the values passed to encode
+    failures: list[RecordFailure] = field(default_factory=list)
+
+
+class PreprocessorError(ValueError):
+    """A feature spec that cannot fill the model's inputs (found when compiling, before any record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str  # record field
+    start: int
+    stop: int
+    encode: ColumnEncoder
+
+
+@dataclass(frozen=True, slots=True)
+class _InputPlan:
+    name: str
+    dtype: np.dtype[Any]
+    row_shape: tuple[int, ...]
+    width: int
+    columns: tuple[_Column, ...]
+
+
+def load_hook(path: str) -> Hook:
+    """Import ``module:function``."""
+    module_name, _, function_name = path.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(function):
+        raise PreprocessorError(f"preprocessing hook {path!r}: {module_name} has no function {function_name!r}")
+    return function
+
+
+def merge_features(base: Sequence[FeatureSpec], overrides: Sequence[FeatureSpec]) -> list[FeatureSpec]:
+    """``base`` with same-named features replaced by ``overrides``, other overrides appended (in order)."""
+    by_name = {feature.name: feature for feature in overrides}
+    merged = [by_name.pop(feature.name, feature) for feature in base]
+    return merged + [feature for feature in overrides if feature.name in by_name]
+
+
+class Preprocessor:
+    """Compiled preprocessing for one model version; ``encode`` is pure and safe to call from one thread."""
+
+    def __init__(
+        self,
+        features: Sequence[FeatureSpec],
+        inputs: dict[str, TensorInfo],
+        feature_inputs: dict[str, list[str]] | None = None,
+        *,
+        max_record_bytes: int = 1_048_576,
+        hook: Hook | None = None,
+    ) -> None:
+        self.features = list(features)
+        self.max_record_bytes = max_record_bytes
+        self.hook = hook
+        self.plans = _plan_inputs(self.features, inputs, dict(feature_inputs or {}))
+
+    @classmethod
+    def from_spec(cls, spec: InferencePipelineSpec, metadata: ModelMetadata) -> Preprocessor:
+        settings = spec.preprocessing
+        base = metadata.features if settings.from_model_metadata else []
+        features = merge_features(base, settings.features or [])
+        mapping = metadata.feature_inputs if settings.from_model_metadata else {}
+        hook = load_hook(settings.hook) if settings.hook else None
+        return cls(features, metadata.inputs, mapping, max_record_bytes=settings.max_record_bytes, hook=hook)
+
+    def encode(self, values: Sequence[bytes | str | None]) -> EncodedBatch:
+        failures: dict[int, RecordFailure] = {}
+        docs: list[dict[str, Any]] = []
+        positions: list[int] = []
+        loads, limit = orjson.loads, self.max_record_bytes
+        for index, value in enumerate(values):
+            if value and len(value) <= limit:  # the common case inline: one call per record is a cost here
+                try:
+                    document = loads(value)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    if type(document) is dict:
+                        docs.append(document)
+                        positions.append(index)
+                        continue
+            document, failure = self._decode(index, value)
+            if failure is not None:
+                failures[index] = failure
+            else:
+                docs.append(document)
+                positions.append(index)
+        if self.hook is not None and docs:
+            docs, positions = self._run_hook(docs, positions, failures)
+
+        def fail(row: int, reason: FailureReason, message: str) -> None:
+            index = positions[row]
+            if index not in failures:  # the first problem of a record is the one reported
+                failures[index] = RecordFailure(index, reason, message)
+
+        buffers = {}
+        for plan in self.plans:
+            buffer = np.zeros((len(docs), plan.width), dtype=plan.dtype)
+            for column in plan.columns:
+                values_of_field = list(map(dict.get, docs, repeat(column.name)))  # C-speed field lookup
+                column.encode(values_of_field, buffer[:, column.start : column.stop], fail)
+            buffers[plan.name] = buffer
+        keep = [row for row, index in enumerate(positions) if index not in failures]
+        all_kept = len(keep) == len(docs)
+        inputs = {}
+        for plan in self.plans:
+            buffer = buffers[plan.name] if all_kept else buffers[plan.name][keep]
+            inputs[plan.name] = buffer.reshape((len(keep), *plan.row_shape))
+        return EncodedBatch(inputs, [positions[row] for row in keep], sorted(failures.values(), key=_by_index))
+
+    def empty_inputs(self, rows: int) -> dict[str, np.ndarray]:
+        """Zero-filled inputs of ``rows`` rows (model warm-up, padding)."""
+        return {plan.name: np.zeros((rows, *plan.row_shape), dtype=plan.dtype) for plan in self.plans}
+
+    def _decode(self, index: int, value: bytes | str | None) -> tuple[Any, RecordFailure | None]:
+        if value is None or len(value) == 0:
+            return None, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record has no value (null or empty)")
+        if len(value) > self.max_record_bytes:
+            message = f"the record has {len(value)} bytes, more than maxRecordBytes {self.max_record_bytes}"
+            return None, RecordFailure(index, FailureReason.RECORD_TOO_LARGE, message)
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError as error:
+            document, failure = _decode_slowly(index, value, error)
+            if failure is not None:
+                return None, failure
+        if type(document) is not dict:
+            message = f"the record must be a JSON object, got {type(document).__name__}"
+            return None, RecordFailure(index, FailureReason.NOT_AN_OBJECT, message)
+        return document, None
+
+    def _run_hook(
+        self, docs: list[dict[str, Any]], positions: list[int], failures: dict[int, RecordFailure]
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        assert self.hook is not None
+        try:
+            returned = self.hook(docs)
+        except Exception as error:  # the hook is user code: any exception fails its whole batch, never the loop
+            for index in positions:
+                failures[index] = RecordFailure(index, FailureReason.HOOK_ERROR, f"hook raised {error!r}")
+            return [], []
+        if returned is None:
+            return docs, positions
+        if len(returned) != len(docs):
+            message = f"hook returned {len(returned)} records for {len(docs)}"
+            for index in positions:
+                failures[index] = RecordFailure(index, FailureReason.HOOK_ERROR, message)
+            return [], []
+        kept_docs, kept_positions = [], []
+        for index, result in zip(positions, returned, strict=True):
+            if isinstance(result, dict):
+                kept_docs.append(result)
+                kept_positions.append(index)
+            else:
+                message = f"hook rejected the record: {short_repr(result, 200)}"
+                failures[index] = RecordFailure(index, FailureReason.HOOK_ERROR, message)
+        return kept_docs, kept_positions
+
+
+def _by_index(failure: RecordFailure) -> int:
+    return failure.index
+
+
+def _decode_slowly(index: int, value: bytes | str, error: Exception) -> tuple[Any, RecordFailure | None]:
+    """Classify what orjson refused: not UTF-8, blank, or JSON with NaN/Infinity (which becomes NonFinite later)."""
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError as decode_error:
+        return None, RecordFailure(index, FailureReason.NOT_UTF8, f"the value is not UTF-8: {decode_error.reason}")
+    if not text.strip():
+        return None, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record's value is blank")
+    try:
+        # The stdlib parser accepts NaN and Infinity, which orjson (rightly) does not: the feature checks then
+        # report the field as NonFinite, which tells the producer more than "malformed".
+        return json.loads(text), None
+    except (ValueError, RecursionError):
+        return None, RecordFailure(index, FailureReason.MALFORMED_JSON, f"malformed JSON: {error}")
+
+
+def _plan_inputs(
+    features: list[FeatureSpec], inputs: dict[str, TensorInfo], mapping: dict[str, list[str]]
+) -> tuple[_InputPlan, ...]:
+    by_name = {feature.name: feature for feature in features}
+    mapped = {name for names in mapping.values() for name in names}
+    unmapped = [feature.name for feature in features if feature.name not in mapped]
+    if unmapped:
+        if len(inputs) != 1:
+            raise PreprocessorError(f"features {unmapped} are not mapped to any of the inputs {sorted(inputs)}")
+        only = next(iter(inputs))
+        mapping[only] = [*mapping.get(only, []), *unmapped]
+    plans = []
+    for input_name, info in inputs.items():
+        names = mapping.get(input_name)
+        if not names:
+            raise PreprocessorError(f"no feature fills model input {input_name!r}")
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise PreprocessorError(f"model input {input_name!r} needs features {missing}, which are not defined")
+        columns, start = [], 0
+        for name in names:
+            width = columns_of(by_name[name])
+            columns.append(_Column(name, start, start + width, build_column_encoder(by_name[name])))
+            start += width
+        expected = int(np.prod(info.row_shape)) if info.row_shape else 1
+        if start != expected:
+            raise PreprocessorError(
+                f"model input {input_name!r} has {expected} values per row (shape {info.shape}) but its features "
+                f"{names} give {start} columns"
+            )
+        plans.append(_InputPlan(input_name, np.dtype(info.dtype), info.row_shape, start, tuple(columns)))
+    return tuple(plans)

@@ -1,0 +1,82 @@
+"""Model outputs → the ``prediction`` object of each output record, as described by the model's metadata.
+
+Per row, each signature output becomes a field of the same name: a number when the output has one value per
+row (shape ``[null]`` or ``[null, 1]``), otherwise a (nested) list. With ``labels`` in the metadata a class
+name is added: ``names[score >= threshold]`` for a binary score, ``names[argmax]`` for one column per class.
+Conversion is vectorised (``ndarray.tolist`` per output), then zipped into one dict per row.
+
+The loop itself needs the JSON bytes of each object, not the dicts: :func:`encode_predictions` gives exactly
+``orjson.dumps(format_outputs(...)[i])`` per row, but encodes whole columns at once (one ``orjson.dumps`` of a
+numeric column, split at its commas; one encoding per distinct label), which makes it several times faster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from kinfer_runtime.predictors.base import Prediction
+from kinfer_runtime.spec.model_metadata import ModelMetadata
+
+
+def format_outputs(prediction: Prediction, metadata: ModelMetadata) -> list[dict[str, Any]]:
+    """One JSON-able dict per row of the prediction (native Python floats, ints, strings and lists)."""
+    names, arrays = prediction_columns(prediction, metadata)
+    if not names:
+        return []
+    columns = [array.tolist() for array in arrays]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def encode_predictions(prediction: Prediction, metadata: ModelMetadata) -> list[bytes]:
+    """The JSON of each row's prediction object, byte for byte what ``orjson.dumps`` makes of
+    :func:`format_outputs`' dicts."""
+    names, arrays = prediction_columns(prediction, metadata)
+    if not names:
+        return []
+    template = b"{" + b",".join(orjson.dumps(name).replace(b"%", b"%%") + b":%b" for name in names) + b"}"
+    return [template % row for row in zip(*map(_encode_column, arrays), strict=True)]
+
+
+def prediction_columns(prediction: Prediction, metadata: ModelMetadata) -> tuple[list[str], list[np.ndarray]]:
+    """Field names and one array per field (a row per input): the outputs, ``[n, 1]`` squeezed, then the label."""
+    names = list(prediction.outputs)
+    arrays: list[np.ndarray] = []
+    for name in names:
+        array = np.asarray(prediction.outputs[name])
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        arrays.append(array)
+    labels = metadata.labels
+    if names and labels is not None and labels.output in prediction.outputs:
+        names.append(labels.field)
+        scores = np.asarray(prediction.outputs[labels.output])
+        arrays.append(_label_column(scores, labels.names, labels.threshold))
+    return names, arrays
+
+
+def _encode_column(array: np.ndarray) -> list[bytes]:
+    values = array.tolist()
+    if array.ndim == 1 and array.dtype.kind in "fiub":
+        # Numbers and booleans never contain a comma: encode the column once and split it.
+        return orjson.dumps(values)[1:-1].split(b",") if values else []
+    if array.ndim == 1 and all(isinstance(value, str) for value in values):
+        encoded = {value: orjson.dumps(value) for value in set(values)}  # labels: a handful of distinct values
+        return [encoded[value] for value in values]
+    return [orjson.dumps(value) for value in values]
+
+
+def _label_column(scores: np.ndarray, label_names: list[str], threshold: float | None) -> np.ndarray:
+    """The chosen label of each row, as an object array of str."""
+    if scores.shape[0] == 0:
+        return np.empty(0, dtype=object)
+    scores = scores.reshape(scores.shape[0], -1)
+    if threshold is not None or scores.shape[1] == 1:
+        cut = 0.5 if threshold is None else threshold
+        chosen = (scores[:, -1] >= cut).astype(np.int64)
+    else:
+        chosen = np.argmax(scores, axis=1)
+    lookup = np.asarray(label_names, dtype=object)
+    return lookup[np.minimum(chosen, len(label_names) - 1)]

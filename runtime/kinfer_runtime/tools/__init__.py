@@ -1,0 +1,1 @@
+"""The data tools of the ``kinfer`` command (produce, replay, score, demo) and their helpers."""
