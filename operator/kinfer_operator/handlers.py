@@ -115,9 +115,7 @@ def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec,
         kopf.warn(body, reason="TopicsKept", message="the spec is invalid, so no topics are known to delete")
         return
     topics = pipeline.spec.topics
-    managed = [
-        t.name for t in (topics.input, topics.output, topics.dead_letter) if TopicMode(t.mode) is TopicMode.CREATE
-    ]
+    managed = [t.name for t in (topics.input, topics.output, topics.dead_letter) if t.mode is TopicMode.CREATE]
     try:
         kafka_admin.delete_topics(admin_for(kube, pipeline), managed)
     except kafka_admin.KafkaUnavailable as error:

@@ -137,9 +137,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         partitions=partitions,
         input_topic=pipeline.spec.topics.input.name,
         lag=autoscaler.lag,
-        serving_endpoint=tfserving_endpoint(pipeline)
-        if ServingMode(pipeline.spec.serving.mode) == "tfserving"
-        else None,
+        serving_endpoint=tfserving_endpoint(pipeline) if pipeline.spec.serving.mode is ServingMode.TFSERVING else None,
         autoscaling=autoscaler.status or None,
     )
     status = build_status(previous, observed, pipeline, name, _now())
@@ -189,7 +187,7 @@ def _missing_model_claim(kube: Kube, pipeline: InferencePipeline) -> str | None:
 
 def _serving_condition(pipeline: InferencePipeline, state: conditions.DeploymentState) -> Condition:
     kind = conditions.SERVING_READY
-    if ServingMode(pipeline.spec.serving.mode) is ServingMode.EMBEDDED:
+    if pipeline.spec.serving.mode is ServingMode.EMBEDDED:
         return Condition(kind, "True", "Embedded", "the model runs inside the consumer pods")
     if not deploys_tfserving(pipeline):
         return Condition(kind, "True", "ExternalEndpoint", f"TF Serving at {tfserving_endpoint(pipeline)}")

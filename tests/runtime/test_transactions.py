@@ -57,14 +57,24 @@ def test_a_transaction_is_due_when_full_or_old() -> None:
     assert transaction.due(now=100.0 + TRANSACTION_MAX_S * 1.01, max_records=1024)
 
 
-class RecordingProducer:
-    """Stands in for the transactional producer: records which transaction calls were made."""
+class StoppedWhileProducing(Exception):
+    pass
+
+
+class ProducerStoppedMidBatch:
+    """Stands in for the transactional producer: records the transaction calls; producing is interrupted."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
 
     def begin_transaction(self) -> None:
         self.calls.append("begin")
+
+    def produce(self, *_args: object, **_kwargs: object) -> None:
+        raise StoppedWhileProducing
+
+    def poll(self, *_args: object) -> int:
+        return 0
 
     def send_offsets_to_transaction(self, *_args: object) -> None:
         self.calls.append("send_offsets")
@@ -73,30 +83,19 @@ class RecordingProducer:
         self.calls.append("commit")
 
 
-class StoppedWhileProducing(Exception):
-    pass
-
-
-class StubLoop:
-    """The parts of PipelineLoop that Transactions uses; producing a batch is interrupted by a stop."""
-
-    max_batch = 256
-
-    def __init__(self) -> None:
-        self.producer = RecordingProducer()
-
-    def produce_batch(self, *_args: object) -> None:
-        raise StoppedWhileProducing
-
-
 def test_a_batch_interrupted_while_producing_is_never_committed() -> None:
-    from kinfer_runtime.pipeline.assemble import AssembledBatch
-    from kinfer_runtime.pipeline.exactly_once import Transactions
+    import threading
 
-    loop = StubLoop()
-    transactions = Transactions(loop)  # type: ignore[arg-type]
+    from kinfer_runtime.observability.metrics import RuntimeMetrics
+    from kinfer_runtime.pipeline.assemble import AssembledBatch
+    from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
+    from kinfer_runtime.pipeline.tally import Tally
+
+    producer = ProducerStoppedMidBatch()
+    metrics = RuntimeMetrics("test", "eos")
+    side = ExactlyOnce(None, producer, Tally(metrics), metrics, lambda _: None, lambda: None, threading.Event(), 256)
     assembled = AssembledBatch([Outgoing("out", None, b"{}", [])], {("in", 0): 11}, np.empty(0))
     with pytest.raises(StoppedWhileProducing):  # the stop goes on up to the loop
-        transactions.produce([FakeMessage("in", 0, 10)], assembled)
-    transactions.commit()  # what shutdown does
-    assert loop.producer.calls == ["begin"], "no offsets sent, no commit: the successor aborts the transaction"
+        side.submit([FakeMessage("in", 0, 10)], assembled)
+    side.commit()  # what shutdown does
+    assert producer.calls == ["begin"], "no offsets sent, no commit: the successor aborts the transaction"

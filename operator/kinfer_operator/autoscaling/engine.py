@@ -76,7 +76,7 @@ class PipelineAutoscaler:
 
     def configure(self, spec: InferencePipelineSpec) -> None:
         """Take a new spec while keeping the measured history (rates, stuck counters, windows)."""
-        self.reset = OffsetReset(spec.consumer.auto_offset_reset)
+        self.reset = spec.consumer.auto_offset_reset
         self.read_committed = read_committed(spec)
         self._apply(spec.autoscaling)
 

@@ -138,7 +138,7 @@ class LagMonitor:
         reading = poller.read(spec.topics.input.name, group, read_committed(spec))
         current, serving_ready = self._workload(tracked)
         decision = tracked.autoscaler.step(reading, current, serving_ready)
-        keda = AutoscalingProvider(spec.autoscaling.provider) is AutoscalingProvider.KEDA  # KEDA does 0 <-> 1 itself
+        keda = spec.autoscaling.provider is AutoscalingProvider.KEDA  # KEDA does 0 <-> 1 itself
         if decision.scale_to is not None and decision.scale_to != current and self.kube is not None and not keda:
             self._scale(tracked, decision.scale_to)
         tracked.decision, tracked.error, tracked.polled_at = decision, None, time.monotonic()
@@ -159,7 +159,7 @@ class LagMonitor:
         live = self.kube.request("GET", path) or {}
         replicas = int((live.get("spec") or {}).get("replicas") or 0)
         serving = tracked.spec.serving
-        if ServingMode(serving.mode) is not ServingMode.TFSERVING or serving.tfserving.endpoint:
+        if serving.mode is not ServingMode.TFSERVING or serving.tfserving.endpoint:
             return replicas, True
         path = object_path("apps/v1", "Deployment", tracked.namespace, naming.tfserving_name(tracked.name))
         server = self.kube.request("GET", path) or {}

@@ -79,7 +79,7 @@ def capped_message(spec: InferencePipelineSpec, decision: Decision) -> str:
 def autoscaling_condition(
     spec: InferencePipelineSpec, decision: Decision | None, error: str | None, monitoring: bool
 ) -> Condition:
-    provider = AutoscalingProvider(spec.autoscaling.provider)
+    provider = spec.autoscaling.provider
     if not monitoring:
         if provider is AutoscalingProvider.KEDA:
             return Condition(AUTOSCALING_READY, "True", "Keda", "scaled by KEDA's ScaledObject")
@@ -120,7 +120,7 @@ def stuck_message(decision: Decision) -> str:
 def autoscaling_status(spec: InferencePipelineSpec, decision: Decision, current_replicas: int | None) -> dict[str, Any]:
     """``status.autoscaling``: only values that stand still while the pipeline is idle (no timestamps)."""
     return {
-        "provider": AutoscalingProvider(spec.autoscaling.provider).value,
+        "provider": spec.autoscaling.provider.value,
         "totalLag": decision.total_lag,
         "topPartitions": [{"partition": p, "lag": lag} for p, lag in decision.top_partitions],
         "stuckPartitions": list(decision.stuck_partitions),

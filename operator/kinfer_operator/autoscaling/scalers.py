@@ -20,7 +20,7 @@ from typing import Any
 
 from kinfer_operator.autoscaling.engine import read_committed
 from kinfer_operator.builders import naming
-from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, OffsetReset, ServingMode
+from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, ServingMode
 
 METRICS_GROUP = "external.metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
@@ -123,7 +123,7 @@ def build_keda_scaled_object(pipeline: str, spec: InferencePipelineSpec, polling
         "topic": spec.topics.input.name,
         "lagThreshold": str(auto.lag_threshold),
         "activationLagThreshold": str(auto.activation_lag_threshold),
-        "offsetResetPolicy": OffsetReset(spec.consumer.auto_offset_reset).value,
+        "offsetResetPolicy": spec.consumer.auto_offset_reset.value,
         "allowIdleConsumers": "false",
         "excludePersistentLag": "true",  # KEDA's nearest to our stuck-partition exclusion
         "limitToPartitionsWithLag": str(auto.limit_to_partitions_with_lag).lower(),
@@ -156,11 +156,11 @@ def desired_autoscaling_children(pipeline: str, spec: InferencePipelineSpec) -> 
     auto = spec.autoscaling
     if not auto.enabled:
         return []
-    if AutoscalingProvider(auto.provider) is AutoscalingProvider.KEDA:
+    if auto.provider is AutoscalingProvider.KEDA:
         return [build_keda_scaled_object(pipeline, spec)]
     children = [build_consumer_hpa(pipeline, spec)]
     serving = spec.serving
-    if ServingMode(serving.mode) is ServingMode.TFSERVING and not serving.tfserving.endpoint:
+    if serving.mode is ServingMode.TFSERVING and not serving.tfserving.endpoint:
         children.append(build_tfserving_hpa(pipeline, spec))
     return children
 

@@ -84,7 +84,7 @@ def build_consumer_deployment(
         {"name": "KINFER_MODEL_ROOT", "value": naming.MODEL_ROOT},
     ]
     env += add_kafka_secret_volumes(volumes, spec.kafka)
-    if ServingMode(spec.serving.mode) is ServingMode.TFSERVING:
+    if spec.serving.mode is ServingMode.TFSERVING:
         env.append({"name": "KINFER_TFSERVING_ENDPOINT", "value": tfserving_endpoint(pipeline)})
 
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from kinfer_runtime.spec import InferencePipeline, ServingMode
 
 def deploys_tfserving(pipeline: InferencePipeline) -> bool:
     serving = pipeline.spec.serving
-    return ServingMode(serving.mode) is ServingMode.TFSERVING and not serving.tfserving.endpoint
+    return serving.mode is ServingMode.TFSERVING and not serving.tfserving.endpoint
 
 
 def desired_children(

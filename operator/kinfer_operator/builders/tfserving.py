@@ -30,7 +30,7 @@ def _quote(value: str) -> str:
 def models_config_text(pipeline: InferencePipeline) -> str:
     """``model_config_list`` in protobuf text format (tensorflow_serving/config/model_server_config.proto)."""
     model = pipeline.spec.model
-    if VersionPolicy(model.version_policy) is VersionPolicy.PINNED:
+    if model.version_policy is VersionPolicy.PINNED:
         policy = f"specific {{ versions: {model.version} }}"
     else:
         policy = "latest { num_versions: 1 }"
@@ -99,7 +99,7 @@ def build_tfserving_deployment(
     volumes.add({"name": "tmp", "emptyDir": {}}, {"mountPath": "/tmp"})
     add_model_volume(volumes, model, CONTAINER_SECURITY)
     status_path = f"/v1/models/{model.name}"
-    if VersionPolicy(model.version_policy) is VersionPolicy.PINNED:
+    if model.version_policy is VersionPolicy.PINNED:
         status_path += f"/versions/{model.version}"
     container = {
         "name": "tfserving",

@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
 from kinfer_operator.builders.manifests import content_hash
 from kinfer_operator.kafka.topic_plan import TopicPlan, TopicState
 from kinfer_runtime.kafka.client_events import AccessProblem, ClientEvents
-from kinfer_runtime.spec import KafkaSpec, SaslMechanism, SecurityProtocol
+from kinfer_runtime.spec import KafkaSpec
 
 TIMEOUT_SECONDS = 10.0
 
@@ -45,8 +45,7 @@ def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[s
     """librdkafka settings for the operator's admin client; ``secrets``: Secret name → decoded keys."""
     config: dict[str, Any] = {
         "bootstrap.servers": kafka.bootstrap_servers,
-        # (A) .value: a defaulted field holds the Enum, whose str() is "SecurityProtocol.PLAINTEXT"
-        "security.protocol": SecurityProtocol(kafka.security_protocol).value,
+        "security.protocol": kafka.security_protocol.value,
         "client.id": "kinfer-operator",
         "socket.timeout.ms": int(TIMEOUT_SECONDS * 1000),
         "reconnect.backoff.max.ms": 5000,
@@ -56,7 +55,7 @@ def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[s
             config[key] = value
     if kafka.sasl is not None:
         values = secrets.get(kafka.sasl.secret_name, {})
-        config["sasl.mechanism"] = SaslMechanism(kafka.sasl.mechanism).value
+        config["sasl.mechanism"] = kafka.sasl.mechanism.value
         config["sasl.username"] = values.get(kafka.sasl.username_key, "")
         config["sasl.password"] = values.get(kafka.sasl.password_key, "")
     if kafka.tls is not None:

@@ -54,7 +54,7 @@ def plan_topics(
     plan = TopicPlan()
     for role, topic in pipeline_topics(spec):
         state = observed.get(topic.name)
-        if TopicMode(topic.mode) is TopicMode.ADOPT:
+        if topic.mode is TopicMode.ADOPT:
             _plan_adopted(plan, role, topic, state)
         else:
             _plan_managed(plan, role, topic, state, known_before or set())

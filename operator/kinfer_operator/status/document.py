@@ -41,7 +41,7 @@ def model_version_text(pipeline: InferencePipeline | None) -> str | None:
     if pipeline is None:
         return None
     model = pipeline.spec.model
-    return str(model.version) if VersionPolicy(model.version_policy) is VersionPolicy.PINNED else "Latest"
+    return str(model.version) if model.version_policy is VersionPolicy.PINNED else "Latest"
 
 
 def build_status(

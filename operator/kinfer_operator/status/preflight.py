@@ -46,7 +46,7 @@ def static_problems(pipeline: InferencePipeline) -> list[str]:
             f"so use at most {limit} characters"
         )
     spec = pipeline.spec
-    if Delivery(spec.consumer.delivery) is Delivery.EXACTLY_ONCE:
+    if spec.consumer.delivery is Delivery.EXACTLY_ONCE:
         for key, (allowed, rule) in _EXACTLY_ONCE_PRODUCER_RULES.items():
             value = spec.kafka.config.get(key)
             if value is not None and value.strip().lower() not in allowed:

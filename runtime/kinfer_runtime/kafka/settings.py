@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kinfer_runtime.pipeline.batching import MIN_WAIT_FRACTION
-from kinfer_runtime.spec import Delivery, InferencePipeline, OffsetReset, SaslMechanism, SecurityProtocol
+from kinfer_runtime.spec import Delivery, InferencePipeline
 
 DEFAULT_SASL_DIR = "/var/run/secrets/kinfer/sasl"
 DEFAULT_TLS_DIR = "/var/run/secrets/kinfer/tls"
@@ -79,7 +79,7 @@ def _secret_value(path: Path, fallback: str | None) -> str | None:
 def common_config(pipeline: InferencePipeline, bootstrap_servers: str, credentials: Credentials) -> dict[str, Any]:
     """Connection settings shared by every client: brokers, security protocol, SASL and TLS."""
     kafka = pipeline.spec.kafka
-    protocol = SecurityProtocol(kafka.security_protocol)
+    protocol = kafka.security_protocol
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "security.protocol": protocol.value,
@@ -89,7 +89,7 @@ def common_config(pipeline: InferencePipeline, bootstrap_servers: str, credentia
         "reconnect.backoff.max.ms": 1000,
     }
     if kafka.sasl is not None:
-        config["sasl.mechanism"] = SaslMechanism(kafka.sasl.mechanism).value
+        config["sasl.mechanism"] = kafka.sasl.mechanism.value
         config["sasl.username"] = credentials.sasl_username
         config["sasl.password"] = credentials.sasl_password
     if credentials.ca_location:
@@ -133,7 +133,7 @@ def consumer_config(
             "group.id": spec.consumer_group(pipeline.metadata.name),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": OffsetReset(spec.consumer.auto_offset_reset).value,
+            "auto.offset.reset": spec.consumer.auto_offset_reset.value,
             "partition.assignment.strategy": "cooperative-sticky",
             # Never hand the loop uncommitted records of an aborted transaction (ours or an upstream producer's).
             "isolation.level": "read_committed",
@@ -204,7 +204,7 @@ def _producer_overrides(config: dict[str, str]) -> dict[str, str]:
 
 
 def delivery_mode(pipeline: InferencePipeline) -> Delivery:
-    return Delivery(pipeline.spec.consumer.delivery)
+    return pipeline.spec.consumer.delivery
 
 
 def redacted(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,30 +1,33 @@
-"""Partition assignment for the loop: cooperative (incremental) rebalance callbacks, pausing, and lag.
+"""Partition assignment for the loop: cooperative (incremental) rebalance callbacks, pausing, seeking and lag.
 
-The callbacks run inside ``consumer.consume`` on the loop's thread. On revoke, everything already produced is
-acknowledged and committed before the partitions go (so the next owner starts exactly after our last output);
-on lost (the group moved on without us) nothing of those partitions is committed, since another member may
-already own them.
+The callbacks run inside ``consumer.consume`` on the loop's thread. On revoke, the ``revoked`` callback runs
+while the partitions are still owned, so that what was produced from them can be acknowledged and committed
+before they go (the next owner starts exactly after our last output). On lost (the group moved on without us),
+the partitions are dropped first and the ``lost`` callback runs after: nothing of theirs may be committed, since
+another member may already own them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, TopicPartition
 
+from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import fields
-
-if TYPE_CHECKING:
-    from kinfer_runtime.pipeline.loop import PipelineLoop
+from kinfer_runtime.observability.metrics import RuntimeMetrics
+from kinfer_runtime.pipeline.commits import TopicPartitionKey
 
 log = logging.getLogger("kinfer.rebalance")
-REVOKE_DRAIN_S = 30.0
+
+PartitionsCallback = Callable[[set[TopicPartitionKey]], None]
 
 
 def partition_lag(
-    positions: dict[tuple[str, int], int], high_watermarks: dict[tuple[str, int], int]
-) -> dict[tuple[str, int], int]:
+    positions: dict[TopicPartitionKey, int], high_watermarks: dict[TopicPartitionKey, int]
+) -> dict[TopicPartitionKey, int]:
     """Lag per partition: high watermark minus the next offset to read (a partition with no position yet
     counts its whole high watermark, clamped at zero)."""
     lag = {}
@@ -34,32 +37,43 @@ def partition_lag(
     return lag
 
 
-class Rebalancer:
-    def __init__(self, loop: PipelineLoop):
-        self.loop = loop
-        self.assigned: set[tuple[str, int]] = set()
+class Assignment:
+    """The partitions this member owns, kept in step with the group's rebalance callbacks."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        input_topic: str,
+        metrics: RuntimeMetrics,
+        state: LoopState,
+        revoked: PartitionsCallback,
+        lost: PartitionsCallback,
+    ) -> None:
+        self.consumer = consumer
+        self.input_topic = input_topic
+        self.metrics, self.state = metrics, state
+        self.revoked, self.lost = revoked, lost
+        self.assigned: set[TopicPartitionKey] = set()
         self.paused = False
 
-    @property
-    def consumer(self) -> Consumer:
-        return self.loop.consumer
+    def owned(self) -> set[TopicPartitionKey]:
+        return self.assigned
 
-    def _changed(self) -> None:
-        loop = self.loop
-        loop.state.assigned_partitions = len(self.assigned)
-        loop.metrics.assigned_partitions.set(len(self.assigned))
-        loop.metrics.ready.set(1 if self.assigned and loop.state.model_loaded else 0)
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.input_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
+        )
 
-    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.loop.metrics.rebalances.inc()
-        foreign = [tp for tp in partitions if tp.topic != self.loop.input_topic]
+    def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.inc()
+        foreign = [tp for tp in partitions if tp.topic != self.input_topic]
         if foreign:
             # A static group leader that rejoins gets its previous assignment back without a new one being
             # computed, even if the group's subscription changed meanwhile (e.g. the pipeline's input topic was
             # edited but the pod name stayed). Those partitions are not ours to read or commit.
             log.error("assigned partitions of another topic; ignoring them (use a new consumer.group after "
                       "changing the input topic)", extra=fields(foreign=_names(foreign)))  # fmt: skip
-            partitions = [tp for tp in partitions if tp.topic == self.loop.input_topic]
+            partitions = [tp for tp in partitions if tp.topic == self.input_topic]
         consumer.incremental_assign(partitions)
         if self.paused and partitions:
             consumer.pause(partitions)
@@ -67,30 +81,33 @@ class Rebalancer:
         self._changed()
         log.info("partitions assigned", extra=fields(added=_names(partitions), assigned=sorted(self.assigned)))
 
-    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        loop = self.loop
-        if loop.exactly_once:
-            loop.transactions.commit()  # what was produced from these partitions, with their offsets
-        elif loop.drain(REVOKE_DRAIN_S):
-            loop.commit_acknowledged(revoked, asynchronous=False)
-        self._forget(revoked)
+        self.revoked(revoked)  # while still owned: what was produced from them is committed
+        self.assigned -= revoked
+        self._changed()
         consumer.incremental_unassign(partitions)
         log.info("partitions revoked", extra=fields(removed=_names(partitions), assigned=sorted(self.assigned)))
 
-    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.loop.metrics.rebalances.inc()
+    def on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.inc()
         lost = {(tp.topic, tp.partition) for tp in partitions}
-        self._forget(lost)
-        if self.loop.exactly_once:
-            self.loop.transactions.abort()  # its commit would be fenced; partitions still ours are read again
+        self.assigned -= lost
+        self._changed()
+        self.lost(lost)  # no longer owned: nothing of theirs is committed, partitions still ours are read again
         consumer.incremental_unassign(partitions)
         log.warning("partitions lost", extra=fields(lost=_names(partitions)))
 
-    def _forget(self, partitions: set[tuple[str, int]]) -> None:
-        self.loop.forget_partitions(partitions)
-        self.assigned -= partitions
-        self._changed()
+    def _changed(self) -> None:
+        self.state.assigned_partitions = len(self.assigned)
+        self.metrics.assigned_partitions.set(len(self.assigned))
+        self.metrics.ready.set(1 if self.assigned and self.state.model_loaded else 0)
+
+    def seek(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Consume from these offsets next (partitions no longer assigned are left to their new owner)."""
+        for (topic, partition), offset in offsets.items():
+            if (topic, partition) in self.assigned:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
 
     def pause_all(self) -> None:
         self.paused = True
@@ -102,7 +119,7 @@ class Rebalancer:
         if self.assigned:
             self.consumer.resume([TopicPartition(t, p) for t, p in self.assigned])
 
-    def lag(self) -> dict[tuple[str, int], int]:
+    def lag(self) -> dict[TopicPartitionKey, int]:
         if not self.assigned:
             return {}
         partitions = [TopicPartition(t, p) for t, p in sorted(self.assigned)]

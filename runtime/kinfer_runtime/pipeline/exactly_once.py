@@ -16,18 +16,20 @@ the restart recovers from the last committed transaction.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kinfer_runtime.observability.logs import fields
+from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.assemble import AssembledBatch
 from kinfer_runtime.pipeline.commits import InFlightBatch, TopicPartitionKey, first_offsets, merge_offsets
-
-if TYPE_CHECKING:
-    from kinfer_runtime.pipeline.loop import PipelineLoop
+from kinfer_runtime.pipeline.sending import produce_records
+from kinfer_runtime.pipeline.tally import Tally
 
 log = logging.getLogger("kinfer.transactions")
 
@@ -61,18 +63,34 @@ class OpenTransaction:
         return self.records >= max_records or now - self.started >= TRANSACTION_MAX_S
 
 
-class Transactions:
-    """The loop's transactional producer side: at most one transaction open at a time."""
+class ExactlyOnce:
+    """The loop's output side for ``delivery: exactlyOnce``: at most one transaction open at a time.
 
-    def __init__(self, loop: PipelineLoop) -> None:
-        self.loop = loop
+    ``seek(offsets)`` makes the consumer read from those offsets again (partitions still assigned only)."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        producer: Any,
+        tally: Tally,
+        metrics: RuntimeMetrics,
+        seek: Callable[[dict[TopicPartitionKey, int]], None],
+        heartbeat: Callable[[], None],
+        stop: threading.Event,
+        max_batch: int,
+    ) -> None:
+        self.consumer, self.producer = consumer, producer
+        self.tally, self.metrics = tally, metrics
+        self.seek, self.heartbeat, self.stop = seek, heartbeat, stop
         self.open: OpenTransaction | None = None
-        self.max_records = TRANSACTION_MAX_BATCHES * loop.max_batch
+        self.max_records = TRANSACTION_MAX_BATCHES * max_batch
 
-    def produce(self, messages: list[Any], assembled: AssembledBatch) -> None:
+    def start(self) -> None:
+        self.producer.init_transactions(90)  # also aborts what a killed predecessor left open
+
+    def submit(self, messages: list[Any], assembled: AssembledBatch) -> None:
         """Add one batch's records (and the offsets after its inputs) to the open transaction, opening one if
         needed; commit it when it is due."""
-        loop = self.loop
         records = assembled.records
         batch = InFlightBatch(0, assembled.next_offsets, records, assembled.output_timestamps_s, pending=len(records))
         opening = self.open is None
@@ -81,8 +99,8 @@ class Transactions:
         self.open.add(first_offsets(messages), batch)  # before producing: an abort rewinds this batch too
         try:
             if opening:
-                loop.producer.begin_transaction()
-            loop.produce_batch(batch, range(len(batch.records)))
+                self.producer.begin_transaction()
+            produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
         except KafkaException as exception:
             self._abort_on(exception)
             return
@@ -93,6 +111,32 @@ class Transactions:
             raise
         self.commit_if_due()
 
+    def records_in_flight(self) -> int:
+        """Nothing waits for acknowledgement outside a transaction: its commit is the acknowledgement."""
+        return 0
+
+    def serve(self, timeout: float = 0.0) -> None:
+        self.producer.poll(timeout)
+        self.commit_if_due()
+
+    def input_idle(self) -> None:
+        self.commit()  # do not hold finished batches back while nothing arrives
+
+    def before_hold(self) -> None:
+        self.commit()  # the batches before a held one; the held one goes in a later transaction
+
+    def revoke(self, _partitions: set[TopicPartitionKey]) -> None:
+        self.commit()  # what was produced from these partitions, with their offsets
+
+    def lose(self, _partitions: set[TopicPartitionKey]) -> None:
+        self.abort()  # its commit would be fenced; partitions still ours are read again
+
+    def close(self, _grace_s: float) -> None:
+        try:
+            self.commit()
+        except KafkaException as error:  # fatal (fenced): the successor reads from the last commit
+            log.warning("final transaction not committed", extra=fields(error=str(error)))
+
     def commit_if_due(self) -> None:
         if self.open is not None and self.open.due(time.monotonic(), self.max_records):
             self.commit()
@@ -101,19 +145,19 @@ class Transactions:
         """Commit the open transaction, if any (the inputs' offsets with it)."""
         if self.open is None:
             return
-        loop, transaction = self.loop, self.open
+        transaction = self.open
         started = time.perf_counter()
         try:
             offsets = [TopicPartition(t, p, o) for (t, p), o in transaction.next_offsets.items()]
-            loop.producer.send_offsets_to_transaction(offsets, loop.consumer.consumer_group_metadata(), 30)
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self._commit_transaction()
         except KafkaException as exception:
             self._abort_on(exception)
             return
         self.open = None
-        loop.metrics.stage["commit"].observe(time.perf_counter() - started)
-        loop.producer.poll(0)
-        loop.account(transaction.batches)
+        self.metrics.stage["commit"].observe(time.perf_counter() - started)
+        self.producer.poll(0)
+        self.tally.completed(transaction.batches)
 
     def abort(self) -> None:
         """Abort the open transaction, if any, and read its inputs again (partitions still assigned only)."""
@@ -121,11 +165,11 @@ class Transactions:
             return
         transaction, self.open = self.open, None
         try:
-            self.loop.producer.abort_transaction(60)
+            self.producer.abort_transaction(60)
         except KafkaException as error:
             log.warning("abort failed", extra=fields(error=str(error)))
-        self.loop.counters.transactions_aborted += 1
-        self.loop.seek(transaction.first_offsets)
+        self.tally.counters.transactions_aborted += 1
+        self.seek(transaction.first_offsets)
 
     def _abort_on(self, exception: KafkaException) -> None:
         error: KafkaError = exception.args[0]
@@ -137,14 +181,13 @@ class Transactions:
     def _commit_transaction(self) -> None:
         """commit_transaction, retried while the error is retriable (a timeout leaves the outcome unknown
         until a retry succeeds or turns into an abortable error)."""
-        loop = self.loop
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                loop.producer.commit_transaction(60)
+                self.producer.commit_transaction(60)
                 return
             except KafkaException as exception:
                 error: KafkaError = exception.args[0]
-                if not error.retriable() or attempt == COMMIT_ATTEMPTS - 1 or loop.stop.is_set():
+                if not error.retriable() or attempt == COMMIT_ATTEMPTS - 1 or self.stop.is_set():
                     raise
                 log.warning("commit_transaction retry", extra=fields(error=str(error)))
                 time.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_MIN_S * 2**attempt))

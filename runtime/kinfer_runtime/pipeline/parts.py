@@ -1,5 +1,5 @@
 """What the runtime loop is built from: the model-side interfaces it calls (structurally typed, so tests and
-benchmarks can pass their own), the assembled parts, and the running counters it exposes.
+benchmarks can pass their own), the output side it hands batches to, and the assembled parts.
 """
 
 from __future__ import annotations
@@ -38,18 +38,19 @@ class PredictorLike(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
-class LoopCounters:
-    """Running totals, readable from another thread (benchmarks, the demo)."""
+class DeliverySide(Protocol):
+    """What the loop asks of its output side (:mod:`kinfer_runtime.pipeline.at_least_once` or
+    :mod:`kinfer_runtime.pipeline.exactly_once`); the assignment's callbacks reach it through the loop."""
 
-    records_in: int = 0
-    records_out: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-    committed_batches: int = 0
-    redelivered: int = 0
-    transactions_aborted: int = 0
-    latencies_s: list[float] = field(default_factory=list)  # end-to-end samples of recent batches (bounded)
+    def start(self) -> None: ...
+    def submit(self, messages: list[Any], assembled: Any) -> None: ...
+    def records_in_flight(self) -> int: ...
+    def serve(self, timeout: float = 0.0) -> None: ...
+    def input_idle(self) -> None: ...
+    def before_hold(self) -> None: ...
+    def revoke(self, partitions: set[tuple[str, int]]) -> None: ...
+    def lose(self, partitions: set[tuple[str, int]]) -> None: ...
+    def close(self, grace_s: float) -> None: ...
 
 
 @dataclass

@@ -22,7 +22,8 @@ from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.loop import PipelineLoop
-from kinfer_runtime.pipeline.parts import LoopCounters, LoopParts
+from kinfer_runtime.pipeline.parts import LoopParts
+from kinfer_runtime.pipeline.tally import LoopCounters
 from kinfer_runtime.spec import Delivery, InferencePipeline
 
 log = logging.getLogger("kinfer.runner")
@@ -54,7 +55,7 @@ def build_loop_parts(
     bootstrap = options.bootstrap_servers or spec.kafka.bootstrap_servers
     credentials = kafka_config.read_credentials(pipeline, env)
     consumer = kafka_config.consumer_config(pipeline, bootstrap, credentials, options.pod_name)
-    if Delivery(spec.consumer.delivery) is Delivery.EXACTLY_ONCE:
+    if spec.consumer.delivery is Delivery.EXACTLY_ONCE:
         producer = kafka_config.transactional_producer_config(pipeline, bootstrap, credentials, options.pod_name)
     else:
         producer = kafka_config.producer_config(pipeline, bootstrap, credentials)

@@ -45,8 +45,8 @@ def build_predictor(
     """The predictor the spec asks for. ``model_path`` replaces the model URI with a local directory."""
     spec = pipeline.spec
     model_dir = Path(model_path) if model_path is not None else resolve_model_dir(spec.model.uri)
-    pinned = spec.model.version if VersionPolicy(spec.model.version_policy) is VersionPolicy.PINNED else None
-    if ServingMode(spec.serving.mode) is ServingMode.TFSERVING:
+    pinned = spec.model.version if spec.model.version_policy is VersionPolicy.PINNED else None
+    if spec.serving.mode is ServingMode.TFSERVING:
         from kinfer_runtime.predictors.tfserving import TfServingPredictor
 
         return TfServingPredictor(

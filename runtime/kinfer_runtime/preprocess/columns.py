@@ -45,7 +45,7 @@ def short_repr(value: Any, limit: int = 60) -> str:
 
 def build_column_encoder(feature: FeatureSpec) -> ColumnEncoder:
     """The encoder of one feature; ``columns`` passed to it is the (rows, width) slice of the input buffer."""
-    kind = FeatureType(feature.type)
+    kind = feature.type
     if kind is FeatureType.CATEGORICAL:
         return _categorical_encoder(feature)
     if kind is FeatureType.ARRAY:
@@ -54,7 +54,7 @@ def build_column_encoder(feature: FeatureSpec) -> ColumnEncoder:
 
 
 def _scaler(feature: FeatureSpec) -> Callable[[np.ndarray], np.ndarray]:
-    scaling = Scaling(feature.scaling)
+    scaling = feature.scaling
     if scaling is Scaling.STANDARD:
         mean, std = float(feature.mean or 0.0), float(feature.std or 1.0)
         return lambda x: (x - mean) / std
@@ -109,7 +109,7 @@ def _categorical_encoder(feature: FeatureSpec) -> ColumnEncoder:
     name, vocabulary = feature.name, list(feature.vocabulary or [])
     lookup = {value: index for index, value in enumerate(vocabulary)}
     unknown = len(vocabulary)
-    one_hot = CategoricalEncoding(feature.encoding) is CategoricalEncoding.ONE_HOT
+    one_hot = feature.encoding is CategoricalEncoding.ONE_HOT
     default_code = None if feature.required else lookup.get(str(feature.default), unknown)
 
     def encode(values: list[Any], columns: np.ndarray, fail: Fail) -> None:

@@ -21,9 +21,10 @@ MODEL_URI_SCHEMES = ("pvc", "s3", "gs", "file")
 
 
 class SpecModel(BaseModel):
-    """Base of every spec class: camelCase aliases, unknown fields rejected (a typo is an error, not a no-op)."""
+    """Base of every spec class: camelCase aliases, unknown fields rejected (a typo is an error, not a no-op), and
+    enumerated fields that hold their Enum member whether the manifest set them or the default did."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase dict a manifest would hold, without unset optional fields."""

@@ -57,7 +57,7 @@ class KafkaSpec(SpecModel):
 
     @model_validator(mode="after")
     def _security_matches_protocol(self) -> KafkaSpec:
-        protocol = SecurityProtocol(self.security_protocol)
+        protocol = self.security_protocol
         if protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL) and self.sasl is None:
             raise ValueError(f"securityProtocol {protocol.value} needs kafka.sasl (mechanism and secretName)")
         if self.sasl is not None and protocol not in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL):

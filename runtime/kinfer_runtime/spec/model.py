@@ -41,7 +41,7 @@ class ModelSpec(SpecModel):
             raise ValueError(
                 f"model.uri {self.uri!r} has unknown scheme {scheme!r}: use pvc://, s3://, gs:// or an absolute path"
             )
-        if VersionPolicy(self.version_policy) is VersionPolicy.PINNED and self.version is None:
+        if self.version_policy is VersionPolicy.PINNED and self.version is None:
             raise ValueError("model.versionPolicy is Pinned: set model.version")
         return self
 
@@ -94,8 +94,8 @@ class FeatureSpec(SpecModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
-        kind = FeatureType(self.type)
-        scaling = Scaling(self.scaling)
+        kind = self.type
+        scaling = self.scaling
         if kind is FeatureType.CATEGORICAL and not self.vocabulary:
             raise ValueError(f"feature {self.name!r} is categorical: give it a vocabulary")
         if kind is FeatureType.ARRAY and not self.shape:

@@ -140,9 +140,9 @@ def pick_version(model_dir: Path | str, pinned: int | None, marker: str = "saved
 
 def columns_of(feature: FeatureSpec) -> int:
     """How many columns of a model input one feature fills."""
-    kind = FeatureType(feature.type)
+    kind = feature.type
     if kind is FeatureType.CATEGORICAL:
-        one_hot = CategoricalEncoding(feature.encoding) is CategoricalEncoding.ONE_HOT
+        one_hot = feature.encoding is CategoricalEncoding.ONE_HOT
         return len(feature.vocabulary or []) + 1 if one_hot else 1
     if kind is FeatureType.ARRAY:
         return math.prod(feature.shape or [1])

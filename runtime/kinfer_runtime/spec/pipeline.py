@@ -133,7 +133,7 @@ class InferencePipelineSpec(SpecModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> InferencePipelineSpec:
-        if Delivery(self.consumer.delivery) is Delivery.EXACTLY_ONCE:
+        if self.consumer.delivery is Delivery.EXACTLY_ONCE:
             overrides = self.kafka.config
             if overrides.get("enable.idempotence", "true").lower() == "false":
                 raise ValueError("consumer.delivery exactlyOnce needs enable.idempotence; remove it from kafka.config")

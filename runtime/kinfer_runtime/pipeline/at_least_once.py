@@ -1,0 +1,147 @@
+"""At-least-once delivery: produce without waiting, commit an input offset only once its outputs are acknowledged.
+
+Batches are produced as soon as they are assembled, and a few stay in flight so that Kafka round trips overlap
+the next batches' compute. An input offset is committed only once every output and dead-letter record of its
+batch and of every earlier batch is acknowledged (:mod:`kinfer_runtime.pipeline.commits`); commits are
+asynchronous and paced. A failed delivery is produced again and its batch stays uncommittable until it
+succeeds. A kill therefore duplicates at most the in-flight batches and loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from kinfer_runtime.observability.logs import fields
+from kinfer_runtime.observability.metrics import RuntimeMetrics
+from kinfer_runtime.pipeline.assemble import AssembledBatch
+from kinfer_runtime.pipeline.commits import BatchTracker, CommitPacer, TopicPartitionKey, merge_offsets
+from kinfer_runtime.pipeline.sending import produce_records
+from kinfer_runtime.pipeline.tally import Tally
+
+log = logging.getLogger("kinfer.loop")
+
+COMMIT_INTERVAL_S = 0.1  # longest an acknowledged offset waits for its asynchronous commit (see CommitPacer)
+REVOKE_DRAIN_S = 30.0
+
+
+class AtLeastOnce:
+    """The loop's output side for ``delivery: atLeastOnce``.
+
+    ``owned()`` gives the partitions assigned right now: only their offsets are ever committed."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        producer: Any,
+        tally: Tally,
+        metrics: RuntimeMetrics,
+        owned: Callable[[], set[TopicPartitionKey]],
+        heartbeat: Callable[[], None],
+        stop: threading.Event,
+        max_batch: int,
+    ) -> None:
+        self.consumer, self.producer = consumer, producer
+        self.tally, self.metrics = tally, metrics
+        self.owned, self.heartbeat, self.stop = owned, heartbeat, stop
+        self.tracker = BatchTracker()
+        # Offsets whose batches (and all before them) are acknowledged: what a synchronous commit may commit.
+        self.acknowledged: dict[TopicPartitionKey, int] = {}
+        self.pacer = CommitPacer(max_batch, COMMIT_INTERVAL_S)
+
+    def start(self) -> None:
+        """Nothing to set up: an at-least-once producer needs no initialisation."""
+
+    def submit(self, _messages: list[Any], assembled: AssembledBatch) -> None:
+        batch = self.tracker.add(assembled.next_offsets, assembled.records, assembled.output_timestamps_s)
+        produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
+
+    def records_in_flight(self) -> int:
+        return self.tracker.records_in_flight()
+
+    def serve(self, timeout: float = 0.0) -> None:
+        """Serve delivery reports: produce failed records again, account completed batches, commit when due."""
+        self.producer.poll(timeout)
+        for batch in self.tracker.with_failures():
+            if batch.fatal_error is not None:
+                # The idempotent producer is unusable; exiting without committing is the safe restart.
+                raise KafkaException(batch.fatal_error)
+            failed = batch.take_failed()
+            log.warning("delivery failed, producing again", extra=fields(records=len(failed), batch=batch.sequence))
+            self.tally.counters.redelivered += len(failed)
+            batch.pending += len(failed)
+            produce_records(self.producer, batch, failed, self.heartbeat, self.stop)
+        completed = self.tracker.pop_completed()
+        now = time.monotonic()
+        if completed:
+            self.tally.completed(completed)
+            offsets = merge_offsets(completed)
+            self.acknowledged.update(offsets)
+            self.pacer.acknowledged(offsets, sum(len(batch.records) for batch in completed), now)
+        due = self.pacer.take_due(now)
+        if due:
+            self._commit(due, asynchronous=True)
+
+    def input_idle(self) -> None:
+        """Nothing is held back while the input is idle: acknowledged offsets are committed by ``serve``."""
+
+    def before_hold(self) -> None:
+        """A batch held for an unavailable predictor needs nothing from this side."""
+
+    def revoke(self, partitions: set[TopicPartitionKey]) -> None:
+        """Partitions about to go: wait for what was produced from them and commit it, so that the next owner
+        starts right after the last output."""
+        if self.drain(REVOKE_DRAIN_S):
+            self.commit_acknowledged(partitions, asynchronous=False)
+        self._forget(partitions)
+
+    def lose(self, partitions: set[TopicPartitionKey]) -> None:
+        """Partitions already gone (the group moved on): nothing of theirs is committed, another member owns them."""
+        self._forget(partitions)
+
+    def close(self, grace_s: float) -> None:
+        if self.drain(grace_s):
+            self.commit_acknowledged(None, asynchronous=False)
+
+    def drain(self, deadline_s: float) -> bool:
+        """Wait until every in-flight batch is acknowledged (and accounted). False on timeout."""
+        end = time.monotonic() + deadline_s
+        while len(self.tracker):
+            self.serve(0.05)
+            self.heartbeat()
+            if time.monotonic() > end:
+                log.error(
+                    "in-flight records not acknowledged in time; not committing them",
+                    extra=fields(pending=self.tracker.pending_records()),
+                )
+                return False
+        return True
+
+    def commit_acknowledged(self, partitions: set[TopicPartitionKey] | None, asynchronous: bool) -> None:
+        """Commit everything acknowledged so far (for ``partitions`` only, when given)."""
+        offsets = {k: o for k, o in self.acknowledged.items() if partitions is None or k in partitions}
+        self._commit(offsets, asynchronous)
+
+    def _forget(self, partitions: set[TopicPartitionKey]) -> None:
+        self.tracker.forget_partitions(partitions)
+        self.pacer.forget_partitions(partitions)
+        for key in partitions:
+            self.acknowledged.pop(key, None)
+
+    def _commit(self, offsets: dict[TopicPartitionKey, int], asynchronous: bool) -> None:
+        owned = self.owned()
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in owned]
+        if not partitions:
+            return
+        started = time.perf_counter()
+        try:
+            self.consumer.commit(offsets=partitions, asynchronous=asynchronous)
+        except KafkaException as error:
+            # Not fatal: a later commit carries higher offsets; the worst case is redelivery after a restart.
+            log.warning("commit failed", extra=fields(error=str(error)))
+        self.metrics.stage["commit"].observe(time.perf_counter() - started)

@@ -1,0 +1,52 @@
+"""Handing one batch's records to the producer, shared by both delivery guarantees.
+
+librdkafka's local queue is bounded: when it is full (the broker is slow or away), ``produce`` raises
+``BufferError`` and the records wait while delivery reports are served. A stop that comes while the queue stays
+full ends the wait after a few seconds, so a pod being terminated never hangs on a broker that is gone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kinfer_runtime.pipeline.commits import InFlightBatch
+
+STOPPED_QUEUE_FULL_S = 5.0
+
+
+class PipelineStopped(Exception):
+    """The loop was asked to stop while waiting (the batch in hand is not committed)."""
+
+
+def produce_records(
+    producer: Any,
+    batch: InFlightBatch,
+    indices: Sequence[int] | range,
+    heartbeat: Callable[[], None],
+    stop: threading.Event,
+) -> None:
+    """Produce ``batch.records[i]`` for each index, each with its delivery callback; then serve reports once."""
+    produce, poll = producer.produce, producer.poll
+    for i in indices:
+        record = batch.records[i]
+        full_since = 0.0
+        while True:
+            try:
+                produce(
+                    record.topic,
+                    record.value,
+                    record.key,
+                    headers=record.headers,
+                    on_delivery=batch.delivery_callback(i),
+                )
+                break
+            except BufferError:
+                full_since = full_since or time.monotonic()
+                poll(0.05)
+                heartbeat()
+                if stop.is_set() and time.monotonic() - full_since > STOPPED_QUEUE_FULL_S:
+                    raise PipelineStopped from None
+    poll(0)

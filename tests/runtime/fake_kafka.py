@@ -1,0 +1,224 @@
+"""In-memory stand-ins for confluent-kafka's Consumer and Producer, for unit tests of the pipeline loop.
+
+They keep only what the loop's ordering rules depend on: a log per partition with positions, rebalance callbacks
+delivered inside ``consume`` (as librdkafka does), delivery reports delivered inside ``poll`` when the test says
+so, and the transactional calls. Every call that matters goes to one shared ``events`` list, so a test can
+assert the order of produce, acknowledgement and commit. Integration tests use the real broker instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+Key = tuple[str, int]
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes | None
+    _key: bytes | None = None
+    _timestamp_ms: int = 1_700_000_000_000
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp_ms)  # TIMESTAMP_CREATE_TIME
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeConsumer:
+    events: list[tuple[Any, ...]]
+    logs: dict[Key, list[FakeMessage]] = field(default_factory=dict)
+    positions: dict[Key, int] = field(default_factory=dict)
+    assigned: set[Key] = field(default_factory=set)
+    paused: set[Key] = field(default_factory=set)
+    committed: dict[Key, int] = field(default_factory=dict)
+    rebalances: deque[tuple[str, list[Key]]] = field(default_factory=deque)
+    callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
+    closed: bool = False
+
+    # --- what the test does -------------------------------------------------------------------------------
+
+    def append(self, topic: str, partition: int, *values: bytes | None) -> None:
+        log = self.logs.setdefault((topic, partition), [])
+        for value in values:
+            log.append(FakeMessage(topic, partition, len(log), value, _key=f"k{len(log)}".encode()))
+
+    def rebalance(self, kind: str, *keys: Key) -> None:
+        """``assign``, ``revoke`` or ``lost``: that callback for these partitions at the next ``consume``."""
+        self.rebalances.append((kind, list(keys)))
+
+    # --- the Consumer API the loop uses ---------------------------------------------------------------------
+
+    def subscribe(self, topics: list[str], **callbacks: Callable[..., None]) -> None:
+        self.events.append(("subscribe", tuple(topics)))
+        self.callbacks = callbacks
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        while self.rebalances:
+            kind, keys = self.rebalances.popleft()
+            partitions = [TopicPartition(t, p) for t, p in keys]
+            self.callbacks[f"on_{kind}"](self, partitions)
+        out: list[FakeMessage] = []
+        for key in sorted(self.assigned - self.paused):
+            log = self.logs.get(key, [])
+            while len(out) < num_messages and self.positions.get(key, 0) < len(log):
+                out.append(log[self.positions.get(key, 0)])
+                self.positions[key] = self.positions.get(key, 0) + 1
+        return out
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self.assigned.add(key)
+            self.positions[key] = self.committed.get(key, 0)
+        self.events.append(("assign", sorted((tp.topic, tp.partition) for tp in partitions)))
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.assigned.discard((tp.topic, tp.partition))
+        self.events.append(("unassign", sorted((tp.topic, tp.partition) for tp in partitions)))
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+        for tp in offsets:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.events.append(("commit", {(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.positions[(tp.topic, tp.partition)] = tp.offset
+        self.events.append(("seek", (tp.topic, tp.partition), tp.offset))
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.positions.get((tp.topic, tp.partition), 0))
+                for tp in partitions]  # fmt: skip
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return 0, len(self.logs.get((tp.topic, tp.partition), []))
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class Produced:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class FakeProducer:
+    """Delivery reports are held until ``acknowledge`` (or ``auto_ack``); ``fail_next`` fails that many."""
+
+    def __init__(self, events: list[tuple[Any, ...]], auto_ack: bool = True) -> None:
+        self.events = events
+        self.auto_ack = auto_ack
+        self.pending: list[tuple[Produced, Callable[[Any, Any], None]]] = []
+        self.ready: list[tuple[Produced, Callable[[Any, Any], None]]] = []
+        self.delivered: list[Produced] = []
+        self.failures_left = 0
+        self.in_transaction: list[Produced] = []
+        self.committed_transactions: list[dict[str, Any]] = []
+        self.transaction_error: KafkaError | None = None
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, *, headers: Any, on_delivery: Any) -> None:
+        record = Produced(topic, key, value, list(headers or []))
+        self.pending.append((record, on_delivery))
+        self.events.append(("produce", topic, key))
+
+    def acknowledge(self, count: int | None = None) -> None:
+        """Make the first ``count`` pending reports (all by default) ready for the next ``poll``."""
+        count = len(self.pending) if count is None else count
+        self.ready += self.pending[:count]
+        del self.pending[:count]
+
+    def acknowledge_where(self, predicate: Callable[[Produced], bool]) -> None:
+        self.ready += [entry for entry in self.pending if predicate(entry[0])]
+        self.pending = [entry for entry in self.pending if not predicate(entry[0])]
+
+    def poll(self, timeout: float = 0.0) -> int:
+        if self.auto_ack:
+            self.acknowledge()
+        ready, self.ready = self.ready, []
+        for record, callback in ready:
+            if self.failures_left > 0:
+                self.failures_left -= 1
+                callback(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+                self.events.append(("failed", record.topic, record.key))
+                continue
+            self.delivered.append(record)
+            self.in_transaction.append(record)
+            callback(None, None)
+            self.events.append(("acked", record.topic, record.key))
+        return len(ready)
+
+    def flush(self, timeout: float = 0.0) -> int:
+        self.acknowledge()
+        self.poll()
+        return 0
+
+    # --- transactions -----------------------------------------------------------------------------------------
+
+    def init_transactions(self, timeout: float) -> None:
+        self.events.append(("init_transactions",))
+
+    def begin_transaction(self) -> None:
+        self.in_transaction = []
+        self.events.append(("begin",))
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, timeout: float) -> None:
+        if self.transaction_error is not None:
+            raise KafkaException(self.transaction_error)
+        self.acknowledge()
+        self.poll()  # librdkafka flushes the transaction's records before the offsets go in
+        self.events.append(("send_offsets", {(tp.topic, tp.partition): tp.offset for tp in offsets}))
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.committed_transactions.append({"records": list(self.in_transaction)})
+        self.events.append(("commit_transaction", len(self.in_transaction)))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.pending.clear()
+        self.in_transaction = []
+        self.events.append(("abort_transaction",))
+
+
+def abortable_error() -> KafkaError:
+    """A KafkaError that says the transaction must be aborted (what a broker-side error during it gives)."""
+    return KafkaError(KafkaError._STATE, "simulated abortable error", txn_requires_abort=True)

@@ -1,0 +1,276 @@
+"""The pipeline loop's ordering rules, with in-memory Kafka clients (tests/runtime/fake_kafka.py) and a stub model.
+
+What is checked here is only the bookkeeping: at-least-once commits wait for every acknowledgement of a batch and
+of all earlier ones, a revoke commits before the partitions go, a lost partition is never committed, and one
+transaction spans consecutive batches. The same rules are checked end to end against a real broker in
+tests/runtime/integration/.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from kinfer_runtime.observability.health import LoopState
+from kinfer_runtime.observability.metrics import RuntimeMetrics
+from kinfer_runtime.pipeline import exactly_once
+from kinfer_runtime.pipeline.loop import PipelineLoop
+from kinfer_runtime.pipeline.parts import LoopParts
+from kinfer_runtime.predictors import PredictorUnavailable
+from kinfer_runtime.spec import parse_pipeline
+from tests.runtime.fake_kafka import FakeConsumer, FakeProducer, abortable_error
+
+IN, OUT, DLQ = "in", "out", "dlq"
+
+
+@dataclass
+class StubEncoded:
+    inputs: dict[str, np.ndarray]
+    ok: list[int]
+    failures: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class StubFailure:
+    index: int
+    reason: str
+    message: str
+
+
+class StubPreprocessor:
+    """``{"x": number}`` is a good record; anything else is dead-lettered as MalformedJson."""
+
+    def encode(self, values: Sequence[bytes | None]) -> StubEncoded:
+        ok, xs, failures = [], [], []
+        for i, value in enumerate(values):
+            try:
+                xs.append(float(orjson.loads(value or b"")["x"]))
+                ok.append(i)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                failures.append(StubFailure(i, "MalformedJson", "not {x: number}"))
+        return StubEncoded({"x": np.array(xs, dtype=np.float32)}, ok, failures)
+
+
+@dataclass
+class StubPrediction:
+    outputs: dict[str, np.ndarray]
+    model_version: int = 1
+
+
+class StubPredictor:
+    model_name = "stub"
+    model_version = 1
+    metadata = None
+
+    def __init__(self) -> None:
+        self.unavailable = False
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> StubPrediction:
+        if self.unavailable:
+            raise PredictorUnavailable("model server down")
+        return StubPrediction({"y": inputs["x"] * 2})
+
+    def ready(self) -> bool:
+        return True
+
+    def maybe_reload(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def pipeline_loop(delivery: str, auto_ack: bool = True) -> tuple[PipelineLoop, FakeConsumer, FakeProducer]:
+    pipeline = parse_pipeline(
+        {
+            "apiVersion": "kinfer.io/v1alpha1",
+            "kind": "InferencePipeline",
+            "metadata": {"name": "unit", "namespace": "test"},
+            "spec": {
+                "kafka": {"bootstrapServers": "unused:9092"},
+                "topics": {"input": {"name": IN}, "output": {"name": OUT}, "deadLetter": {"name": DLQ}},
+                "model": {"name": "stub", "uri": "pvc://models/stub"},
+                "consumer": {"maxBatchSize": 4, "maxBatchWaitMs": 0, "delivery": delivery},
+            },
+        }
+    )
+    events: list[tuple[Any, ...]] = []
+    consumer, producer = FakeConsumer(events), FakeProducer(events, auto_ack=auto_ack)
+    parts = LoopParts(
+        pipeline=pipeline,
+        consumer_config={},
+        producer_config={},
+        predictor=StubPredictor(),
+        make_preprocessor=lambda _metadata: StubPreprocessor(),
+        encode_predictions=lambda prediction, _metadata: [
+            orjson.dumps({"y": float(y)}) for y in prediction.outputs["y"]
+        ],
+        metrics=RuntimeMetrics("test", "unit"),
+        state=LoopState(),
+    )
+    loop = PipelineLoop(parts, threading.Event(), consumer=consumer, producer=producer)
+    loop.start()
+    return loop, consumer, producer
+
+
+def good(*xs: int) -> list[bytes]:
+    return [orjson.dumps({"x": x}) for x in xs]
+
+
+def commits(events: list[tuple[Any, ...]]) -> list[dict[tuple[str, int], int]]:
+    return [event[1] for event in events if event[0] == "commit"]
+
+
+def test_every_input_gives_one_record_and_bad_ones_go_to_the_dead_letter_topic() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce")
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2), b"{oops", *good(3))
+    for _ in range(3):
+        loop.step()
+    loop.stop.set()
+    loop.close()
+    outputs = [r for r in producer.delivered if r.topic == OUT]
+    dead_letters = [r for r in producer.delivered if r.topic == DLQ]
+    assert [orjson.loads(r.value or b"")["prediction"] for r in outputs] == [{"y": 2.0}, {"y": 4.0}, {"y": 6.0}]
+    assert [r.value for r in dead_letters] == [b"{oops"], "the dead letter carries the original bytes"
+    assert dict(dead_letters[0].headers)["kinfer.error.class"] == b"MalformedJson"
+    assert consumer.committed == {(IN, 0): 4}
+    assert loop.counters.records_out == 3 and loop.counters.dead_lettered == 1
+
+
+def test_at_least_once_commits_only_what_is_acknowledged_in_order() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce", auto_ack=False)
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(*range(8)))  # two batches of 4
+    loop.step()
+    loop.step()
+    assert len(producer.pending) == 8 and not commits(producer.events)
+    producer.acknowledge_where(lambda record: record.key in {b"k4", b"k5", b"k6", b"k7"})  # the second batch first
+    loop.step()
+    assert not commits(producer.events), "a later batch acknowledged first waits for the earlier one"
+    producer.acknowledge()
+    loop.step()
+    loop.stop.set()
+    loop.close()
+    assert consumer.committed == {(IN, 0): 8}
+    acked = max(i for i, e in enumerate(producer.events) if e[0] == "acked")
+    first_commit = next(i for i, e in enumerate(producer.events) if e[0] == "commit")
+    assert first_commit > acked, "no offset is committed before every output up to it is acknowledged"
+
+
+def test_a_failed_delivery_is_produced_again_before_its_offset_is_committed() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce")
+    producer.failures_left = 1
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2))
+    loop.step()
+    loop.step()
+    loop.stop.set()
+    loop.close()
+    failed = [e for e in producer.events if e[0] == "failed"]
+    assert len(failed) == 1
+    assert [r.key for r in producer.delivered].count(failed[0][2]) == 1, "the failed record is delivered on retry"
+    assert consumer.committed == {(IN, 0): 2} and loop.counters.redelivered == 1
+
+
+def test_a_revoke_commits_what_was_produced_from_the_partitions_before_they_go() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce")
+    consumer.rebalance("assign", (IN, 0), (IN, 1))
+    consumer.append(IN, 0, *good(1, 2))
+    consumer.append(IN, 1, *good(3))
+    loop.step()
+    consumer.rebalance("revoke", (IN, 1))
+    loop.step()
+    kinds = [e[0] for e in producer.events]
+    unassign = kinds.index("unassign")
+    synchronous = [i for i, e in enumerate(producer.events) if e[0] == "commit" and e[2] is False]
+    assert synchronous and synchronous[0] < unassign, "the revoked partition's offsets are committed first"
+    assert producer.events[synchronous[0]][1] == {(IN, 1): 1}
+    assert loop.assignment.owned() == {(IN, 0)}
+
+
+def test_a_lost_partition_is_never_committed() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce", auto_ack=False)
+    consumer.rebalance("assign", (IN, 0), (IN, 1))
+    consumer.append(IN, 0, *good(1))
+    consumer.append(IN, 1, *good(2))
+    loop.step()
+    consumer.rebalance("lost", (IN, 1))
+    loop.step()
+    producer.acknowledge()  # the lost partition's output is acknowledged only after the loss
+    loop.stop.set()
+    loop.close()
+    assert consumer.committed == {(IN, 0): 1}
+
+
+def test_one_transaction_spans_consecutive_batches_with_the_offsets_of_all() -> None:
+    loop, consumer, producer = pipeline_loop("exactlyOnce")
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(*range(6)))
+    loop.step()
+    loop.step()  # a second batch joins the open transaction: not yet due (few records, young)
+    assert [e[0] for e in producer.events].count("begin") == 1
+    loop.stop.set()
+    loop.close()
+    kinds = [e[0] for e in producer.events]
+    assert kinds.count("begin") == 1 and kinds.count("commit_transaction") == 1
+    sent = next(e for e in producer.events if e[0] == "send_offsets")
+    assert sent[1] == {(IN, 0): 6}, "the commit carries the offsets after the last input of both batches"
+    assert len(producer.committed_transactions[0]["records"]) == 6
+    assert not commits(producer.events), "exactly-once never commits through the consumer"
+
+
+def test_an_abortable_error_aborts_the_transaction_and_reads_its_inputs_again() -> None:
+    loop, consumer, producer = pipeline_loop("exactlyOnce")
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(*range(3)))
+    loop.step()
+    producer.transaction_error = abortable_error()
+    assert isinstance(loop.delivery, exactly_once.ExactlyOnce)
+    loop.delivery.commit()
+    assert ("seek", (IN, 0), 0) in producer.events
+    assert loop.counters.transactions_aborted == 1 and not producer.committed_transactions
+    producer.transaction_error = None
+    loop.step()  # the same three records again, in a new transaction
+    loop.stop.set()
+    loop.close()
+    assert len(producer.committed_transactions) == 1
+    assert [r.key for r in producer.committed_transactions[0]["records"]] == [b"k0", b"k1", b"k2"]
+
+
+def test_an_unavailable_predictor_holds_the_batch_and_pauses_until_it_is_back() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce")
+    predictor = loop.parts.predictor
+    assert isinstance(predictor, StubPredictor)
+    predictor.unavailable = True
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2))
+    loop.step()
+    assert loop.held is not None and consumer.paused == {(IN, 0)} and not producer.delivered
+    predictor.unavailable = False
+    while loop.held is not None:
+        loop.step()
+    loop.stop.set()
+    loop.close()
+    assert consumer.paused == set() and len(producer.delivered) == 2 and consumer.committed == {(IN, 0): 2}
+
+
+@pytest.mark.parametrize("delivery", ["atLeastOnce", "exactlyOnce"])
+def test_close_delivers_and_commits_everything_in_hand(delivery: str) -> None:
+    loop, consumer, producer = pipeline_loop(delivery)
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2, 3))
+    loop.step()
+    loop.stop.set()
+    loop.close()
+    assert consumer.closed and len(producer.delivered) == 3
+    if delivery == "atLeastOnce":
+        assert consumer.committed == {(IN, 0): 3}
+    else:
+        assert len(producer.committed_transactions) == 1
