@@ -1,17 +1,16 @@
 """kopf handlers: thin wrappers that run the one reconcile and apply its outcome (status patch, Events).
 
-Registered by ``register`` into a given registry (not at import time), so the timer interval and the
-finalizer's give-up time come from the command line, and tests can run several operators in one process.
-The finalizer is added only to pipelines with ``deletionPolicy: Delete``: a ``Retain`` pipeline has nothing
-to clean up outside Kubernetes, so it can never hold up a namespace deletion, even with the operator gone.
+Registered by ``register`` into a given registry (not at import time), so the finalizer's give-up time comes
+from the command line, and tests can run several operators in one process. The periodic pass is not a kopf
+timer (that would put a finalizer on every pipeline) but :mod:`kinfer_operator.resync`. The finalizer is added
+only to pipelines with ``deletionPolicy: Delete``: a ``Retain`` pipeline has nothing to clean up outside
+Kubernetes, so it can never hold up a namespace deletion, even with the operator gone.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from kinfer_operator.connect import sync as connectors
 from kinfer_operator.k8s.client import Kube
 from kinfer_operator.kafka import admin as kafka_admin
 from kinfer_operator.kafka.topic_sync import admin_for
-from kinfer_operator.reconcile import reconcile
+from kinfer_operator.reconcile import Passes
 from kinfer_operator.status.preflight import parse_or_problems
 from kinfer_runtime.spec import TopicMode
 
@@ -32,58 +31,40 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HandlerOptions:
-    reconcile_seconds: float = 30.0  # timer period: drift is corrected within one period
     delete_give_up_seconds: float = 120.0  # how long deletion waits for an unreachable Kafka
 
 
-def _reconcile(kube: Kube, body: kopf.Body, patch: kopf.Patch) -> None:
-    started = time.monotonic()
-    result = "error"
-    try:
-        outcome = reconcile(kube, dict(body))
-        for key, value in outcome.status_patch.items():
-            patch.status[key] = value
-        for event in outcome.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        result = "invalid" if outcome.invalid else ("changed" if outcome.applied or outcome.status_patch else "idle")
-        status = {**dict(body.get("status") or {}), **outcome.status_patch}
-        metrics.observe_pipeline(body["metadata"]["namespace"], body["metadata"]["name"], status)
-    finally:
-        metrics.RECONCILE_TOTAL.labels(result=result).inc()
-        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+def _apply(passes: Passes, body: kopf.Body, patch: kopf.Patch) -> None:
+    outcome = passes(dict(body))
+    for key, value in outcome.status_patch.items():
+        patch.status[key] = value
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=str(event.reason), message=event.message)
 
 
 def _wants_finalizer(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("deletionPolicy") == "Delete"
 
 
-def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOptions) -> None:
+def register(registry: kopf.OperatorRegistry, passes: Passes, options: HandlerOptions) -> None:
     resource = (naming.GROUP, naming.VERSION, naming.PIPELINE_PLURAL)
+    kube = passes.services.kube
 
     def on_change(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        _reconcile(kube, body, patch)
+        _apply(passes, body, patch)
 
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
         decorator(*resource, registry=registry, id="reconcile", backoff=10)(on_change)
 
-    kopf.timer(
-        *resource,
-        registry=registry,
-        id="reconcile-timer",
-        interval=options.reconcile_seconds,
-        initial_delay=options.reconcile_seconds,
-    )(on_change)
-
-    _timer_without_finalizer(registry, "reconcile-timer")
-
     def on_event(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
         if event.get("type") == "DELETED":
             metrics.forget_pipeline(namespace, name)
+            passes.forget(namespace, name)
 
     kopf.on.event(*resource, registry=registry, id="forget-metrics")(on_event)
 
     # Kafka Connect connectors (spec.ingestion.connectUrl) have no owner references: delete them when the pipeline
-    # is gone, best effort and without a finalizer (engineer I, kinfer_operator.connect.sync).
+    # is gone, best effort and without a finalizer (kinfer_operator.connect.sync).
     def on_gone(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
         if event.get("type") == "DELETED":
             spec = dict((event.get("object") or {}).get("spec") or {})
@@ -95,17 +76,6 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, options: HandlerOption
         delete_topics(kube, body, meta, spec, options.delete_give_up_seconds)
 
     kopf.on.delete(*resource, registry=registry, id="delete-topics", when=_wants_finalizer)(on_delete)
-
-
-def _timer_without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
-    """kopf puts a finalizer on every object with a timer; ours needs none (the pass is stateless and a deleted
-    object's timer just stops), and a finalizer would let a stopped operator block namespace deletion.
-    kopf has no public switch for this, so the registered handler is replaced by a copy without the flag.
-    """
-    handlers = registry._spawning._handlers
-    for index, handler in enumerate(handlers):
-        if handler.id == handler_id:
-            handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
 
 
 def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float) -> None:

@@ -1,13 +1,13 @@
-"""``kinfer operator``: run the operator (kopf, in-process) with its metrics/health server (team-interfaces §5).
+"""``kinfer operator``: run the operator (kopf, in-process) with its metrics and health server, the periodic resync
+and autoscaling (the lag monitor and the external metrics API).
 
 The same entry point serves the container image and local runs against any kubeconfig. kopf keeps its
 progress and diff-base in ``kinfer.io/*`` annotations (not in status, which stays the operator's own API),
 posts only warnings from its own logs as Events (the reconcile posts the Events that matter itself), and
 uses the ``kinfer.io/finalizer`` finalizer. Peered replicas get distinct kopf priorities (kopf pauses *every*
 operator that sees a peer of the same priority), and with only exact ``--namespace`` names kopf's cluster
-scanning (listing namespaces and CRDs, which a namespaced identity may not do) is switched off. The autoscaler
-plugs in through ``kinfer_operator.autoscaling.service.start(options, registry, kube)`` when that module exists:
-it may register kopf daemons and start the external metrics API server.
+scanning (listing namespaces and CRDs, which a namespaced identity may not do) is switched off. Flags and
+metrics are described in docs/operator.md.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 import kopf
 from kubernetes import client, config
 
+from kinfer_operator.autoscaling import service as autoscaling
 from kinfer_operator.builders import naming
 from kinfer_operator.handlers import HandlerOptions, register
-from kinfer_operator.hooks import _load
 from kinfer_operator.k8s.client import Kube
+from kinfer_operator.k8s.peering import ActiveReplica
 from kinfer_operator.metrics import serve_http
+from kinfer_operator.reconcile import Passes, Services
+from kinfer_operator.resync import Resync
 
 logger = logging.getLogger("kinfer_operator")
 
@@ -159,7 +162,15 @@ def operator_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     return settings
 
 
-def build_registry(options: OperatorOptions, kube: Kube) -> kopf.OperatorRegistry:
+def peering_name(options: OperatorOptions) -> str | None:
+    """The peering object kopf meets its peers in: None when standalone; kopf's "default" when none is named."""
+    if options.standalone:
+        return None
+    return options.peering or "default"
+
+
+def build_registry(options: OperatorOptions, kube: Kube) -> tuple[kopf.OperatorRegistry, Resync]:
+    """The kopf registry with every handler, and the resync (started by ``run``), sharing one set of services."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -167,17 +178,20 @@ def build_registry(options: OperatorOptions, kube: Kube) -> kopf.OperatorRegistr
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
-    register(registry, kube, HandlerOptions(options.reconcile_seconds, options.delete_give_up_seconds))
-    start_autoscaling = _load("kinfer_operator.autoscaling.service", "start")
-    if start_autoscaling is not None:
-        start_autoscaling(options, registry, kube)
-    return registry
+    service = autoscaling.start(options, registry, kube)
+    passes = Passes(Services(kube, monitor=service.monitor))
+    register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
+    active = ActiveReplica(kube, peering_name(options), options.priority, list(options.namespaces))
+    resync = Resync(passes.services, passes, active, [] if options.all_namespaces else options.namespaces,
+                    options.reconcile_seconds)  # fmt: skip
+    return registry, resync
 
 
 async def run(options: OperatorOptions) -> None:
     kube = kube_client()
-    registry = build_registry(options, kube)
+    registry, resync = build_registry(options, kube)
     server = serve_http(options.metrics_host, options.metrics_port)
+    resync.start()
     logger.info("metrics and health on %s:%d", *server.server_address[:2])
     if not options.standalone:
         logger.info("peering priority %d", options.priority)
@@ -200,6 +214,7 @@ async def run(options: OperatorOptions) -> None:
             stop_flag=stop,
         )
     finally:
+        resync.stop()
         server.shutdown()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from kinfer_operator.autoscaling.monitor import TrackedPipeline
-from kinfer_operator.autoscaling.plan import plan_autoscaler
+from kinfer_operator.autoscaling.plan import AutoscalerContext, plan_autoscaler
 from kinfer_operator.autoscaling.scalers import (
     APISERVICE_NAME,
     METRIC_SCALING_LAG,
@@ -14,7 +14,6 @@ from kinfer_operator.autoscaling.scalers import (
     build_metrics_api_service,
     desired_autoscaling_children,
 )
-from kinfer_operator.hooks import AutoscalerContext
 from kinfer_runtime.spec import InferencePipelineSpec
 from tests.autoscaling.pipelines import decision_for, make_pipeline, make_spec, spec_dict
 

@@ -1,4 +1,4 @@
-"""`_prune`: a list the API refuses is logged (kind, namespace) and skipped; the rest of the pass still prunes.
+"""`prune_children`: a list the API refuses is logged (kind, namespace) and skipped; the rest of the pass still prunes.
 
 The Kubernetes side is a small in-memory stand-in for `Kube.request` (the function's only I/O); pruning against
 the real API server is covered on the bed (test_lifecycle, test_chart_install).
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from kinfer_operator.k8s.children import prune_children
 from kinfer_operator.k8s.client import KubeError, object_path
-from kinfer_operator.reconcile import _prune
 from kinfer_operator.status.document import Event
 
 NS, NAME, UID = "team-a", "fraud", "uid-1"
@@ -50,12 +50,12 @@ SCALEDOBJECTS = object_path("keda.sh/v1alpha1", "ScaledObject", NS)
 
 def prune(api: ListingApi, children: list[dict[str, Any]]) -> tuple[dict[str, str], list[Event]]:
     events: list[Event] = []
-    return _prune(api, NS, NAME, UID, children, events), events  # type: ignore[arg-type]
+    return prune_children(api, NS, NAME, UID, children, events), events  # type: ignore[arg-type]
 
 
 def test_a_refused_list_is_logged_and_the_other_kinds_still_pruned(caplog: pytest.LogCaptureFixture) -> None:
     api = ListingApi({CONFIGMAPS: [owned("fraud-runtime"), owned("fraud-tfserving-config")]}, {DEPLOYMENTS: 403})
-    with caplog.at_level(logging.WARNING, logger="kinfer_operator.reconcile"):
+    with caplog.at_level(logging.WARNING, logger="kinfer_operator.k8s.children"):
         pruned, events = prune(api, [child("v1", "ConfigMap", "fraud-runtime")])
     assert pruned == {"ConfigMap/fraud-tfserving-config": "deleted"}
     assert api.deleted == [object_path("v1", "ConfigMap", NS, "fraud-tfserving-config")]
@@ -69,10 +69,10 @@ def test_an_unused_opt_in_kind_refused_is_quiet_but_a_used_one_or_another_error_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The chart grants ScaledObjects only with rbac.keda: a 403 is expected while no pipeline uses KEDA.
-    with caplog.at_level(logging.WARNING, logger="kinfer_operator.reconcile"):
+    with caplog.at_level(logging.WARNING, logger="kinfer_operator.k8s.children"):
         prune(ListingApi({}, {SCALEDOBJECTS: 403}), [])
     assert not caplog.records
-    with caplog.at_level(logging.WARNING, logger="kinfer_operator.reconcile"):
+    with caplog.at_level(logging.WARNING, logger="kinfer_operator.k8s.children"):
         prune(ListingApi({}, {SCALEDOBJECTS: 403}), [child("keda.sh/v1alpha1", "ScaledObject", "fraud-consumer")])
         prune(ListingApi({}, {SCALEDOBJECTS: 500, HPAS: 404}), [])
     messages = [r.getMessage() for r in caplog.records]

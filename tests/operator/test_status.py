@@ -11,9 +11,18 @@ from kinfer_operator.k8s.client import contains, needs_write
 from kinfer_operator.k8s.quantities import parse_quantity, same_quantity
 from kinfer_operator.status.conditions import Condition, overall_conditions
 from kinfer_operator.status.document import Observed, build_status, status_patch
+from kinfer_operator.status.reasons import ConditionType, Reason
 from tests.operator.pipelines import pipeline
 
-PARTS = [Condition(t, "True", "Ok", "") for t in ("TopicsReady", "ConsumersReady", "ServingReady", "AutoscalingReady")]
+PARTS = [
+    Condition(t, "True", Reason.AVAILABLE, "")
+    for t in (
+        ConditionType.TOPICS_READY,
+        ConditionType.CONSUMERS_READY,
+        ConditionType.SERVING_READY,
+        ConditionType.AUTOSCALING_READY,
+    )
+]
 
 
 def _observed(**changes: Any) -> Observed:

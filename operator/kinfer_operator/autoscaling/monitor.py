@@ -81,6 +81,16 @@ class LagMonitor:
                 with contextlib.suppress(KeyError):
                     metrics.PIPELINE_PARTITION_LAG.remove(namespace, name, str(partition))
 
+    def observe(self, namespace: str, name: str, spec: InferencePipelineSpec) -> tuple[TrackedPipeline | None, bool]:
+        """The reconcile's call: track the pipeline while its autoscaling is on (forget it otherwise), and return
+        its latest state with whether the last successful poll is recent (a failed poll since is a blip)."""
+        if not spec.autoscaling.enabled:
+            self.forget(namespace, name)
+            return None, False
+        self.track(namespace, name, spec)
+        tracked = self.latest(namespace, name)
+        return tracked, tracked is not None and self.is_fresh(tracked)
+
     def latest(self, namespace: str, name: str) -> TrackedPipeline | None:
         with self._lock:
             return self._pipelines.get((namespace, name))

@@ -1,41 +1,65 @@
-"""The autoscaler's part of the one reconcile (the hook in ``kinfer_operator.hooks``): children, status, events.
+"""The autoscaler's part of the one reconcile (pure): children, replica ownership, status and Events.
 
-``desired_autoscaler`` registers the pipeline with the running ``LagMonitor`` and hands the latest decision to
-``plan_autoscaler``, which is pure: HPA/ScaledObject manifests, who owns the replica counts, the
-``AutoscalingReady`` condition, ``status.autoscaling`` and Events on transitions (capped by partitions, stuck
-partitions). kinfer never changes a topic's partitions to scale further; it says so.
+The reconcile asks the running ``LagMonitor`` for its latest view of the pipeline
+(:meth:`kinfer_operator.autoscaling.monitor.LagMonitor.observe`) and hands it to ``plan_autoscaler``: HPA or
+ScaledObject manifests, who owns the replica counts, the ``AutoscalingReady`` condition,
+``status.autoscaling`` and Events on transitions (capped by partitions, stuck partitions). kinfer never changes
+a topic's partitions to scale further; it says so.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from kinfer_operator.autoscaling.engine import Decision
-from kinfer_operator.autoscaling.monitor import LagMonitor, TrackedPipeline
 from kinfer_operator.autoscaling.scalers import desired_autoscaling_children
-from kinfer_operator.autoscaling.service import current_monitor
-from kinfer_operator.hooks import AutoscalerContext, AutoscalerPlan
-from kinfer_operator.status.conditions import AUTOSCALING_READY, Condition
-from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec
+from kinfer_operator.status.conditions import Condition
+from kinfer_operator.status.reasons import ConditionType, Reason
+from kinfer_runtime.spec import AutoscalingProvider, InferencePipeline, InferencePipelineSpec
 
 
-def desired_autoscaler(context: AutoscalerContext) -> AutoscalerPlan:
-    pipeline = context.pipeline
-    namespace, name = pipeline.metadata.namespace, pipeline.metadata.name
-    monitor: LagMonitor | None = current_monitor()
-    tracked = None
-    if monitor is not None:
-        if pipeline.spec.autoscaling.enabled:
-            monitor.track(namespace, name, pipeline.spec)
-            tracked = monitor.latest(namespace, name)
-        else:
-            monitor.forget(namespace, name)
-    fresh = monitor is not None and tracked is not None and monitor.is_fresh(tracked)
-    return plan_autoscaler(context, tracked, monitor is not None, fresh)
+@dataclass(frozen=True)
+class AutoscalerContext:
+    """What the reconcile knows when it asks for the autoscaler's children."""
+
+    pipeline: InferencePipeline
+    uid: str
+    partitions: int | None  # partitions of the input topic (None while topics are not ready)
+    consumer_replicas: int | None  # live consumer Deployment's spec.replicas (None before it exists)
+    consumer_ready_replicas: int
+    serving_ready: bool  # TF Serving Ready (always True in embedded mode)
+    status: dict[str, Any]  # the pipeline's current status (A's own ``status.autoscaling`` is in it)
+
+
+@dataclass(frozen=True)
+class AutoscalerPlan:
+    """What the autoscaler wants.
+
+    ``consumer_replicas``: None = the operator leaves the consumer Deployment's replicas alone (an HPA or KEDA
+    owns them); an int = the operator sets it (fixed size, or 0 when scaled to zero).
+    ``tfserving_replicas``: the same for the TF Serving Deployment.
+    ``status``: merged into ``status.autoscaling``; ``lag``: total lag for ``status.lag`` (None = unknown).
+    """
+
+    manifests: list[dict[str, Any]]
+    condition: Condition
+    consumer_replicas: int | None
+    tfserving_replicas: int | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    lag: int | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type Normal|Warning, reason, message)
+
+
+class LagView(Protocol):
+    """What the lag monitor knows of a pipeline (``TrackedPipeline``)."""
+
+    decision: Decision | None
+    error: str | None
 
 
 def plan_autoscaler(
-    context: AutoscalerContext, tracked: TrackedPipeline | None, monitoring: bool, fresh: bool = True
+    context: AutoscalerContext, tracked: LagView | None, monitoring: bool, fresh: bool = True
 ) -> AutoscalerPlan:
     """``fresh``: the last successful poll is recent, so a failed poll since then is a blip, not an outage."""
     pipeline = context.pipeline
@@ -44,7 +68,9 @@ def plan_autoscaler(
     if not auto.enabled:
         return AutoscalerPlan(
             manifests=[],
-            condition=Condition(AUTOSCALING_READY, "True", "Disabled", "fixed size: spec.consumer.replicas"),
+            condition=Condition(
+                ConditionType.AUTOSCALING_READY, "True", Reason.DISABLED, "fixed size: spec.consumer.replicas"
+            ),
             consumer_replicas=spec.consumer.replicas,
             tfserving_replicas=spec.serving.tfserving.replicas,
         )
@@ -82,29 +108,40 @@ def autoscaling_condition(
     provider = spec.autoscaling.provider
     if not monitoring:
         if provider is AutoscalingProvider.KEDA:
-            return Condition(AUTOSCALING_READY, "True", "Keda", "scaled by KEDA's ScaledObject")
-        return Condition(AUTOSCALING_READY, "False", "MonitorNotRunning", "the operator runs without its lag monitor")
+            return Condition(ConditionType.AUTOSCALING_READY, "True", Reason.KEDA, "scaled by KEDA's ScaledObject")
+        return Condition(
+            ConditionType.AUTOSCALING_READY,
+            "False",
+            Reason.MONITOR_NOT_RUNNING,
+            "the operator runs without its lag monitor",
+        )
     if error is not None:
-        return Condition(AUTOSCALING_READY, "False", "LagUnavailable", f"cannot read consumer lag: {error}")
+        return Condition(
+            ConditionType.AUTOSCALING_READY, "False", Reason.LAG_UNAVAILABLE, f"cannot read consumer lag: {error}"
+        )
     if decision is None:
         # True: the HPA is in place and keeps the current size until the first poll (seconds away) serves a value
-        return Condition(AUTOSCALING_READY, "True", "WaitingForLag", "the first lag poll has not finished yet")
+        return Condition(
+            ConditionType.AUTOSCALING_READY, "True", Reason.WAITING_FOR_LAG, "the first lag poll has not finished yet"
+        )
     if decision.held_by_serving:
         return Condition(
-            AUTOSCALING_READY,
+            ConditionType.AUTOSCALING_READY,
             "True",
-            "ScaleOutHeld",
+            Reason.SCALE_OUT_HELD,
             f"TF Serving is not Ready: consumers held at {decision.current_replicas} "
             f"(lag asks for {decision.recommended_replicas})",
         )
     if decision.capped_by_partitions:
-        return Condition(AUTOSCALING_READY, "True", "CappedByPartitions", capped_message(spec, decision))
+        return Condition(
+            ConditionType.AUTOSCALING_READY, "True", Reason.CAPPED_BY_PARTITIONS, capped_message(spec, decision)
+        )
     if decision.stuck_partitions:
-        return Condition(AUTOSCALING_READY, "True", "StuckPartitions", stuck_message(decision))
+        return Condition(ConditionType.AUTOSCALING_READY, "True", Reason.STUCK_PARTITIONS, stuck_message(decision))
     return Condition(
-        AUTOSCALING_READY,
+        ConditionType.AUTOSCALING_READY,
         "True",
-        "Scaling",
+        Reason.SCALING,
         f"lag {decision.total_lag}, {decision.desired_replicas} consumers desired ({provider.value})",
     )
 

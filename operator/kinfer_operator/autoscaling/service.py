@@ -1,8 +1,8 @@
 """Starting autoscaling inside ``kinfer operator``: the lag monitor thread and the external metrics API server.
 
 ``start(options, registry, kube)`` is called once by the operator's startup (``kinfer_operator.main``) and
-registers a kopf cleanup handler that stops both; ``start_autoscaling`` is the same without kopf (tests).
-The reconcile finds the running monitor through ``current_monitor`` (None when none runs, e.g. unit tests).
+registers a kopf cleanup handler that stops both; ``start_autoscaling`` is the same without kopf (tests). The
+returned service's monitor is handed to the reconcile.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from kinfer_operator.k8s.client import Kube
 
 log = logging.getLogger(__name__)
 
-_monitor: LagMonitor | None = None
-
 
 @dataclass
 class AutoscalingService:
@@ -30,15 +28,9 @@ class AutoscalingService:
     server: MetricsApiServer | None
 
     def stop(self) -> None:
-        global _monitor
         if self.server is not None:
             self.server.stop()
         self.monitor.stop()
-        _monitor = None
-
-
-def current_monitor() -> LagMonitor | None:
-    return _monitor
 
 
 def start_autoscaling(
@@ -50,10 +42,8 @@ def start_autoscaling(
     host: str = "0.0.0.0",
 ) -> AutoscalingService:
     """Start the monitor and (with a port and a certificate) the metrics API; returns a handle to stop them."""
-    global _monitor
     monitor = LagMonitor(Kube(api) if api is not None else None, poll_seconds)
     monitor.start()
-    _monitor = monitor
     server = None
     if metrics_port is not None and tls_cert_file is not None and tls_key_file is not None:
         try:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kinfer_operator.status.conditions import Condition
+from kinfer_operator.status.reasons import ConditionType, Reason
 from kinfer_runtime.spec import ConnectorSpec, InferencePipeline
 
-CONNECTORS_READY = "ConnectorsReady"
 RUNNING, FAILED = "RUNNING", "FAILED"
 TRACE_SUMMARY_CHARS = 300
 
@@ -171,7 +171,7 @@ def connectors_condition(
     """
     restarts = restarts or {}
     if problems:
-        return Condition(CONNECTORS_READY, "False", "ConnectError", "; ".join(problems))
+        return Condition(ConditionType.CONNECTORS_READY, "False", Reason.CONNECT_ERROR, "; ".join(problems))
     failed = [h for h in healths if h.failed]
     if failed:
         parts = []
@@ -179,12 +179,16 @@ def connectors_condition(
             count, wait = restarts.get(health.name, (0, 0.0))
             note = f" (restarted {count}x, next restart in {wait:.0f}s)" if count else ""
             parts.append(f"{short_name(health.name)}: {'; '.join(health.failures)}{note}")
-        return Condition(CONNECTORS_READY, "False", "ConnectorFailed", " | ".join(parts))
+        return Condition(ConditionType.CONNECTORS_READY, "False", Reason.CONNECTOR_FAILED, " | ".join(parts))
     waiting = [h for h in healths if not h.running]
     if waiting:
         states = ", ".join(f"{short_name(h.name)} {h.state} ({h.tasks_running}/{h.tasks_total} tasks)" for h in waiting)
-        return Condition(CONNECTORS_READY, "False", "ConnectorsStarting", f"not running yet: {states}")
+        return Condition(
+            ConditionType.CONNECTORS_READY, "False", Reason.CONNECTORS_STARTING, f"not running yet: {states}"
+        )
     if not healths:
-        return Condition(CONNECTORS_READY, "True", "NoConnectors", "no connectors in spec.ingestion")
+        return Condition(
+            ConditionType.CONNECTORS_READY, "True", Reason.NO_CONNECTORS, "no connectors in spec.ingestion"
+        )
     running = ", ".join(f"{short_name(h.name)} ({h.tasks_total} tasks)" for h in healths)
-    return Condition(CONNECTORS_READY, "True", "ConnectorsRunning", f"running: {running}")
+    return Condition(ConditionType.CONNECTORS_READY, "True", Reason.CONNECTORS_RUNNING, f"running: {running}")

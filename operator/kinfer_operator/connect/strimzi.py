@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from kinfer_operator.connect.connectors import (
-    CONNECTORS_READY,
     ConnectorHealth,
     connector_config,
     connectors_condition,
     health_from_status,
 )
 from kinfer_operator.status.conditions import Condition
+from kinfer_operator.status.reasons import ConditionType, Reason
 from kinfer_runtime.spec import ConnectorSpec, InferencePipeline
 
 STRIMZI_API_VERSION = "kafka.strimzi.io/v1beta2"
@@ -77,7 +77,7 @@ def kafka_connector_health(name: str, live: dict[str, Any] | None) -> ConnectorH
 def strimzi_condition(pipeline: InferencePipeline, live: dict[str, dict[str, Any]], crd_installed: bool) -> Condition:
     """``ConnectorsReady`` for Strimzi mode; ``live`` maps KafkaConnector names to the objects that exist."""
     if not crd_installed:
-        return Condition(CONNECTORS_READY, "False", "StrimziNotInstalled",
+        return Condition(ConditionType.CONNECTORS_READY, "False", Reason.STRIMZI_NOT_INSTALLED,
                          f"ingestion.useStrimzi is set but the {KIND} CRD ({STRIMZI_API_VERSION}) is not installed: "
                          "install Strimzi, or set ingestion.connectUrl and useStrimzi: false")  # fmt: skip
     healths, restarts = [], {}

@@ -1,9 +1,8 @@
-"""Kafka Connect sources of a pipeline: the operator's plug-in for ``spec.ingestion.connectors``.
+"""Kafka Connect sources of a pipeline (``spec.ingestion.connectors``): the side-effecting step of the reconcile.
 
-``desired_connectors(ConnectorContext) -> ConnectorPlan`` is the hook the reconcile calls each pass
-(``kinfer_operator.hooks``). Two modes:
+``sync_connectors(pipeline, kube, restarts) -> ConnectorPlan`` is called once per pass. Two modes:
 
-* ``connectUrl``: Connect is not a Kubernetes API, so there are no manifests to return; the hook itself brings
+* ``connectUrl``: Connect is not a Kubernetes API, so there are no manifests to return; the step itself brings
   the cluster in line through the REST API (``reconcile_connectors``: create, update, delete, restart failed
   instances with backoff) and returns the ``ConnectorsReady`` condition.
 * ``useStrimzi``: ``KafkaConnector`` manifests for the reconcile to apply, if the CRD is installed; connectors
@@ -28,14 +27,20 @@ from kinfer_operator.connect.connectors import (
 )
 from kinfer_operator.connect.rest import ConnectClient, ConnectError, ConnectUnavailable
 from kinfer_operator.connect.strimzi import PLURAL, STRIMZI_API_VERSION, build_kafka_connectors, strimzi_condition
-from kinfer_operator.hooks import ConnectorContext, ConnectorPlan
 from kinfer_operator.status.conditions import Condition
+from kinfer_operator.status.reasons import Reason
 from kinfer_runtime.spec import InferencePipeline
 
 logger = logging.getLogger(__name__)
 
-# Restart backoff per connector, for the life of the operator process (shared by every pipeline's pass).
-RESTARTS = RestartBackoff()
+
+@dataclass(frozen=True)
+class ConnectorPlan:
+    """What the reconcile applies and reports for the connectors: Strimzi manifests, and a condition (None when
+    the pipeline has no ingestion)."""
+
+    manifests: list[dict[str, Any]]
+    condition: Condition | None = None
 
 
 @dataclass
@@ -95,7 +100,7 @@ def reconcile_connectors(
     restarts = {h.name: (backoff.restarts.get(h.name, 0), backoff.wait_s(h.name)) for h in healths}
     condition = connectors_condition(healths, problems, restarts)
     if rejected:
-        condition = Condition(condition.type, "False", "ConnectorRejected", condition.message)
+        condition = Condition(condition.type, "False", Reason.CONNECTOR_REJECTED, condition.message)
     return ConnectorsOutcome(condition, changes, restarted)
 
 
@@ -147,22 +152,20 @@ def on_pipeline_deleted(name: str, namespace: str, spec: dict[str, Any]) -> None
         logger.info("deleted connectors %s of deleted pipeline %s/%s", ", ".join(deleted), namespace, name)
 
 
-def desired_connectors(context: ConnectorContext) -> ConnectorPlan:
-    """The reconcile's hook (see the module docstring)."""
-    pipeline = context.pipeline
+def sync_connectors(pipeline: InferencePipeline, kube: Any, restarts: RestartBackoff) -> ConnectorPlan:
+    """One pass over the pipeline's connectors (see the module docstring). ``restarts`` is the operator's restart
+    backoff, kept for the life of the process and shared by every pipeline."""
     ingestion = pipeline.spec.ingestion
     if ingestion.use_strimzi:
-        return _strimzi_plan(pipeline, getattr(context, "kube", None))
+        return _strimzi_plan(pipeline, kube)
     if not ingestion.connect_url:
         return ConnectorPlan(manifests=[])  # no Connect cluster: ingestion is not used by this pipeline
-    outcome = reconcile_connectors(pipeline, ConnectClient(ingestion.connect_url), RESTARTS)
+    outcome = reconcile_connectors(pipeline, ConnectClient(ingestion.connect_url), restarts)
     return ConnectorPlan(manifests=[], condition=outcome.condition)
 
 
 def _strimzi_plan(pipeline: InferencePipeline, kube: Any) -> ConnectorPlan:
     manifests = build_kafka_connectors(pipeline)
-    if kube is None:  # a reconcile that does not hand us its client: apply, and let Strimzi report
-        return ConnectorPlan(manifests=manifests)
     resources = kube.request("GET", f"/apis/{STRIMZI_API_VERSION}") or {}
     installed = any(r.get("name") == PLURAL for r in resources.get("resources") or [])
     if not installed:

@@ -1,20 +1,50 @@
 """The side-effecting half of topic management: read the pipeline's topics from Kafka, carry out the plan.
 
-``topics.plan_topics`` decides (pure); this module connects with the credentials the spec's Secrets hold, turns
-the outcome into the ``TopicsReady`` condition and the Events worth posting.
+``topic_plan.plan_topics`` decides (pure); this module turns what a :class:`TopicAdmin` reports and does into
+the ``TopicsReady`` condition and the Events worth posting. :func:`topic_admin_for` gives the real one: an
+AdminClient connected with the credentials the spec's Secrets hold.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from kinfer_operator.k8s.client import Kube, secret_values
 from kinfer_operator.kafka import admin as kafka_admin
-from kinfer_operator.kafka.topic_plan import TopicPlan, plan_topics
-from kinfer_operator.status import conditions
+from kinfer_operator.kafka.topic_plan import TopicPlan, TopicState, plan_topics
 from kinfer_operator.status.conditions import Condition
 from kinfer_operator.status.document import Event
+from kinfer_operator.status.reasons import ConditionType, Reason
 from kinfer_runtime.spec import InferencePipeline
+
+
+class TopicAdmin(Protocol):
+    """The two things a reconcile asks of Kafka about topics."""
+
+    def describe(self, names: list[str]) -> dict[str, TopicState]:
+        """State of the named topics that exist; raises KafkaUnavailable."""
+        ...
+
+    def execute(self, plan: TopicPlan) -> None:
+        """Carry out the plan's changes; raises KafkaUnavailable."""
+        ...
+
+
+class KafkaTopicAdmin:
+    """:class:`TopicAdmin` over confluent-kafka's AdminClient."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def describe(self, names: list[str]) -> dict[str, TopicState]:
+        return kafka_admin.describe_topics(self.client, names)
+
+    def execute(self, plan: TopicPlan) -> None:
+        kafka_admin.execute_plan(self.client, plan)
+
+
+def topic_admin_for(kube: Kube, pipeline: InferencePipeline) -> TopicAdmin:
+    return KafkaTopicAdmin(admin_for(kube, pipeline))
 
 
 def admin_for(kube: Kube, pipeline: InferencePipeline) -> Any:
@@ -32,24 +62,24 @@ def admin_for(kube: Kube, pipeline: InferencePipeline) -> Any:
 
 
 def read_topics(
-    kube: Kube, pipeline: InferencePipeline, previous: dict[str, Any]
+    admin: TopicAdmin, pipeline: InferencePipeline, previous: dict[str, Any]
 ) -> tuple[TopicPlan | None, Condition | None]:
     topics = pipeline.spec.topics
     names = [topics.input.name, topics.output.name, topics.dead_letter.name]
     try:
-        observed = kafka_admin.describe_topics(admin_for(kube, pipeline), names)
+        observed = admin.describe(names)
     except kafka_admin.KafkaUnavailable as error:
-        return None, Condition(conditions.TOPICS_READY, "False", conditions.KAFKA_ERROR, str(error))
+        return None, Condition(ConditionType.TOPICS_READY, "False", Reason.KAFKA_ERROR, str(error))
     return plan_topics(pipeline.spec, observed, set(previous.get("topics") or {})), None
 
 
-def apply_topics(kube: Kube, pipeline: InferencePipeline, plan: TopicPlan, events: list[Event]) -> Condition:
-    kind = conditions.TOPICS_READY
+def apply_topics(admin: TopicAdmin, plan: TopicPlan, events: list[Event]) -> Condition:
+    kind = ConditionType.TOPICS_READY
     if plan.changes:
         try:
-            kafka_admin.execute_plan(admin_for(kube, pipeline), plan)
+            admin.execute(plan)
         except kafka_admin.KafkaUnavailable as error:
-            return Condition(kind, "False", conditions.KAFKA_ERROR, str(error))
+            return Condition(kind, "False", Reason.KAFKA_ERROR, str(error))
         for name in plan.recreated:
             events.append(Event("Warning", "TopicRecreated", f"topic {name} was deleted outside kinfer; re-created"))
         created = [t.name for t in plan.create if t.name not in plan.recreated]
@@ -60,8 +90,8 @@ def apply_topics(kube: Kube, pipeline: InferencePipeline, plan: TopicPlan, event
         for name in sorted(set(plan.set_configs) | set(plan.delete_configs)):
             events.append(Event("Normal", "TopicConfigUpdated", f"topic {name}: configs aligned with the spec"))
     if plan.refused:
-        return Condition(kind, "False", conditions.NOT_SUPPORTED, "; ".join(plan.refused))
+        return Condition(kind, "False", Reason.NOT_SUPPORTED, "; ".join(plan.refused))
     if plan.waiting:
-        return Condition(kind, "False", "TopicMissing", "; ".join(plan.waiting))
+        return Condition(kind, "False", Reason.TOPIC_MISSING, "; ".join(plan.waiting))
     summary = ", ".join(f"{name} ({count})" for name, count in plan.partitions.items())
-    return Condition(kind, "True", "TopicsReady", f"topics and partitions: {summary}")
+    return Condition(kind, "True", Reason.TOPICS_READY, f"topics and partitions: {summary}")

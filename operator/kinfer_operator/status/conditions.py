@@ -10,27 +10,25 @@ produces an identical status and writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-TOPICS_READY = "TopicsReady"
-CONSUMERS_READY = "ConsumersReady"
-SERVING_READY = "ServingReady"
-AUTOSCALING_READY = "AutoscalingReady"
-READY = "Ready"
-DEGRADED = "Degraded"
-CONDITION_ORDER = (READY, TOPICS_READY, CONSUMERS_READY, SERVING_READY, AUTOSCALING_READY, DEGRADED)
+from kinfer_operator.status.reasons import ConditionType, Reason
 
-# Reasons used by the operator itself (the autoscaler brings its own).
-INVALID_SPEC = "InvalidSpec"
-NOT_SUPPORTED = "NotSupported"
-KAFKA_ERROR = "KafkaError"
+CONDITION_ORDER = (
+    ConditionType.READY,
+    ConditionType.TOPICS_READY,
+    ConditionType.CONSUMERS_READY,
+    ConditionType.SERVING_READY,
+    ConditionType.AUTOSCALING_READY,
+    ConditionType.DEGRADED,
+)
 
 
 @dataclass(frozen=True)
 class Condition:
-    type: str
-    status: str  # "True" | "False" | "Unknown"
-    reason: str
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    reason: Reason
     message: str
 
     @property
@@ -63,27 +61,24 @@ def deployment_state(live: dict[str, Any] | None) -> DeploymentState:
     )
 
 
-def workload_condition(kind: str, name: str, state: DeploymentState) -> Condition:
+def workload_condition(kind: ConditionType, name: str, state: DeploymentState) -> Condition:
     """ConsumersReady / ServingReady from the Deployment's rollout (available and updated replicas)."""
     if not state.exists:
-        return Condition(kind, "False", "Creating", f"Deployment {name} does not exist yet")
+        return Condition(kind, "False", Reason.CREATING, f"Deployment {name} does not exist yet")
     if state.desired == 0:
-        return Condition(kind, "True", "ScaledToZero", f"Deployment {name} is scaled to zero")
+        return Condition(kind, "True", Reason.SCALED_TO_ZERO, f"Deployment {name} is scaled to zero")
     if not state.observed_current or state.updated < state.desired:
         return Condition(
-            kind, "False", "RollingOut", f"Deployment {name}: {state.updated}/{state.desired} replicas updated"
+            kind, "False", Reason.ROLLING_OUT, f"Deployment {name}: {state.updated}/{state.desired} replicas updated"
         )
     if state.available < state.desired:
         return Condition(
             kind,
             "False",
-            "ReplicasUnavailable",
+            Reason.REPLICAS_UNAVAILABLE,
             f"Deployment {name}: {state.available}/{state.desired} replicas available; check its pods' events",
         )
-    return Condition(kind, "True", "Available", f"{state.available}/{state.desired} replicas available")
-
-
-MODEL_CLAIM_MISSING = "ModelClaimMissing"
+    return Condition(kind, "True", Reason.AVAILABLE, f"{state.available}/{state.desired} replicas available")
 
 
 def with_model_claim(condition: Condition, claim: str | None, namespace: str) -> Condition:
@@ -97,7 +92,7 @@ def with_model_claim(condition: Condition, claim: str | None, namespace: str) ->
         f"PersistentVolumeClaim {claim} (from spec.model.uri) does not exist in namespace {namespace}: create it "
         "or point the uri at an existing claim; the pods wait for it"
     )
-    return Condition(condition.type, "False", MODEL_CLAIM_MISSING, message)
+    return Condition(condition.type, "False", Reason.MODEL_CLAIM_MISSING, message)
 
 
 def invalid_spec_conditions(problems: list[str]) -> list[Condition]:
@@ -105,12 +100,12 @@ def invalid_spec_conditions(problems: list[str]) -> list[Condition]:
     message = "; ".join(problems)
     waiting = "not reconciled: the spec is invalid (see Ready)"
     return [
-        Condition(READY, "False", INVALID_SPEC, message),
-        Condition(TOPICS_READY, "Unknown", INVALID_SPEC, waiting),
-        Condition(CONSUMERS_READY, "Unknown", INVALID_SPEC, waiting),
-        Condition(SERVING_READY, "Unknown", INVALID_SPEC, waiting),
-        Condition(AUTOSCALING_READY, "Unknown", INVALID_SPEC, waiting),
-        Condition(DEGRADED, "False", INVALID_SPEC, waiting),
+        Condition(ConditionType.READY, "False", Reason.INVALID_SPEC, message),
+        Condition(ConditionType.TOPICS_READY, "Unknown", Reason.INVALID_SPEC, waiting),
+        Condition(ConditionType.CONSUMERS_READY, "Unknown", Reason.INVALID_SPEC, waiting),
+        Condition(ConditionType.SERVING_READY, "Unknown", Reason.INVALID_SPEC, waiting),
+        Condition(ConditionType.AUTOSCALING_READY, "Unknown", Reason.INVALID_SPEC, waiting),
+        Condition(ConditionType.DEGRADED, "False", Reason.INVALID_SPEC, waiting),
     ]
 
 
@@ -124,16 +119,20 @@ def overall_conditions(parts: list[Condition], was_ready: bool) -> list[Conditio
     failing = [c for c in parts if not c.is_true]
     if failing:
         first = failing[0]
-        ready = Condition(READY, "False", first.reason, f"{first.type}: {first.message}")
+        ready = Condition(ConditionType.READY, "False", first.reason, f"{first.type}: {first.message}")
     else:
-        ready = Condition(READY, "True", "Reconciled", "topics, consumers, serving and autoscaling are ready")
-    refused = [c for c in parts if c.reason == NOT_SUPPORTED]
+        ready = Condition(
+            ConditionType.READY, "True", Reason.RECONCILED, "topics, consumers, serving and autoscaling are ready"
+        )
+    refused = [c for c in parts if c.reason == Reason.NOT_SUPPORTED]
     if refused:
-        degraded = Condition(DEGRADED, "True", NOT_SUPPORTED, refused[0].message)
+        degraded = Condition(ConditionType.DEGRADED, "True", Reason.NOT_SUPPORTED, refused[0].message)
     elif failing and was_ready:
-        degraded = Condition(DEGRADED, "True", failing[0].reason, f"{failing[0].type}: {failing[0].message}")
+        degraded = Condition(
+            ConditionType.DEGRADED, "True", failing[0].reason, f"{failing[0].type}: {failing[0].message}"
+        )
     else:
-        degraded = Condition(DEGRADED, "False", "AsExpected", "no part is impaired")
+        degraded = Condition(ConditionType.DEGRADED, "False", Reason.AS_EXPECTED, "no part is impaired")
     return order([ready, degraded, *parts])
 
 
@@ -153,9 +152,9 @@ def merge_conditions(
         changed = old is None or old.get("status") != condition.status
         merged.append(
             {
-                "type": condition.type,
+                "type": condition.type.value,
                 "status": condition.status,
-                "reason": condition.reason,
+                "reason": condition.reason.value,
                 "message": condition.message,
                 "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),  # type: ignore[union-attr]
                 "observedGeneration": generation,
@@ -178,4 +177,4 @@ def transitions(previous: list[dict[str, Any]], current: list[Condition]) -> lis
 def was_ready(previous: list[dict[str, Any]]) -> bool:
     """True if the previous status said Ready, or Degraded (Degraded means it had been Ready)."""
     status = {c.get("type"): c.get("status") for c in previous or []}
-    return status.get(READY) == "True" or status.get(DEGRADED) == "True"
+    return status.get(ConditionType.READY) == "True" or status.get(ConditionType.DEGRADED) == "True"

@@ -10,15 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kinfer_operator.builders import naming
-from kinfer_operator.status.conditions import (
-    DEGRADED,
-    INVALID_SPEC,
-    NOT_SUPPORTED,
-    READY,
-    Condition,
-    merge_conditions,
-    transitions,
-)
+from kinfer_operator.status.conditions import Condition, merge_conditions, transitions
+from kinfer_operator.status.reasons import ConditionType, Reason
 from kinfer_runtime.spec import InferencePipeline, VersionPolicy
 
 
@@ -106,12 +99,16 @@ def condition_events(previous: list[dict[str, Any]], current: list[Condition]) -
     """Events for the transitions that matter: Ready flipping, Degraded rising, refused or invalid specs."""
     events = []
     for condition, old_status in transitions(previous, current):
-        if condition.type == READY:
+        if condition.type == ConditionType.READY:
             if condition.is_true:
                 events.append(Event("Normal", "Ready", condition.message))
-            elif condition.reason in (INVALID_SPEC, NOT_SUPPORTED) or old_status == "True":
+            elif condition.reason in (Reason.INVALID_SPEC, Reason.NOT_SUPPORTED) or old_status == "True":
                 # Not while starting up (Creating → RollingOut …): only a refusal or the loss of Ready.
                 events.append(Event("Warning", condition.reason, condition.message))
-        elif condition.type == DEGRADED and condition.is_true and condition.reason not in (NOT_SUPPORTED, INVALID_SPEC):
+        elif (
+            condition.type == ConditionType.DEGRADED
+            and condition.is_true
+            and condition.reason not in (Reason.NOT_SUPPORTED, Reason.INVALID_SPEC)
+        ):
             events.append(Event("Warning", "Degraded", condition.message))
     return events

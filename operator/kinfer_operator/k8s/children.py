@@ -1,0 +1,109 @@
+"""Applying a pipeline's children and pruning the ones it no longer wants: the reconcile's writes.
+
+Every child is applied on its own: a child the API refuses (e.g. a ScaledObject without KEDA installed) doesn't
+stop the others, and becomes a condition rather than an exception (kopf would otherwise retry the whole pass in a
+loop). Only children that carry this pipeline's owner reference are ever pruned.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kinfer_operator.builders import naming
+from kinfer_operator.builders.manifests import spec_hash_of
+from kinfer_operator.k8s.client import Kube, KubeError, apply_child, get_child, object_path
+from kinfer_operator.status.document import Event
+from kinfer_operator.status.reasons import ConditionType
+
+logger = logging.getLogger(__name__)
+
+
+PRUNABLE_KINDS = (
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+)
+OPT_IN_KINDS = {("keda.sh/v1alpha1", "ScaledObject")}  # the operator may lack access unless a pipeline uses it
+
+
+def prune_children(
+    kube: Kube, namespace: str, name: str, uid: str, children: list[dict[str, Any]], events: list[Event]
+) -> dict[str, str]:
+    """Delete children this pipeline owns but no longer wants (tfserving → embedded, autoscaling turned off)."""
+    wanted = {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in children}
+    wanted_kinds = {(c["apiVersion"], c["kind"]) for c in children}
+    kinds = set(PRUNABLE_KINDS) | wanted_kinds
+    selector = [("labelSelector", f"{naming.LABEL_PIPELINE}={name},{naming.LABEL_MANAGED_BY}=kinfer")]
+    pruned: dict[str, str] = {}
+    for api_version, kind in sorted(kinds):
+        try:
+            listed = kube.request("GET", object_path(api_version, kind, namespace), query=selector)
+        except KubeError as error:
+            # Never fatal (the pass still reports status), but a refusal must not go unnoticed: the stale
+            # child would stay. An opt-in kind this pipeline doesn't use is refused by design (chart's rbac.keda).
+            optional = (api_version, kind) in OPT_IN_KINDS and (api_version, kind) not in wanted_kinds
+            if error.status != 404:
+                log = logger.debug if optional and error.status == 403 else logger.warning
+                log("cannot list %s in %s to prune pipeline %s's old children: %s", kind, namespace, name, error)
+            continue
+        for item in (listed or {}).get("items", []):
+            item_name = item["metadata"]["name"]
+            owned = any(ref.get("uid") == uid for ref in item["metadata"].get("ownerReferences") or [])
+            if owned and (api_version, kind, item_name) not in wanted:
+                kube.request("DELETE", object_path(api_version, kind, namespace, item_name))
+                pruned[f"{kind}/{item_name}"] = "deleted"
+    if pruned:
+        events.append(Event("Normal", "Pruned", f"deleted {', '.join(sorted(pruned))} (no longer in the spec)"))
+    return pruned
+
+
+_AUTOSCALER_KINDS = {"HorizontalPodAutoscaler", "ScaledObject"}
+
+
+def condition_for(child: dict[str, Any]) -> str:
+    """Which part condition reports a failure to apply this child."""
+    if child["kind"] in _AUTOSCALER_KINDS:
+        return ConditionType.AUTOSCALING_READY
+    component = (child["metadata"].get("labels") or {}).get(naming.LABEL_COMPONENT)
+    return ConditionType.SERVING_READY if component == naming.COMPONENT_TFSERVING else ConditionType.CONSUMERS_READY
+
+
+def apply_children(
+    kube: Kube, children: list[dict[str, Any]], initial: dict[str, int], events: list[Event]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Apply every child; returns what changed, and failures by the condition that reports them.
+
+    A child the API refuses (e.g. a ScaledObject without KEDA installed) doesn't stop the others, and it
+    becomes a condition rather than an exception: kopf would otherwise retry the whole pass in a loop.
+    """
+    applied: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for desired in children:
+        name = desired["metadata"]["name"]
+        try:
+            live = get_child(kube, desired)
+            result = apply_child(kube, desired, live, replicas=initial.get(name))
+        except KubeError as error:
+            kind = condition_for(desired)
+            reason = str(error)
+            if error.status == 404:
+                reason = f"{desired['apiVersion']} is not served by this cluster (is its CRD installed?)"
+            failed[kind] = "; ".join(filter(None, [failed.get(kind), f"{desired['kind']} {name}: {reason}"]))
+            continue
+        if result == "updated" and spec_hash_of(live or {}) == spec_hash_of(desired):
+            result = "restored"  # same spec-hash, different fields: edited by hand
+        if result != "unchanged":
+            applied[f"{desired['kind']}/{name}"] = result
+    created = sorted(key for key, result in applied.items() if result == "created")
+    restored = sorted(key for key, result in applied.items() if result == "restored")
+    updated = sorted(key for key, result in applied.items() if result == "updated")
+    if created:
+        events.append(Event("Normal", "Created", f"created {', '.join(created)}"))
+    if updated:
+        events.append(Event("Normal", "Updated", f"updated {', '.join(updated)}"))
+    if restored:
+        events.append(Event("Warning", "DriftCorrected", f"restored {', '.join(restored)} (changed outside kinfer)"))
+    return applied, failed

@@ -1,0 +1,51 @@
+"""The status of an InferencePipeline: what the operator writes and ``kubectl get``/``describe`` show.
+
+One typed model for the three places that need the status's shape: the operator builds it
+(``kinfer_operator.status.document``), knows from it which keys it owns (to remove one it no longer sets), and
+the CRD's status schema is generated from it (``kinfer_operator.crd.generate``). Written by the operator only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kinfer_runtime.spec.base import SpecModel
+
+
+class ConditionStatus(SpecModel):
+    """One condition, in the Kubernetes convention."""
+
+    type: str = Field(description="Ready, TopicsReady, ConsumersReady, ServingReady, AutoscalingReady, Degraded, ...")
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = Field(default=None, description="CamelCase cause, stable for alerting.")
+    message: str | None = Field(default=None, description="What is wrong and what to do about it.")
+    last_transition_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(default=None, json_schema_extra={"format": "int64"})
+
+
+class PipelineStatus(SpecModel):
+    """Observed state, written by the operator only."""
+
+    observed_generation: int | None = Field(default=None, json_schema_extra={"format": "int64"})
+    conditions: list[ConditionStatus] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int | None = Field(default=None, description="Consumer pods that exist (scale subresource).")
+    ready_replicas: int | None = None
+    label_selector: str | None = Field(default=None, description="Consumer pod selector (scale subresource).")
+    partitions: int | None = Field(default=None, description="Partitions of the input topic.")
+    topics: dict[str, int] | None = Field(default=None, description="Partitions of each topic, by topic name.")
+    lag: int | None = Field(default=None, description="Total consumer lag of the input topic (records).")
+    model_version: str | None = Field(default=None, description="Pinned version, or Latest.")
+    serving_endpoint: str | None = Field(default=None, description="host:port of TF Serving (tfserving mode).")
+    autoscaling: dict[str, Any] | None = Field(
+        default=None, description="Autoscaler state: lag by partition, drain estimate, desired replicas."
+    )
+
+
+STATUS_KEYS: frozenset[str] = frozenset(
+    field.alias or name for name, field in PipelineStatus.model_fields.items()
+)  # camelCase, as on the wire
