@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo     run the fraud pipeline on a local Kafka broker with live progress"
 	@echo "make test     install everything, build and start the test bed, run the whole suite"
-	@echo "make lint     ruff and mypy"
+	@echo "make lint     ruff, mypy and the import contracts (lint-imports)"
 	@echo "make bench    throughput, latency, cold start and memory benchmarks (.bench/results.json)"
 	@echo "make testbed-up / testbed-down   start or stop the local Kafka + Kubernetes test bed"
 
@@ -30,12 +30,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-testbed-build:
+testbed-build: install
 	bash tests/testbed/build.sh all
 
 testbed-up: install testbed-build
@@ -60,8 +61,8 @@ crds: install
 models: install
 	$(PY) models/train.py
 
+# DEMO_SECONDS=20 make demo: a shorter run (CI runs it so).
 demo: install
-	bash tests/testbed/build.sh kafka
 	$(PY) -m kinfer_runtime.tools.demo
 
 bench: install

@@ -2,8 +2,8 @@
 
 The panels are data here, so every query sits in one readable list and the chart's JSON is never hand-edited:
 `python monitoring/dashboard.py --write` regenerates it, and tests/helm fails when the committed JSON differs from
-what this script produces. Queries use only the metric names of team-interfaces §4 (runtime kinfer_*, operator
-kinfer_pipeline_* and kinfer_operator_*); tests/helm runs each of them against a live Prometheus.
+what this script produces. Queries use only the metric names of docs/runtime.md and docs/operator.md (runtime
+kinfer_*, operator kinfer_pipeline_* and kinfer_operator_*); tests/helm runs each of them against a live Prometheus.
 
 Usage: python monitoring/dashboard.py [--write | --check]
 """

@@ -30,6 +30,7 @@ from kinfer_operator.k8s.peering import ActiveReplica
 from kinfer_operator.metrics import serve_http
 from kinfer_operator.reconcile import Passes, Services
 from kinfer_operator.resync import Resync
+from kinfer_runtime.observability.logs import configure_logging
 
 logger = logging.getLogger("kinfer_operator")
 
@@ -82,7 +83,7 @@ def parse_args(argv: list[str]) -> OperatorOptions:
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, component="operator")
     return OperatorOptions(
         namespaces=args.namespace,
         all_namespaces=args.all_namespaces or not args.namespace,

@@ -1,6 +1,6 @@
-"""The operator's Prometheus metrics (team-interfaces §4) and the ``/metrics`` + ``/healthz`` HTTP server.
+"""The operator's Prometheus metrics (listed in docs/operator.md) and the ``/metrics`` + ``/healthz`` HTTP server.
 
-Per-pipeline gauges carry the labels ``namespace`` and ``pipeline``; the autoscaler (engineer A) sets the lag,
+Per-pipeline gauges carry the labels ``namespace`` and ``pipeline``; the autoscaler sets the lag,
 desired-replica, capped and drain gauges, the reconcile sets the rest from the status it wrote.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,8 +27,6 @@ PIPELINE_DRAIN_SECONDS = Gauge("kinfer_pipeline_drain_seconds", "Estimated secon
 RECONCILE_TOTAL = Counter("kinfer_operator_reconcile_total", "Reconcile passes by result", ("result",))
 RECONCILE_SECONDS = Histogram("kinfer_operator_reconcile_seconds", "Duration of one reconcile pass")
 API_REQUESTS = Counter("kinfer_operator_api_requests_total", "Requests to the Kubernetes API by verb", ("verb",))
-
-_healthy_since = time.monotonic()
 
 
 def _condition(status: dict[str, Any], kind: str) -> bool:

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("kinfer_runtime.tools.replay", "re-inject dead-lettered records into the input topic"),
     "score": ("kinfer_runtime.tools.score", "score a file or a topic range with a pipeline's preprocessing and model"),
     "demo": ("kinfer_runtime.tools.demo", "run the fraud-detection demo on a local broker"),
+    "kafka": ("kinfer_runtime.tools.local_kafka", "run a single-node Kafka broker on this machine"),
     "crdgen": (
         "kinfer_operator.crd.generate",
         "print or write the InferencePipeline CRD (from the spec model)",
@@ -26,8 +27,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), the same for every part of kinfer."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("kinfer")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def usage() -> str:
-    lines = ["usage: kinfer COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: kinfer COMMAND [ARGS...]   |   kinfer --version", "", "commands:"]
     lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
     lines += ["", "kinfer COMMAND --help shows a command's options."]
     return "\n".join(lines)
@@ -37,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if args[0] in ("--version", "version"):
+        print(f"kinfer {version()}")
         return 0
     command, rest = args[0], args[1:]
     if command not in SUBCOMMANDS:

@@ -23,7 +23,7 @@ KUBE_VERSION = "1.36.3"
 RELEASE = "kinfer"
 NAMESPACE = "kinfer-system"
 
-# team-interfaces §4: every metric name the runtime and the operator export (histograms by their base name).
+# Every metric name the runtime and the operator export (docs/runtime.md, docs/operator.md), histograms by base name.
 RUNTIME_METRICS = {
     "kinfer_records_in_total", "kinfer_records_out_total", "kinfer_records_dead_lettered_total", "kinfer_batch_size",
     "kinfer_stage_seconds", "kinfer_end_to_end_seconds", "kinfer_partition_lag", "kinfer_model_version",

@@ -1,6 +1,6 @@
 """The chart's alerts under promtool: the rendered PrometheusRule passes `promtool check rules`, and
 alerts.test.yaml (every alert, firing and silent cases) passes `promtool test rules`. Also: every metric the
-alerts and the dashboard query is one that the runtime or the operator exports (team-interfaces §4)."""
+alerts and the dashboard query is one that the runtime or the operator exports (docs/runtime.md, docs/operator.md)."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def test_runtime_image_has_tensorflow_cpu_and_a_gpu_note() -> None:
     text = (IMAGES / "runtime.Dockerfile").read_text()
     assert "ARG TF_PACKAGE=tensorflow-cpu==2.21.0" in text
     assert "nvidia.com/gpu" in text and "tensorflow[and-cuda]" in text
-    assert 'CMD ["run", "/etc/kinfer/pipeline.yaml"]' in text  # team-interfaces §1
+    assert 'CMD ["run", "/etc/kinfer/pipeline.yaml"]' in text  # the runtime's contract: docs/runtime.md
 
 
 def test_operator_imports_with_only_the_operator_image_libraries() -> None:

@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's, on loopback) scrapes a running `kinfer run` and `kinfer operator` while records flow
 through a pipeline, with the chart's alert rules loaded: every query of the Grafana dashboard returns data, every
-alert expression evaluates and selects exported series, and every metric name of team-interfaces §4 is exported.
+alert expression evaluates and selects exported series, and every metric name of docs/runtime.md and
+docs/operator.md is exported.
 No query of ours names a metric nobody exports.
 """
 
@@ -184,7 +185,7 @@ def test_every_interface_metric_is_exported(scraped: Prometheus) -> None:
     names = {sample["metric"]["__name__"] for sample in scraped.query('count by (__name__) ({__name__=~"kinfer_.*"})')}
     exported = {re.sub(r"_(bucket|sum|count|created)$", "", name) for name in names}
     missing = (RUNTIME_METRICS | OPERATOR_METRICS) - exported
-    assert not missing, f"team-interfaces §4 metrics nobody exports: {sorted(missing)}"
+    assert not missing, f"documented metrics nobody exports: {sorted(missing)}"
     # Both processes label their series with the pipeline's namespace and name.
     for name in ("kinfer_records_in_total", "kinfer_pipeline_ready"):
         (sample,) = scraped.query(name)

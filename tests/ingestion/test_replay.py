@@ -14,7 +14,7 @@ from tests.ingestion.pipelines import pipeline_manifest, running_pipeline, write
 
 
 def dead_letter_headers(error_class: str, attempt: int, pipeline: str = "fraud") -> list[tuple[str, bytes]]:
-    """Headers as team-interfaces §3 defines them for a dead-letter record."""
+    """Headers of a dead-letter record, as README.md ("What comes out") lists them."""
     return [
         ("trace-id", b"t-1"),
         ("kinfer.source.topic", b"in"),

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from kinfer_runtime.observability.health import LoopState, probe_result
@@ -64,5 +65,22 @@ def test_json_log_lines_carry_static_and_extra_fields() -> None:
     record = logging.LogRecord("kinfer.loop", logging.WARNING, __file__, 1, "commit failed", None, None)
     record.__dict__.update(fields(error="timeout"))
     line = orjson.loads(JsonFormatter({"pipeline": "fraud"}).format(record))
-    assert line["msg"] == "commit failed" and line["level"] == "WARNING"
-    assert line["pipeline"] == "fraud" and line["error"] == "timeout" and line["ts"].endswith("Z")
+    assert line["message"] == "commit failed" and line["level"] == "WARNING"
+    assert line["pipeline"] == "fraud" and line["error"] == "timeout" and line["timestamp"].endswith("Z")
+
+
+def test_the_operator_logs_the_same_json_with_the_object_kopf_names() -> None:
+    record = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "Handler 'reconcile' succeeded.", None, None)
+    record.__dict__["k8s_ref"] = {"namespace": "shop", "name": "fraud", "uid": "u"}
+    line = orjson.loads(JsonFormatter({"component": "operator"}).format(record))
+    assert (line["component"], line["namespace"], line["pipeline"]) == ("operator", "shop", "fraud")
+    assert set(line) >= {"timestamp", "level", "logger", "message"}
+
+
+def test_kinfer_version_is_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from kinfer_runtime.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"kinfer {version('kinfer')}"

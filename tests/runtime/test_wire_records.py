@@ -1,4 +1,4 @@
-"""Output and dead-letter records as they go on the wire (team-interfaces §3), and batch assembly."""
+"""Output and dead-letter records as they go on the wire (README.md, "What comes out"), and batch assembly."""
 
 from __future__ import annotations
 

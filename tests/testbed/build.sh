@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) and caches every test-bed binary: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok and helm from the Go module proxy, and the Kafka broker's jars from
-# Maven Central. Prints the cache directory of each component; a warm run does nothing.
+# kube-scheduler, kubectl, kwok and helm from the Go module proxy, and the Kafka broker's and Connect
+# worker's jars from Maven Central (the broker through the product's own `kinfer kafka --build`, so the
+# demo and the bed share one). A warm run does nothing.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -59,10 +60,7 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
-build_kafka() {
-  mvn -B -q -f "$HERE/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
-    -DoutputDirectory="$1/libs" dependency:copy-dependencies -DincludeScope=runtime
-}
+PYTHON_BIN=${PYTHON_BIN:-$HERE/../../.venv/bin/python}
 
 # A Kafka Connect distributed worker (connect-runtime + the file connectors) for the ingestion tests.
 build_connect() {
@@ -72,7 +70,7 @@ build_connect() {
 
 what=${1:-all}
 case $what in
-  all|kafka) run_once "$CACHE/kafka-$KAFKA_VERSION" "Kafka $KAFKA_VERSION" build_kafka ;;&
+  all|kafka) KINFER_CACHE=$CACHE "$PYTHON_BIN" -m kinfer_runtime.tools.local_kafka --build >/dev/null ;;&
   all|connect) run_once "$CACHE/connect-$KAFKA_VERSION" "Kafka Connect $KAFKA_VERSION" build_connect ;;&
   all|etcd) run_once "$CACHE/etcd-$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd ;;&
   all|helm) run_once "$CACHE/helm-$HELM_VERSION" "helm $HELM_VERSION" build_helm ;;&

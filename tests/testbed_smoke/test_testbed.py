@@ -158,3 +158,14 @@ def test_helm_install_and_uninstall(testbed: TestBed, kube_api: client.ApiClient
     testbed.helm("uninstall", "smoke", "--namespace", namespace, "--wait")
     remaining = client.CoreV1Api(kube_api).list_namespaced_config_map(namespace).items
     assert "smoke-smoke" not in [c.metadata.name for c in remaining]
+
+
+def test_the_bed_pins_the_kafka_the_product_runs() -> None:
+    from kinfer_runtime.tools import broker_setup
+    from tests.testbed.bed import read_versions
+
+    versions = read_versions()
+    assert (versions["KAFKA_VERSION"], versions["LOG4J_VERSION"]) == (
+        broker_setup.KAFKA_VERSION,
+        broker_setup.LOG4J_VERSION,
+    ), "tests/testbed/versions.env and kinfer_runtime/tools/broker_setup.py must name the same Kafka"

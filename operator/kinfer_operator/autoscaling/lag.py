@@ -34,14 +34,6 @@ class PartitionOffsets:
 
 
 @dataclass(frozen=True)
-class PartitionLag:
-    partition: int
-    lag: int
-    committed: int | None
-    end: int
-
-
-@dataclass(frozen=True)
 class LagReading:
     """One poll of one pipeline: the input topic's partitions and the group's position on them."""
 

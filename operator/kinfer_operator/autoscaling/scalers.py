@@ -194,34 +194,3 @@ def build_metrics_api_service(
     else:
         spec = {"selector": selector or {}, "ports": [{"name": "https", "port": port, "targetPort": port}]}
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
-
-
-def build_metrics_api_rbac(operator_namespace: str, service_account: str) -> list[dict[str, Any]]:
-    """The HPA controller may read external metrics; the operator may read the front-proxy CA to verify callers."""
-    reader = "kinfer-external-metrics-reader"
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": reader},
-            "rules": [{"apiGroups": [METRICS_GROUP], "resources": ["*"], "verbs": ["get", "list", "watch"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": reader},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": reader},
-            "subjects": [{"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "kinfer-auth-reader", "namespace": "kube-system"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "extension-apiserver-authentication-reader",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": operator_namespace}],
-        },
-    ]

@@ -1,6 +1,6 @@
 """Pure builders for the consumer side of a pipeline: runtime ConfigMap, consumer Deployment, metrics Service.
 
-The ConfigMap holds the whole InferencePipeline with defaults filled (team-interfaces §1) and is what
+The ConfigMap holds the whole InferencePipeline with defaults filled (docs/runtime.md) and is what
 ``kinfer run /etc/kinfer/pipeline.yaml`` reads. Its content hash is stamped on the pod template, so a spec change
 that only touches the runtime's config (batch size, say) rolls the pods. The Deployment is hardened (non-root,
 read-only root filesystem, no capabilities), spread across nodes, and given the grace period the spec asks for

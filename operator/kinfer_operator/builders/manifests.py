@@ -73,11 +73,6 @@ def spec_hash_of(manifest: dict[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-def key_of(manifest: dict[str, Any]) -> tuple[str, str, str]:
-    """(apiVersion, kind, name): how the reconcile matches desired children with live ones."""
-    return manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]
-
-
 def build_deployment(
     name: str,
     owner: Owner,

@@ -1,4 +1,4 @@
-"""Names, labels and annotations the operator puts on its children (team-interfaces §5).
+"""Names, labels and annotations the operator puts on its children (listed in docs/operator.md).
 
 One place for them so the builders, the reconcile, the autoscaler and the Helm chart's selectors agree.
 """
@@ -32,7 +32,6 @@ ANNOTATION_CONFIG_HASH: Final = "kinfer.io/config-hash"
 # Where kopf keeps its progress and diff-base (annotations, so the status stays ours alone).
 ANNOTATION_PREFIX: Final = "kinfer.io"
 # Set by the delete handler when it started waiting for an unreachable Kafka (bounded give-up).
-ANNOTATION_DELETE_STARTED: Final = "kinfer.io/delete-started"
 
 FINALIZER: Final = "kinfer.io/finalizer"
 FIELD_MANAGER: Final = "kinfer-operator"

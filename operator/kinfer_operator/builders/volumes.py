@@ -1,6 +1,6 @@
 """Volumes shared by the consumer and TF Serving pods: the model, Kafka credentials, scratch space.
 
-Model URIs (team-interfaces §1): ``pvc://CLAIM/PATH`` mounts the claim read-only at the model root, so the
+Model URIs (docs/models.md): ``pvc://CLAIM/PATH`` mounts the claim read-only at the model root, so the
 model is at ``$KINFER_MODEL_ROOT/PATH``; ``s3://BUCKET/PATH`` and ``gs://BUCKET/PATH`` are copied there by an
 init container into an emptyDir (TF Serving's own S3 support is broken since 2.7, tensorflow/serving#1963);
 an absolute path is inside the image and needs nothing. Kafka SASL and TLS Secrets are mounted as files, only

@@ -52,6 +52,7 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
         return _convert_union(node, variants, definitions)
 
     out: dict[str, Any] = {key: copy.deepcopy(node[key]) for key in _KEPT_KEYWORDS if key in node}
+    out |= {key: copy.deepcopy(value) for key, value in node.items() if key.startswith("x-kubernetes-")}
     if "exclusiveMinimum" in node:  # JSON Schema 2020 number → OpenAPI 3.0 boolean form
         out["minimum"] = node["exclusiveMinimum"]
         out["exclusiveMinimum"] = True

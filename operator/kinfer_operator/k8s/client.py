@@ -15,11 +15,11 @@ from collections import Counter
 from typing import Any
 
 from kubernetes.client import ApiClient
+from kubernetes.utils import parse_quantity
 
 from kinfer_operator import metrics
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.manifests import spec_hash_of
-from kinfer_operator.k8s.quantities import same_quantity
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,20 @@ def contains(live: Any, desired: Any, quantities: bool = False) -> bool:
     return bool(live == desired)
 
 
+def same_quantity(live: object, desired: object) -> bool:
+    """Whether two values (text or numbers, as they come from YAML) are the same resource quantity. The API server
+    stores a quantity in canonical form (``cpu: 0.5`` comes back as ``500m``, ``1024Mi`` as ``1Gi``): compared as
+    text, every pass would send a patch that changes nothing."""
+    if isinstance(live, bool) or isinstance(desired, bool):
+        return False
+    if not isinstance(live, str | int | float) or not isinstance(desired, str | int | float):
+        return False
+    try:
+        return bool(parse_quantity(live) == parse_quantity(desired))
+    except ValueError:  # not a quantity
+        return False
+
+
 def _blank(value: Any) -> bool:
     """Empty, or a map of empties (``resources: {requests: {}, limits: {}}``)."""
     if isinstance(value, dict):
@@ -171,7 +185,3 @@ def secret_values(kube: Kube, namespace: str, name: str, keys: list[str]) -> dic
     secret = kube.request("GET", object_path("v1", "Secret", namespace, name)) or {}
     data = secret.get("data") or {}
     return {key: base64.b64decode(data[key]).decode() for key in keys if key in data}
-
-
-def delete_child(kube: Kube, manifest: dict[str, Any]) -> bool:
-    return kube.request("DELETE", path_of(manifest)) is not None

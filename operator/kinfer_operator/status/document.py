@@ -13,6 +13,7 @@ from kinfer_operator.builders import naming
 from kinfer_operator.status.conditions import Condition, merge_conditions, transitions
 from kinfer_operator.status.reasons import ConditionType, Reason
 from kinfer_runtime.spec import InferencePipeline, VersionPolicy
+from kinfer_runtime.spec.status import STATUS_KEYS, PipelineStatus
 
 
 @dataclass
@@ -61,6 +62,7 @@ def build_status(
             status[key] = value
         elif key in previous and key not in ("servingEndpoint", "modelVersion"):
             status[key] = previous[key]
+    PipelineStatus.model_validate(status)  # the shape the CRD declares: a mistake here fails the pass, not the API
     return status
 
 
@@ -68,24 +70,9 @@ def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str,
     """A JSON merge patch from the previous status to the desired one ({} when equal)."""
     patch = {key: value for key, value in desired.items() if previous.get(key) != value}
     for key in previous:
-        if key not in desired and key in _OWNED_KEYS:
+        if key not in desired and key in STATUS_KEYS:
             patch[key] = None
     return patch
-
-
-_OWNED_KEYS = {
-    "observedGeneration",
-    "conditions",
-    "labelSelector",
-    "replicas",
-    "readyReplicas",
-    "topics",
-    "partitions",
-    "lag",
-    "modelVersion",
-    "servingEndpoint",
-    "autoscaling",
-}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""Structured logs: one JSON object per line on stderr, with the pipeline's identity on every line.
+"""Structured logs: one JSON object per line on stderr, the same shape for the runtime and the operator.
 
-Extra fields go through ``logger.info("...", extra={"fields": {...}})``; they are merged into the object.
-Secrets never reach a log call (kafka_config.redacted is what gets logged of the client settings).
+Every line has ``timestamp`` (UTC, ms), ``level``, ``logger`` and ``message``, plus the static fields given to
+``configure_logging`` (``component``, and ``pipeline`` and ``namespace`` in the runtime). Extra fields go through
+``logger.info("...", extra=fields(key=value))`` and are merged into the object. kopf's per-object log records
+(its ``k8s_ref``) give ``namespace`` and ``pipeline`` in the operator. Secrets never reach a log call
+(``kinfer_runtime.kafka.settings.redacted`` is what gets logged of the client settings).
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "message": record.getMessage(),
             **self.static,
         }
+        reference = getattr(record, "k8s_ref", None)  # kopf's object loggers
+        if isinstance(reference, dict):
+            entry["namespace"] = reference.get("namespace")
+            entry["pipeline"] = reference.get("name")
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)

@@ -1,4 +1,4 @@
-"""The runtime's Prometheus metrics (team-interfaces §4), in a registry of their own.
+"""The runtime's Prometheus metrics (listed in docs/runtime.md), in a registry of their own.
 
 Every series carries ``namespace`` and ``pipeline``. Per-batch observations use prometheus-client directly; the
 end-to-end latency is observed for every record, so it goes through :class:`BulkHistogram`, which bins a whole

@@ -1,6 +1,6 @@
 """``kinfer run PIPELINE.yaml``: run one InferencePipeline's consumer (locally, or as the container entrypoint).
 
-Reads the manifest through the shared spec model, applies env and CLI overrides (CLI wins; team-interfaces §1),
+Reads the manifest through the shared spec model, applies env and CLI overrides (CLI wins; docs/runtime.md),
 serves ``/metrics``, ``/healthz`` and ``/readyz``, and runs the loop until SIGTERM or SIGINT, which stop fetching,
 finish the batch in hand, flush, commit and close. Exit status: 0 after a clean stop, 1 on a fatal error, 2 for
 a manifest that can't work.
@@ -61,7 +61,7 @@ def resolve_options(args: argparse.Namespace, env: Mapping[str, str]) -> RunOpti
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    configure_logging("INFO")
+    configure_logging("INFO", component="runtime")
     try:
         pipeline = load_pipeline(args.pipeline)
     except (OSError, yaml.YAMLError, SpecError) as error:
@@ -69,7 +69,9 @@ def main(argv: list[str]) -> int:
         print(f"kinfer run: {args.pipeline}: {error}", file=sys.stderr)
         return 2
     meta = pipeline.metadata
-    configure_logging(pipeline.spec.monitoring.log_level, pipeline=meta.name, namespace=meta.namespace)
+    configure_logging(
+        pipeline.spec.monitoring.log_level, component="runtime", pipeline=meta.name, namespace=meta.namespace
+    )
 
     options = resolve_options(args, os.environ)
     stop = threading.Event()

@@ -15,12 +15,6 @@ from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.spec import InferencePipeline
 
 
-class Encoded(Protocol):
-    inputs: dict[str, np.ndarray]
-    ok: list[int]
-    failures: Sequence[Any]  # RecordFailure: index, reason, message
-
-
 class PreprocessorLike(Protocol):
     def encode(self, values: Sequence[bytes | None]) -> Any: ...
 

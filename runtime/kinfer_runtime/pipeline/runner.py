@@ -31,7 +31,7 @@ log = logging.getLogger("kinfer.runner")
 
 @dataclass
 class RunOptions:
-    """The env/CLI overrides of ``kinfer run`` (team-interfaces §1)."""
+    """The env/CLI overrides of ``kinfer run`` (docs/runtime.md)."""
 
     bootstrap_servers: str | None = None
     pod_name: str | None = None

@@ -1,4 +1,5 @@
-"""The dead-letter record for an input that could not be decoded, validated or predicted (team-interfaces §3).
+"""The dead-letter record for an input that could not be decoded, validated or predicted (its headers: README.md,
+"What comes out").
 
 Key and value are the input's bytes, untouched (so ``kinfer replay`` can re-inject them as they were); the
 headers carry the input's own headers plus where it came from, why it failed, and how many times it has failed:

@@ -1,4 +1,4 @@
-"""The output record for one predicted input (team-interfaces §3), built without touching Kafka.
+"""The output record for one predicted input (its shape: README.md, "What comes out"), built without touching Kafka.
 
 Value: ``{"prediction": {...}, "model": {"name", "version"}, "source": {"topic", "partition", "offset",
 "timestamp_ms"}, "timings_ms": {"preprocess", "predict", "end_to_end"}}``; key: the input's key; headers: the

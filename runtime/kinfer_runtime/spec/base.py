@@ -34,8 +34,14 @@ class SpecModel(BaseModel):
 class ResourcesSpec(SpecModel):
     """Container resources, as in a Pod spec (``nvidia.com/gpu`` allowed in limits)."""
 
-    requests: dict[str, str] = Field(default_factory=dict)
-    limits: dict[str, str] = Field(default_factory=dict)
+    requests: dict[str, str] = Field(
+        default_factory=dict,
+        description="Resources reserved for the container by the scheduler, by name, e.g. cpu: 500m, memory: 1Gi.",
+    )
+    limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="Most the container may use, by name, e.g. memory: 2Gi; GPUs go here as nvidia.com/gpu: 1.",
+    )
 
 
 class SpecError(ValueError):

@@ -20,13 +20,27 @@ class VersionPolicy(StrEnum):
 
 
 class ModelSpec(SpecModel):
-    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    """The SavedModel to serve: where its versions live and which one runs."""
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=NAME_PATTERN,
+            max_length=63,
+            description="Model name: the name TF Serving serves it under, and model.name in every output record "
+            "(and its kinfer.model.name header).",
+        ),
+    ]
     uri: str = Field(
         min_length=1,
         description="Where the TF Serving layout <uri>/<version>/saved_model.pb lives: pvc://CLAIM/PATH, "
         "s3://BUCKET/PATH, gs://BUCKET/PATH, or an absolute path inside the image.",
     )
-    version_policy: VersionPolicy = VersionPolicy.LATEST
+    version_policy: VersionPolicy = Field(
+        default=VersionPolicy.LATEST,
+        description="Latest: serve the highest version directory under uri, and switch to a newer one when it "
+        "appears, without a restart. Pinned: serve exactly version, which must then be set.",
+    )
     version: int | None = Field(default=None, ge=1, description="The version to serve when versionPolicy is Pinned.")
     storage_secret: str | None = Field(
         default=None,
@@ -75,16 +89,34 @@ class FeatureSpec(SpecModel):
     """One input field of a record and how it becomes columns of the model's input tensor."""
 
     name: str = Field(min_length=1, description="Field name in the JSON record.")
-    type: FeatureType = FeatureType.NUMERIC
+    type: FeatureType = Field(
+        default=FeatureType.NUMERIC,
+        description="numeric: a number, one column. categorical: a string or integer from vocabulary, one or more "
+        "columns by encoding. array: a nested list of numbers of exactly shape, one column per element.",
+    )
     required: bool = Field(default=False, description="A record without the field is dead-lettered.")
     default: float | str | None = Field(default=None, description="Value used when the field is missing.")
-    scaling: Scaling = Scaling.NONE
-    mean: float | None = None
-    std: float | None = Field(default=None, gt=0)
-    min: float | None = None
-    max: float | None = None
-    vocabulary: list[str] | None = None
-    encoding: CategoricalEncoding = CategoricalEncoding.INDEX
+    scaling: Scaling = Field(
+        default=Scaling.NONE,
+        description="Numeric and array features (element-wise): none keeps the value; standard gives "
+        "(x - mean) / std and needs mean and std; minMax gives (x - min) / (max - min) and needs min < max.",
+    )
+    mean: float | None = Field(default=None, description="Mean subtracted by standard scaling.")
+    std: float | None = Field(
+        default=None, gt=0, description="Standard deviation that standard scaling divides by; above 0."
+    )
+    min: float | None = Field(default=None, description="Value that minMax scaling maps to 0.")
+    max: float | None = Field(default=None, description="Value that minMax scaling maps to 1; above min.")
+    vocabulary: list[str] | None = Field(
+        default=None,
+        description="Categorical only, and required there: the known categories in column order. Other values go "
+        "to the unknown bucket, or are dead-lettered with rejectUnknown.",
+    )
+    encoding: CategoricalEncoding = Field(
+        default=CategoricalEncoding.INDEX,
+        description="Categorical only. index: one column, the value's position in vocabulary (len(vocabulary) "
+        "when unknown). oneHot: len(vocabulary) + 1 columns, the last one for unknown values.",
+    )
     shape: list[int] | None = Field(default=None, description="Fixed shape of an array field, e.g. [50, 3].")
     reject_unknown: bool = Field(
         default=False,
@@ -112,7 +144,11 @@ class FeatureSpec(SpecModel):
 class PreprocessingSpec(SpecModel):
     """How records become tensors. By default the feature spec stored with the model's metadata is used."""
 
-    from_model_metadata: bool = True
+    from_model_metadata: bool = Field(
+        default=True,
+        description="Start from the features and input mapping in the model's kinfer.json. False ignores them: "
+        "features alone then fill the model's single input, in order.",
+    )
     features: list[FeatureSpec] | None = Field(
         default=None, description="Replaces features of the same name from the model's metadata, adds others."
     )
@@ -135,25 +171,76 @@ class ServingMode(StrEnum):
 class TfServingBatchingSpec(SpecModel):
     """TF Serving's server-side batching (``--enable_batching`` with a batching_parameters file)."""
 
-    enabled: bool = True
-    max_batch_size: int = Field(default=1024, ge=1)
-    batch_timeout_micros: int = Field(default=1000, ge=0)
-    num_batch_threads: int = Field(default=2, ge=1)
-    max_enqueued_batches: int = Field(default=8, ge=1)
+    enabled: bool = Field(
+        default=True,
+        description="Run TF Serving with server-side batching and the parameters below; false runs each request "
+        "on its own.",
+    )
+    max_batch_size: int = Field(
+        default=1024,
+        ge=1,
+        description="Most rows in one server-side batch. TF Serving refuses a request with more rows than this, "
+        "so keep it at least consumer.maxBatchSize.",
+    )
+    batch_timeout_micros: int = Field(
+        default=1000,
+        ge=0,
+        description="Longest TF Serving waits for a batch to fill before running it (microseconds); 0 runs it at once.",
+    )
+    num_batch_threads: int = Field(
+        default=2, ge=1, description="Threads that run batches, so the number of batches processed in parallel."
+    )
+    max_enqueued_batches: int = Field(
+        default=8,
+        ge=1,
+        description="Batches that may wait in TF Serving's queue; when it is full, requests are refused as "
+        "unavailable and the consumers retry.",
+    )
 
 
 class TfServingSpec(SpecModel):
-    image: str = "tensorflow/serving:2.19.0"
-    replicas: int = Field(default=1, ge=0)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    grpc_port: int = Field(default=8500, ge=1, le=65535)
-    rest_port: int = Field(default=8501, ge=1, le=65535)
+    """TensorFlow Serving for serving.mode tfserving: the Deployment the operator runs, how consumers call it."""
+
+    image: str = Field(
+        default="tensorflow/serving:2.19.0", description="Container image of the TF Serving pods the operator runs."
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Number of TF Serving pods. With autoscaling enabled (provider hpa) it is the lower bound "
+        "(at least 1) of TF Serving's own HPA.",
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec,
+        description="Requests and limits of each TF Serving pod's container, as in a Pod spec; a GPU goes in "
+        "limits as nvidia.com/gpu.",
+    )
+    grpc_port: int = Field(
+        default=8500,
+        ge=1,
+        le=65535,
+        description="Port TF Serving serves gRPC on, in its pods and Service; the consumers call it there. Unused "
+        "with endpoint, which names its own port.",
+    )
+    rest_port: int = Field(
+        default=8501,
+        ge=1,
+        le=65535,
+        description="Port of TF Serving's REST API: readiness checks, Prometheus metrics, and the consumers' REST "
+        "fallback (also on the host of endpoint).",
+    )
     batching: TfServingBatchingSpec = Field(default_factory=TfServingBatchingSpec)
     endpoint: str | None = Field(
         default=None, description="host:port of an existing TF Serving; the operator then deploys none."
     )
     timeout_ms: int = Field(default=2000, ge=1, description="Deadline of one Predict call.")
-    max_retries: int = Field(default=5, ge=0)
+    max_retries: int = Field(
+        default=5,
+        ge=0,
+        description="Retries of a Predict call after a transient error (e.g. UNAVAILABLE, DEADLINE_EXCEEDED), with "
+        "jittered backoff. After the last, TF Serving counts as unavailable: the consumers hold the batch and "
+        "pause their partitions until it answers.",
+    )
     rest_fallback: bool = Field(
         default=True, description="Try the REST :predict API on restPort when the gRPC port is unreachable."
     )
@@ -170,6 +257,13 @@ class EmbeddedServingSpec(SpecModel):
 
 
 class ServingSpec(SpecModel):
-    mode: ServingMode = ServingMode.EMBEDDED
+    """How the model runs: inside each consumer pod, or in TensorFlow Serving called over gRPC."""
+
+    mode: ServingMode = Field(
+        default=ServingMode.EMBEDDED,
+        description="embedded: the SavedModel runs inside each consumer pod. tfserving: the consumers call "
+        "TensorFlow Serving over gRPC; the operator deploys it from serving.tfserving unless tfserving.endpoint "
+        "names an existing server.",
+    )
     embedded: EmbeddedServingSpec = Field(default_factory=EmbeddedServingSpec)
     tfserving: TfServingSpec = Field(default_factory=TfServingSpec)

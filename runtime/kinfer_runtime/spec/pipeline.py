@@ -38,26 +38,67 @@ class AutoscalingProvider(StrEnum):
 
 
 class AutoscalingSpec(SpecModel):
-    enabled: bool = False
-    provider: AutoscalingProvider = AutoscalingProvider.HPA
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(default=10, ge=1)
+    """Scaling of the consumers on their group's lag on the input topic; when off, consumer.replicas is the size."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Scale the consumers on lag with an HPA or a KEDA ScaledObject; consumer.replicas is then ignored.",
+    )
+    provider: AutoscalingProvider = Field(
+        default=AutoscalingProvider.HPA,
+        description="hpa: an autoscaling/v2 HPA on the operator's own external metric, with kinfer's lag rules "
+        "(stuck partitions, drain time, partition cap, TF Serving coupling). keda: a KEDA ScaledObject with "
+        "KEDA's kafka trigger and its lag rules; KEDA must be installed.",
+    )
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Fewest consumer pods; at most maxReplicas. 0 lets an idle pipeline scale to zero after "
+        "cooldownSeconds and wake when its lag passes activationLagThreshold.",
+    )
+    max_replicas: int = Field(
+        default=10,
+        ge=1,
+        description="Most consumer pods. The input topic's partition count caps it too, since consumers beyond "
+        "the partitions would sit idle.",
+    )
     lag_threshold: int = Field(default=1000, ge=1, description="Target lag per replica (records).")
     activation_lag_threshold: int = Field(default=0, ge=0, description="Lag that wakes a pipeline scaled to zero.")
     target_drain_seconds: int | None = Field(
-        default=None, ge=1, description="Also scale so that the lag drains within this many seconds."
+        default=None,
+        ge=1,
+        description="Also scale so that the lag drains within this many seconds (provider hpa only).",
     )
     cooldown_seconds: int = Field(default=300, ge=0, description="Idle time before scaling to zero.")
-    scale_up_stabilization_seconds: int = Field(default=0, ge=0)
-    scale_down_stabilization_seconds: int = Field(default=300, ge=0)
+    scale_up_stabilization_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Scale up only to the smallest count recommended over this many seconds; 0 scales up at once.",
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Scale down only to the largest count recommended over this many seconds, so a lag that "
+        "wobbles around a threshold does not toggle the size.",
+    )
     stuck_partition_polls: int = Field(
         default=5, ge=2, description="Polls without progress after which a lagging partition counts as stuck."
     )
-    limit_to_partitions_with_lag: bool = False
-    serving_consumers_per_replica: int = Field(
-        default=4, ge=1, description="tfserving mode: TF Serving replicas follow consumer demand, one per this many."
+    limit_to_partitions_with_lag: bool = Field(
+        default=False,
+        description="Cap the consumers at the number of partitions that have lag, instead of at the partition count.",
     )
-    serving_max_replicas: int = Field(default=4, ge=1, description="tfserving mode: upper bound of the TF Serving HPA.")
+    serving_consumers_per_replica: int = Field(
+        default=4,
+        ge=1,
+        description="tfserving mode with provider hpa: TF Serving replicas follow consumer demand, one per this many.",
+    )
+    serving_max_replicas: int = Field(
+        default=4,
+        ge=1,
+        description="tfserving mode with provider hpa: upper bound of the TF Serving HPA (serving.tfserving.replicas "
+        "if that is higher).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> AutoscalingSpec:
@@ -74,10 +115,26 @@ class AutoscalingSpec(SpecModel):
 class ConnectorSpec(SpecModel):
     """A Kafka Connect source connector that feeds the pipeline's input topic."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
-    connector_class: str = Field(min_length=1)
-    tasks_max: int = Field(default=1, ge=1)
-    config: dict[str, str] = Field(default_factory=dict)
+    name: Annotated[
+        str,
+        Field(
+            pattern=NAME_PATTERN,
+            max_length=63,
+            description="Connector name, unique in the pipeline. In Connect it becomes "
+            "kinfer.<namespace>.<pipeline>.<name>; with Strimzi, the KafkaConnector <pipeline>-<name>.",
+        ),
+    ]
+    connector_class: str = Field(
+        min_length=1,
+        description="Java class of the source connector (connector.class), e.g. "
+        "org.apache.kafka.connect.file.FileStreamSourceConnector.",
+    )
+    tasks_max: int = Field(default=1, ge=1, description="Most tasks Connect runs for the connector (tasks.max).")
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Connector config, given to Connect as it is; connector.class and tasks.max come from the "
+        "fields above and win over keys of the same name.",
+    )
     topic_config_key: str | None = Field(
         default="topic",
         description="Connector config key that names the target topic; kinfer sets it to the pipeline's input "
@@ -86,10 +143,16 @@ class ConnectorSpec(SpecModel):
 
 
 class IngestionSpec(SpecModel):
+    """Kafka Connect source connectors that feed the input topic, run through Connect's REST API or Strimzi."""
+
     connect_url: str | None = Field(default=None, description="Kafka Connect REST URL, e.g. http://connect:8083.")
     use_strimzi: bool = Field(default=False, description="Create Strimzi KafkaConnector resources instead.")
     strimzi_cluster: str | None = Field(default=None, description="Strimzi KafkaConnect name (strimzi.io/cluster).")
-    connectors: list[ConnectorSpec] = Field(default_factory=list)
+    connectors: list[ConnectorSpec] = Field(
+        default_factory=list,
+        description="Source connectors the operator keeps in line with this list (connectors removed from it are "
+        "deleted). They need connectUrl, or useStrimzi with strimziCluster.",
+    )
 
     @model_validator(mode="after")
     def _where_connectors_run(self) -> IngestionSpec:
@@ -113,8 +176,20 @@ class DeletionPolicy(StrEnum):
 
 
 class MonitoringSpec(SpecModel):
-    metrics_port: int = Field(default=9400, ge=1, le=65535)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    """The consumer pods' metrics and probe port, and their log level."""
+
+    metrics_port: int = Field(
+        default=9400,
+        ge=1,
+        le=65535,
+        description="Port of the consumer pods' HTTP server: /metrics (Prometheus), /healthz and /readyz. The "
+        "<pipeline>-metrics Service exposes it.",
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="Level of the consumer pods' JSON logs: DEBUG, INFO, WARNING or ERROR.",
+    )
 
 
 class InferencePipelineSpec(SpecModel):
@@ -129,7 +204,12 @@ class InferencePipelineSpec(SpecModel):
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     ingestion: IngestionSpec = Field(default_factory=IngestionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
-    deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.RETAIN,
+        description="What happens to the topics when the pipeline is deleted (its Kubernetes children always go). "
+        "Retain: topics are kept, and no finalizer is added. Delete: a finalizer deletes the mode Create topics, "
+        "never Adopt ones; if Kafka stays unreachable it gives up and keeps them.",
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> InferencePipelineSpec:

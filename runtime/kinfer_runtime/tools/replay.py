@@ -2,7 +2,7 @@
 
 Reads a range of the dead-letter topic (offsets, times, partitions, error classes), shows what would be replayed
 (``--dry-run``: counts by error class and a sample), and otherwise produces each selected record's original key,
-value and headers to the input topic with ``kinfer.attempt`` and ``kinfer.replayed-from`` (team-interfaces §3).
+value and headers to the input topic with ``kinfer.attempt`` and ``kinfer.replayed-from`` (docs/ingestion.md).
 A record at ``spec.consumer.maxAttempts`` is not replayed; the range's end is fixed before reading, so a record
 that fails again during the replay is never read back in the same run.
 """

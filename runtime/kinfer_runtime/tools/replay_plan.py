@@ -1,6 +1,6 @@
 """Pure logic of ``kinfer replay``: which dead-letter records to re-inject, with which headers, and the report.
 
-A dead-letter record (team-interfaces §3) carries the original key, value and headers plus ``kinfer.source.*``,
+A dead-letter record (README.md, "What comes out") carries the original key, value and headers plus ``kinfer.source.*``,
 ``kinfer.error.*``, ``kinfer.pipeline``, ``kinfer.model.version`` and ``kinfer.attempt``. Replay strips what the
 dead-letter stage added, keeps the attempt count and adds ``kinfer.replayed-from``, so a record that fails
 again comes back with its attempt raised; at ``spec.consumer.maxAttempts`` it is not replayed any more.

@@ -121,15 +121,6 @@ def rows_from_csv(stream: IO[bytes], delimiter: str = ",") -> Iterator[dict[str,
         yield {name: coerce_csv_cell(cell) for name, cell in row.items() if name is not None and cell != ""}
 
 
-def rows_from_jsonl(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
-    """Parsed JSONL objects; a line that is not a JSON object raises ValueError naming its line number."""
-    for number, line in enumerate(jsonl_lines(stream), start=1):
-        parsed = orjson.loads(line)
-        if not isinstance(parsed, dict):
-            raise ValueError(f"line {number} is not a JSON object")
-        yield parsed
-
-
 def rows_from_parquet(path: str, batch_size: int = 4096) -> Iterator[dict[str, Any]]:
     """Rows of a Parquet file, read in batches so a large file is never held in memory whole."""
     import pyarrow.parquet as pq

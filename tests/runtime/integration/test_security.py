@@ -109,7 +109,7 @@ def test_wrong_password_is_reported_not_logged_and_does_not_spin(secure_kafka: A
     assert wrong not in log and PASSWORD not in log
     assert "%3|" not in log, "librdkafka's own lines should have become JSON lines"
     lines = [orjson.loads(line) for line in log.splitlines() if line.startswith("{")]
-    refused = [line for line in lines if line["msg"] == "kafka client error" and "authentication" in line["reason"]]
+    refused = [line for line in lines if line["message"] == "kafka client error" and "authentication" in line["reason"]]
     assert refused and {line["level"] for line in refused} == {"ERROR"}, log[-3000:]
     assert {line["client"] for line in refused} == {"consumer", "producer"}
     # About two refused logins a second per client for 15 s and more: logged once each, then once per 30 s.
