@@ -28,8 +28,7 @@ from kinfer_operator import metrics
 from kinfer_operator.autoscaling.monitor import LagMonitor
 from kinfer_operator.autoscaling.plan import AutoscalerContext, plan_autoscaler
 from kinfer_operator.builders import naming
-from kinfer_operator.builders.consumer import tfserving_endpoint
-from kinfer_operator.builders.desired import deploys_tfserving, desired_children
+from kinfer_operator.builders.desired import desired_children
 from kinfer_operator.builders.manifests import Owner
 from kinfer_operator.builders.volumes import referenced_secrets, split_model_uri
 from kinfer_operator.connect.connectors import RestartBackoff
@@ -94,17 +93,17 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         return _invalid(kube, body, pipeline, problems, previous, generation)
     live_consumer = kube.request("GET", object_path("apps/v1", "Deployment", namespace, naming.consumer_name(name)))
     live_tfserving = None
-    if deploys_tfserving(pipeline):
+    if pipeline.spec.serving.deploys_tfserving:
         path = object_path("apps/v1", "Deployment", namespace, naming.tfserving_name(name))
         live_tfserving = kube.request("GET", path)
     consumer_state, tfserving_state = deployment_state(live_consumer), deployment_state(live_tfserving)
     consumers = workload_condition(ConditionType.CONSUMERS_READY, naming.consumer_name(name), consumer_state)
     serving = _serving_condition(pipeline, tfserving_state)
-    mounting = [consumers, serving] if deploys_tfserving(pipeline) else [consumers]
+    mounting = [consumers, serving] if pipeline.spec.serving.deploys_tfserving else [consumers]
     if not all(c.is_true for c in mounting):  # an available workload needs no look at its claim (a GET a pass)
         missing_claim = _missing_model_claim(kube, pipeline)
         consumers = conditions.with_model_claim(consumers, missing_claim, namespace)
-        if deploys_tfserving(pipeline):
+        if pipeline.spec.serving.deploys_tfserving:
             serving = conditions.with_model_claim(serving, missing_claim, namespace)
     partitions = (topic_plan.partitions if topic_plan else {}) or dict(previous.get("topics") or {})
     monitor = services.monitor
@@ -168,7 +167,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         partitions=partitions,
         input_topic=pipeline.spec.topics.input.name,
         lag=autoscaler.lag,
-        serving_endpoint=tfserving_endpoint(pipeline) if pipeline.spec.serving.mode is ServingMode.TFSERVING else None,
+        serving_endpoint=pipeline.tfserving_address if pipeline.spec.serving.mode is ServingMode.TFSERVING else None,
         autoscaling=autoscaler.status or None,
     )
     status = build_status(previous, observed, pipeline, name, _now())
@@ -220,8 +219,8 @@ def _serving_condition(pipeline: InferencePipeline, state: conditions.Deployment
     kind = ConditionType.SERVING_READY
     if pipeline.spec.serving.mode is ServingMode.EMBEDDED:
         return Condition(kind, "True", Reason.EMBEDDED, "the model runs inside the consumer pods")
-    if not deploys_tfserving(pipeline):
-        return Condition(kind, "True", Reason.EXTERNAL_ENDPOINT, f"TF Serving at {tfserving_endpoint(pipeline)}")
+    if not pipeline.spec.serving.deploys_tfserving:
+        return Condition(kind, "True", Reason.EXTERNAL_ENDPOINT, f"TF Serving at {pipeline.tfserving_address}")
     return workload_condition(kind, naming.tfserving_name(pipeline.metadata.name), state)
 
 

@@ -23,7 +23,7 @@ from kinfer_operator.builders import naming
 from kinfer_operator.builders.manifests import content_hash
 from kinfer_operator.k8s.client import Kube, object_path, secret_values
 from kinfer_operator.kafka.admin import admin_config
-from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, ServingMode
+from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec
 
 log = logging.getLogger(__name__)
 POLL_WORKERS = 8
@@ -169,7 +169,7 @@ class LagMonitor:
         live = self.kube.request("GET", path) or {}
         replicas = int((live.get("spec") or {}).get("replicas") or 0)
         serving = tracked.spec.serving
-        if serving.mode is not ServingMode.TFSERVING or serving.tfserving.endpoint:
+        if not serving.deploys_tfserving:
             return replicas, True
         path = object_path("apps/v1", "Deployment", tracked.namespace, naming.tfserving_name(tracked.name))
         server = self.kube.request("GET", path) or {}
@@ -201,13 +201,4 @@ def export_gauges(namespace: str, name: str, decision: Decision) -> None:
 
 def kafka_secrets(kube: Kube, namespace: str, spec: InferencePipelineSpec) -> dict[str, dict[str, str]]:
     """SASL/TLS Secret values for the poller's own client (kept in memory only, never logged or stored)."""
-    secrets: dict[str, dict[str, str]] = {}
-    sasl, tls = spec.kafka.sasl, spec.kafka.tls
-    if sasl is not None:
-        secrets[sasl.secret_name] = secret_values(
-            kube, namespace, sasl.secret_name, [sasl.username_key, sasl.password_key]
-        )
-    if tls is not None:
-        keys = [k for k in (tls.ca_key, tls.cert_key, tls.key_key) if k]
-        secrets.setdefault(tls.secret_name, {}).update(secret_values(kube, namespace, tls.secret_name, keys))
-    return secrets
+    return {name: secret_values(kube, namespace, name, keys) for name, keys in spec.kafka.secret_keys().items()}

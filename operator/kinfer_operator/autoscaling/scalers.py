@@ -20,7 +20,7 @@ from typing import Any
 
 from kinfer_operator.autoscaling.engine import read_committed
 from kinfer_operator.builders import naming
-from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec, ServingMode
+from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec
 
 METRICS_GROUP = "external.metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
@@ -160,7 +160,7 @@ def desired_autoscaling_children(pipeline: str, spec: InferencePipelineSpec) -> 
         return [build_keda_scaled_object(pipeline, spec)]
     children = [build_consumer_hpa(pipeline, spec)]
     serving = spec.serving
-    if serving.mode is ServingMode.TFSERVING and not serving.tfserving.endpoint:
+    if serving.deploys_tfserving:
         children.append(build_tfserving_hpa(pipeline, spec))
     return children
 

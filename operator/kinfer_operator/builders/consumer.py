@@ -57,15 +57,6 @@ def build_runtime_configmap(pipeline: InferencePipeline, owner: Owner) -> dict[s
     )
 
 
-def tfserving_endpoint(pipeline: InferencePipeline) -> str:
-    """host:port the consumers call in tfserving mode (an external endpoint, or the operator's Service)."""
-    tfserving = pipeline.spec.serving.tfserving
-    if tfserving.endpoint:
-        return tfserving.endpoint
-    service = naming.tfserving_name(pipeline.metadata.name)
-    return f"{service}.{pipeline.metadata.namespace}.svc:{tfserving.grpc_port}"
-
-
 def build_consumer_deployment(
     pipeline: InferencePipeline, owner: Owner, replicas: int | None, config_hash: str
 ) -> dict[str, Any]:
@@ -85,7 +76,7 @@ def build_consumer_deployment(
     ]
     env += add_kafka_secret_volumes(volumes, spec.kafka)
     if spec.serving.mode is ServingMode.TFSERVING:
-        env.append({"name": "KINFER_TFSERVING_ENDPOINT", "value": tfserving_endpoint(pipeline)})
+        env.append({"name": "KINFER_TFSERVING_ENDPOINT", "value": pipeline.tfserving_address})
 
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
         return {

@@ -22,12 +22,7 @@ from kinfer_operator.builders.tfserving import (
     build_tfserving_service,
     tfserving_config_hash,
 )
-from kinfer_runtime.spec import InferencePipeline, ServingMode
-
-
-def deploys_tfserving(pipeline: InferencePipeline) -> bool:
-    serving = pipeline.spec.serving
-    return serving.mode is ServingMode.TFSERVING and not serving.tfserving.endpoint
+from kinfer_runtime.spec import InferencePipeline
 
 
 def desired_children(
@@ -39,7 +34,7 @@ def desired_children(
 ) -> list[dict[str, Any]]:
     """Every child manifest the pipeline should have, in apply order."""
     children: list[dict[str, Any]] = []
-    if deploys_tfserving(pipeline):
+    if pipeline.spec.serving.deploys_tfserving:
         tf_config = build_tfserving_configmap(pipeline, owner)
         children += [
             tf_config,

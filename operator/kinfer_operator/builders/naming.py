@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from kinfer_runtime.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from kinfer_runtime.spec import API_GROUP, API_VERSION, KIND, PLURAL, tfserving_service
 
 GROUP: Final = API_GROUP
 VERSION: Final = API_VERSION
@@ -57,7 +57,7 @@ def metrics_service_name(pipeline: str) -> str:
 
 
 def tfserving_name(pipeline: str) -> str:
-    return f"{pipeline}-tfserving"
+    return tfserving_service(pipeline)
 
 
 def tfserving_config_name(pipeline: str) -> str:

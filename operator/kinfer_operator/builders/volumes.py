@@ -81,13 +81,13 @@ def add_kafka_secret_volumes(volumes: PodVolumes, kafka: KafkaSpec) -> list[dict
     """Mount the SASL and TLS Secrets (only the named keys); returns the env vars pointing the runtime at them."""
     env = []
     if kafka.sasl is not None:
-        keys = [kafka.sasl.username_key, kafka.sasl.password_key]
+        keys = kafka.sasl.keys
         volumes.add(
             _secret_volume("kafka-sasl", kafka.sasl.secret_name, keys), {"mountPath": naming.SASL_DIR, "readOnly": True}
         )
         env.append({"name": "KINFER_SASL_DIR", "value": naming.SASL_DIR})
     if kafka.tls is not None:
-        keys = [k for k in (kafka.tls.ca_key, kafka.tls.cert_key, kafka.tls.key_key) if k]
+        keys = kafka.tls.keys
         volumes.add(
             _secret_volume("kafka-tls", kafka.tls.secret_name, keys), {"mountPath": naming.TLS_DIR, "readOnly": True}
         )
@@ -102,12 +102,7 @@ def _secret_volume(volume: str, secret: str, keys: list[str]) -> dict[str, Any]:
 
 def referenced_secrets(kafka: KafkaSpec, model: ModelSpec) -> dict[str, list[str]]:
     """Secret name → keys the pods will need (checked before anything is created)."""
-    needed: dict[str, list[str]] = {}
-    if kafka.sasl is not None:
-        needed.setdefault(kafka.sasl.secret_name, []).extend([kafka.sasl.username_key, kafka.sasl.password_key])
-    if kafka.tls is not None:
-        keys = [k for k in (kafka.tls.ca_key, kafka.tls.cert_key, kafka.tls.key_key) if k]
-        needed.setdefault(kafka.tls.secret_name, []).extend(keys)
+    needed = kafka.secret_keys()
     if model.storage_secret:
         needed.setdefault(model.storage_secret, [])
     return needed

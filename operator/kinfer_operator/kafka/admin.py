@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
 from kinfer_operator.builders.manifests import content_hash
 from kinfer_operator.kafka.topic_plan import TopicPlan, TopicState
 from kinfer_runtime.kafka.client_events import AccessProblem, ClientEvents
+from kinfer_runtime.kafka.settings import security_settings
 from kinfer_runtime.spec import KafkaSpec
 
 TIMEOUT_SECONDS = 10.0
@@ -45,7 +46,6 @@ def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[s
     """librdkafka settings for the operator's admin client; ``secrets``: Secret name → decoded keys."""
     config: dict[str, Any] = {
         "bootstrap.servers": kafka.bootstrap_servers,
-        "security.protocol": kafka.security_protocol.value,
         "client.id": "kinfer-operator",
         "socket.timeout.ms": int(TIMEOUT_SECONDS * 1000),
         "reconnect.backoff.max.ms": 5000,
@@ -53,18 +53,17 @@ def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[s
     for key, value in kafka.config.items():
         if not key.startswith(("group.", "enable.", "isolation.", "auto.", "fetch.", "partition.assignment")):
             config[key] = value
-    if kafka.sasl is not None:
-        values = secrets.get(kafka.sasl.secret_name, {})
-        config["sasl.mechanism"] = kafka.sasl.mechanism.value
-        config["sasl.username"] = values.get(kafka.sasl.username_key, "")
-        config["sasl.password"] = values.get(kafka.sasl.password_key, "")
-    if kafka.tls is not None:
-        values = secrets.get(kafka.tls.secret_name, {})
-        config["ssl.ca.pem"] = values.get(kafka.tls.ca_key, "")
-        if kafka.tls.cert_key and kafka.tls.key_key:
-            config["ssl.certificate.pem"] = values.get(kafka.tls.cert_key, "")
-            config["ssl.key.pem"] = values.get(kafka.tls.key_key, "")
-    return config
+    sasl, tls = kafka.sasl, kafka.tls
+    login = secrets.get(sasl.secret_name, {}) if sasl else {}
+    material = secrets.get(tls.secret_name, {}) if tls else {}
+    pems = {
+        "ca": material.get(tls.ca_key) if tls else None,
+        "certificate": material.get(tls.cert_key) if tls and tls.cert_key and tls.key_key else None,
+        "key": material.get(tls.key_key) if tls and tls.cert_key and tls.key_key else None,
+    }
+    username = login.get(sasl.username_key) if sasl else None
+    password = login.get(sasl.password_key) if sasl else None
+    return config | security_settings(kafka, username, password, pems, pem=True)
 
 
 def admin_client(config: dict[str, Any]) -> AdminClient:

@@ -48,16 +48,8 @@ def topic_admin_for(kube: Kube, pipeline: InferencePipeline) -> TopicAdmin:
 
 
 def admin_for(kube: Kube, pipeline: InferencePipeline) -> Any:
-    kafka = pipeline.spec.kafka
-    secrets: dict[str, dict[str, str]] = {}
-    if kafka.sasl is not None:
-        keys = [kafka.sasl.username_key, kafka.sasl.password_key]
-        secrets[kafka.sasl.secret_name] = secret_values(kube, pipeline.metadata.namespace, kafka.sasl.secret_name, keys)
-    if kafka.tls is not None:
-        keys = [k for k in (kafka.tls.ca_key, kafka.tls.cert_key, kafka.tls.key_key) if k]
-        secrets.setdefault(kafka.tls.secret_name, {}).update(
-            secret_values(kube, pipeline.metadata.namespace, kafka.tls.secret_name, keys)
-        )
+    kafka, namespace = pipeline.spec.kafka, pipeline.metadata.namespace
+    secrets = {name: secret_values(kube, namespace, name, keys) for name, keys in kafka.secret_keys().items()}
     return kafka_admin.admin_client(kafka_admin.admin_config(kafka, secrets))
 
 

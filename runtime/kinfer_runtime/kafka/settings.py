@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kinfer_runtime.pipeline.batching import MIN_WAIT_FRACTION
-from kinfer_runtime.spec import Delivery, InferencePipeline
+from kinfer_runtime.spec import Delivery, InferencePipeline, KafkaSpec
 
 DEFAULT_SASL_DIR = "/var/run/secrets/kinfer/sasl"
 DEFAULT_TLS_DIR = "/var/run/secrets/kinfer/tls"
@@ -76,29 +76,44 @@ def _secret_value(path: Path, fallback: str | None) -> str | None:
         return fallback
 
 
+def security_settings(
+    kafka: KafkaSpec,
+    username: str | None,
+    password: str | None,
+    tls: dict[str, str | None] | None = None,
+    *,
+    pem: bool = False,
+) -> dict[str, Any]:
+    """librdkafka's security settings for any kinfer client: the protocol, the SASL mechanism and login, and TLS
+    material. ``tls`` maps ``ca``, ``certificate`` and ``key`` to file paths (pods, ``ssl.*.location``) or, with
+    ``pem``, to the PEM text itself (the operator, which keeps credentials in memory only: ``ssl.*.pem``)."""
+    config: dict[str, Any] = {"security.protocol": kafka.security_protocol.value}
+    if kafka.sasl is not None:
+        config["sasl.mechanism"] = kafka.sasl.mechanism.value
+        config["sasl.username"] = username or ""
+        config["sasl.password"] = password or ""
+    suffix = "pem" if pem else "location"
+    for name, value in (tls or {}).items():
+        if value:
+            config[f"ssl.{name}.{suffix}"] = value
+    return config
+
+
 def common_config(pipeline: InferencePipeline, bootstrap_servers: str, credentials: Credentials) -> dict[str, Any]:
     """Connection settings shared by every client: brokers, security protocol, SASL and TLS."""
-    kafka = pipeline.spec.kafka
-    protocol = kafka.security_protocol
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
-        "security.protocol": protocol.value,
         "client.id": f"kinfer-{pipeline.metadata.namespace}-{pipeline.metadata.name}",
         # Reconnect within a second of a broker's return (librdkafka backs off up to 10 s by default), so
         # throughput recovers promptly after a broker restart.
         "reconnect.backoff.max.ms": 1000,
     }
-    if kafka.sasl is not None:
-        config["sasl.mechanism"] = kafka.sasl.mechanism.value
-        config["sasl.username"] = credentials.sasl_username
-        config["sasl.password"] = credentials.sasl_password
-    if credentials.ca_location:
-        config["ssl.ca.location"] = credentials.ca_location
-    if credentials.certificate_location:
-        config["ssl.certificate.location"] = credentials.certificate_location
-    if credentials.key_location:
-        config["ssl.key.location"] = credentials.key_location
-    return config
+    tls = {
+        "ca": credentials.ca_location,
+        "certificate": credentials.certificate_location,
+        "key": credentials.key_location,
+    }
+    return config | security_settings(pipeline.spec.kafka, credentials.sasl_username, credentials.sasl_password, tls)
 
 
 FETCH_MIN_BYTES = 32 * 1024  # about 150 records of 200 bytes: a broker reply per fetch that is worth its cost

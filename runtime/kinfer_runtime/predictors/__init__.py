@@ -32,11 +32,7 @@ __all__ = [
 
 def default_tfserving_endpoint(pipeline: InferencePipeline) -> str:
     """``KINFER_TFSERVING_ENDPOINT``, else spec.serving.tfserving.endpoint, else the operator's Service."""
-    settings = pipeline.spec.serving.tfserving
-    explicit = os.environ.get("KINFER_TFSERVING_ENDPOINT") or settings.endpoint
-    if explicit:
-        return explicit
-    return f"{pipeline.metadata.name}-tfserving.{pipeline.metadata.namespace}.svc:{settings.grpc_port}"
+    return os.environ.get("KINFER_TFSERVING_ENDPOINT") or pipeline.tfserving_address
 
 
 def build_predictor(

@@ -65,6 +65,7 @@ from kinfer_runtime.spec.pipeline import (
     ObjectMeta,
     parse_pipeline,
     parse_spec,
+    tfserving_service,
 )
 
 __all__ = [
@@ -114,5 +115,6 @@ __all__ = [
     "describe_validation_error",
     "parse_pipeline",
     "parse_spec",
+    "tfserving_service",
     "uri_scheme",
 ]

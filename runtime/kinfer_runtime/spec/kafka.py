@@ -37,6 +37,10 @@ class SaslSpec(SpecModel):
     username_key: str = Field(default="username", description="Key of the Secret that holds the SASL username.")
     password_key: str = Field(default="password", description="Key of the Secret that holds the SASL password.")
 
+    @property
+    def keys(self) -> list[str]:
+        return [self.username_key, self.password_key]
+
 
 class TlsSpec(SpecModel):
     """TLS material from a Secret: the CA to trust and, for mutual TLS, a client certificate and key."""
@@ -49,6 +53,10 @@ class TlsSpec(SpecModel):
     )
     cert_key: str | None = Field(default=None, description="Client certificate key in the Secret (mTLS).")
     key_key: str | None = Field(default=None, description="Client private key key in the Secret (mTLS).")
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key in (self.ca_key, self.cert_key, self.key_key) if key]
 
 
 class KafkaSpec(SpecModel):
@@ -66,6 +74,15 @@ class KafkaSpec(SpecModel):
     config: dict[str, str] = Field(
         default_factory=dict, description="librdkafka settings passed through to every client."
     )
+
+    def secret_keys(self) -> dict[str, list[str]]:
+        """Secret name → the keys the Kafka clients read from it (SASL and TLS may share one Secret)."""
+        needed: dict[str, list[str]] = {}
+        for part in (self.sasl, self.tls):
+            if part is not None:
+                keys = needed.setdefault(part.secret_name, [])
+                keys += [key for key in part.keys if key not in keys]
+        return needed
 
     @model_validator(mode="after")
     def _security_matches_protocol(self) -> KafkaSpec:

@@ -267,3 +267,8 @@ class ServingSpec(SpecModel):
     )
     embedded: EmbeddedServingSpec = Field(default_factory=EmbeddedServingSpec)
     tfserving: TfServingSpec = Field(default_factory=TfServingSpec)
+
+    @property
+    def deploys_tfserving(self) -> bool:
+        """Whether the operator runs TF Serving for this pipeline (tfserving mode without an external endpoint)."""
+        return self.mode is ServingMode.TFSERVING and not self.tfserving.endpoint

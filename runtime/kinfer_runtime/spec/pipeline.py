@@ -235,6 +235,11 @@ class ObjectMeta(BaseModel):
     namespace: str = "default"
 
 
+def tfserving_service(pipeline_name: str) -> str:
+    """The name of the TF Serving Deployment and Service the operator runs for a pipeline."""
+    return f"{pipeline_name}-tfserving"
+
+
 class InferencePipeline(BaseModel):
     """A whole manifest, as applied with kubectl or run with ``kinfer run``."""
 
@@ -243,6 +248,14 @@ class InferencePipeline(BaseModel):
     kind: str = KIND
     metadata: ObjectMeta
     spec: InferencePipelineSpec
+
+    @property
+    def tfserving_address(self) -> str:
+        """host:port the consumers call in tfserving mode: the external endpoint, or the operator's Service."""
+        tfserving = self.spec.serving.tfserving
+        if tfserving.endpoint:
+            return tfserving.endpoint
+        return f"{tfserving_service(self.metadata.name)}.{self.metadata.namespace}.svc:{tfserving.grpc_port}"
 
     @model_validator(mode="after")
     def _kind(self) -> InferencePipeline:
