@@ -27,9 +27,9 @@ from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.pipeline.assemble import assemble_batch
 from kinfer_runtime.pipeline.assignment import Assignment
 from kinfer_runtime.pipeline.at_least_once import AtLeastOnce
-from kinfer_runtime.pipeline.batching import BatchWindow
 from kinfer_runtime.pipeline.commits import TopicPartitionKey, first_offsets
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
+from kinfer_runtime.pipeline.intake import Intake
 from kinfer_runtime.pipeline.parts import DeliverySide, LoopParts
 from kinfer_runtime.pipeline.sending import PipelineStopped
 from kinfer_runtime.pipeline.tally import LoopCounters, Tally
@@ -47,7 +47,6 @@ MAX_IN_FLIGHT_BATCHES = 4
 LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
-CONSUME_SLICE_S = 0.005
 
 
 def settle_garbage_collector() -> None:
@@ -74,7 +73,6 @@ class PipelineLoop:
         self.dead_letter_topic = spec.topics.dead_letter.name
         self.max_batch = spec.consumer.max_batch_size
         self.batch_wait_s = spec.consumer.max_batch_wait_ms / 1000.0
-        self.window = BatchWindow(self.max_batch, self.batch_wait_s, time.monotonic())
         self.exactly_once = spec.consumer.delivery is Delivery.EXACTLY_ONCE
         self.metrics = parts.metrics
         self.state = parts.state
@@ -86,6 +84,7 @@ class PipelineLoop:
             self.consumer, self.input_topic, self.metrics, self.state, revoked=self._revoked, lost=self._lost
         )
         self.delivery = self._delivery_side()
+        self.intake = Intake(self.consumer, self.delivery, self.max_batch, self.batch_wait_s, self.stop)
         self.metadata = parts.predictor.metadata
         self.preprocessor = parts.make_preprocessor(self.metadata)
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
@@ -147,56 +146,12 @@ class PipelineLoop:
             self.producer.poll(0.005)
             return
         started = time.perf_counter()
-        messages = self._consume_batch()
+        messages = self.intake.read()
         if messages:
             consumed = time.perf_counter()
             self.metrics.stage["consume"].observe(consumed - started)
-            self._process(self._valid(messages))
-            self.window.processed(time.perf_counter() - consumed)
-
-    def _consume_batch(self) -> list[Message]:
-        """Up to maxBatchSize records, closed as :mod:`kinfer_runtime.pipeline.batching` decides. Waits are taken in
-        slices so that delivery reports (and with them commits and the end-to-end latency) are served while a batch
-        fills at low rates."""
-        window = self.window
-        deadline = window.deadline()  # the records already queued arrived after the queue was last seen empty
-        messages = self._consume(self.max_batch, 0)
-        if not messages:
-            self.delivery.input_idle()
-            # Block for the first record alone: consume(1, t) returns as soon as one arrives, while a larger
-            # count would wait all of t. It arrives after the queue was seen empty just now.
-            messages = self._consume(1, CONSUME_SLICE_S)
-            if not messages:
-                return messages
-            deadline = window.deadline()
-            messages += self._consume(self.max_batch - 1, 0)
-        while not self.stop.is_set():
-            now = time.monotonic()
-            if window.should_close(len(messages), deadline, now):
-                break
-            if self.delivery.records_in_flight():
-                self.delivery.serve()
-            messages += self._consume(self.max_batch - len(messages), min(max(deadline - now, 0.0), CONSUME_SLICE_S))
-        window.closed(len(messages), time.monotonic())
-        return messages
-
-    def _consume(self, asked: int, timeout: float) -> list[Message]:
-        """One consume call, telling the batch window whether it emptied the client's queue."""
-        messages: list[Message] = self.consumer.consume(asked, timeout)
-        self.window.consumed(asked, len(messages), time.monotonic())
-        return messages
-
-    def _valid(self, messages: list[Message]) -> list[Message]:
-        valid = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                valid.append(message)
-            elif error.fatal():
-                raise KafkaException(error)
-            else:
-                log.warning("consumer error", extra=fields(error=str(error)))
-        return valid
+            self._process(messages)
+            self.intake.window.processed(time.perf_counter() - consumed)
 
     def _process(self, messages: list[Message]) -> None:
         if not messages:
