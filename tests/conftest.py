@@ -7,6 +7,7 @@ end. Tests that use any of these fixtures are marked ``testbed`` automatically (
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,30 @@ from typing import Any
 
 import pytest
 
-from tests.testbed import DEFAULT_ROOT, KafkaBroker, TestBed, component_dir
+from tests.testbed import DEFAULT_ROOT, KafkaBroker, TestBed, component_dir, free_port
+from tests.testbed.ledger import Ledger, tear_down
+from tests.testbed.process import pid_alive
 
 BED_FIXTURES = {"testbed", "kafka_bootstrap", "kube_api", "namespace", "private_kafka", "secure_kafka"}
+
+
+SESSION_ROOT = DEFAULT_ROOT / f"session-{os.getpid()}"
+# Processes the tests start themselves (private brokers), recorded as the bed records its own.
+PRIVATE = Ledger(SESSION_ROOT / "private.json")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove what killed sessions left behind: their beds and private brokers (their ledgers say what)."""
+    for root in DEFAULT_ROOT.glob("session-*"):
+        pid = root.name.removeprefix("session-")
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            TestBed.down(root)
+            tear_down(root / "private.json")
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    tear_down(PRIVATE.path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,7 +53,7 @@ def testbed() -> Iterator[TestBed]:
     if running is not None:
         yield running
         return
-    bed = TestBed(DEFAULT_ROOT / f"session-{os.getpid()}").start()
+    bed = TestBed(SESSION_ROOT).start()
     try:
         yield bed
     finally:
@@ -64,8 +86,15 @@ def namespace(kube_api: Any) -> Iterator[str]:
 @pytest.fixture
 def private_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
     """A broker of the test's own, for tests that pause, kill or restart it."""
-    broker = KafkaBroker(component_dir("kafka") / "libs", tmp_path / "kafka", DEFAULT_ROOT / "logs" / "private")
-    broker.log_dir = DEFAULT_ROOT / "logs" / f"private-kafka-{broker.port}"
+    port = free_port()
+    broker = KafkaBroker(
+        component_dir("kafka") / "libs",
+        tmp_path / "kafka",
+        DEFAULT_ROOT / "logs" / f"private-kafka-{port}",
+        port=port,
+        controller_port=free_port(),
+        on_spawn=lambda pid: PRIVATE.process("kafka", pid),
+    )
     broker.start()
     try:
         yield broker
@@ -83,7 +112,7 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     root = tmp_path_factory.mktemp("secure-kafka")
     broker = SecureKafka(component_dir("kafka") / "libs", root, DEFAULT_ROOT / "logs" / "secure-kafka",
-                         SECURE_KAFKA_USERS)  # fmt: skip
+                         SECURE_KAFKA_USERS, on_spawn=lambda pid: PRIVATE.process("secure-kafka", pid))  # fmt: skip
     broker.start()
     try:
         yield broker

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from .bed import DEFAULT_ROOT, TestBed
 
@@ -14,15 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testbed")
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--kafka-only", action="store_true", help="start only the Kafka broker")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where the bed keeps its state and logs")
     args = parser.parse_args(argv)
+    root = args.root
     if args.action == "up":
-        running = TestBed.attach(DEFAULT_ROOT)
+        running = TestBed.attach(root)
         if running:
             print(f"test bed already running (Kafka {running.bootstrap_servers}); source .testbed/env.sh")
             return 0
-        TestBed.down(DEFAULT_ROOT)  # leftovers of a bed that half-died
+        TestBed.down(root)  # leftovers of a bed that half-died
         started = time.monotonic()
-        bed = TestBed(DEFAULT_ROOT, kubernetes=not args.kafka_only).start()
+        bed = TestBed(root, kubernetes=not args.kafka_only).start()
         print(f"test bed ready in {time.monotonic() - started:.1f} s")
         print(f"  Kafka:      {bed.bootstrap_servers}")
         if bed.state["kubeconfig"]:
@@ -31,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         print("  source .testbed/env.sh  # KUBECONFIG, KAFKA_BOOTSTRAP_SERVERS, PATH with kubectl and helm")
         return 0
     if args.action == "down":
-        stopped = TestBed.down(DEFAULT_ROOT)
+        stopped = TestBed.down(root)
         print("test bed stopped" if stopped else "no test bed running")
         return 0
-    attached = TestBed.attach(DEFAULT_ROOT)
+    attached = TestBed.attach(root)
     print(json.dumps(attached.state, indent=2) if attached else "no test bed running")
     return 0 if attached else 1
 

@@ -1,17 +1,16 @@
 """The whole test bed: Kafka plus the Kubernetes control plane, started together and described in a state file.
 
-``make testbed-up`` and the pytest session fixtures both use :class:`TestBed`. A bed writes
-``<root>/state.json`` (process ids, endpoints) and ``<root>/env.sh``; a pytest session that finds a live bed at
-``.testbed`` attaches to it instead of starting another, so developers iterate against one long-running bed.
+``make testbed-up`` and the pytest session fixtures both use :class:`TestBed`. A bed records everything it creates
+in ``<root>/ledger.json`` as it creates it (tests/testbed/ledger.py), so that ``make testbed-down`` removes all of
+it even after a start that failed or was interrupted; a finished start also writes ``<root>/state.json``
+(endpoints) and ``<root>/env.sh``. A pytest session that finds a live bed at ``.testbed`` attaches to it instead of
+starting another, so developers iterate against one long-running bed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -21,7 +20,8 @@ from typing import Any
 
 from .kafka import KafkaBroker
 from .kubernetes import ControlPlane, ControlPlanePaths
-from .process import pid_alive
+from .ledger import Ledger, tear_down
+from .process import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -74,17 +74,37 @@ class TestBed:
         self.control_plane: ControlPlane | None = None
         self.state: dict[str, Any] = {}
         self.owner = False
+        self.ledger = Ledger(root / "ledger.json")
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self) -> TestBed:
+        """Start every component; on any failure (or an interrupt) remove what was started, then raise."""
         started = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         self.data_dir = Path(tempfile.mkdtemp(prefix="kinfer-testbed-"))
+        self.ledger.record("directory", path=str(self.data_dir))
         self.owner = True
+        try:
+            self._start_components()
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state(time.monotonic() - started)
+        return self
+
+    def _start_components(self) -> None:
+        assert self.data_dir is not None
         self._link_binaries()
-        self.kafka = KafkaBroker(component_dir("kafka") / "libs", self.data_dir / "kafka", self.log_dir)
+        self.kafka = KafkaBroker(
+            component_dir("kafka") / "libs",
+            self.data_dir / "kafka",
+            self.log_dir,
+            port=free_port(),
+            controller_port=free_port(),
+            on_spawn=lambda pid: self.ledger.process("kafka", pid),
+        )
         # Kafka's JVM and the control plane start in parallel: together they are what a warm start waits on.
         kafka_error: list[BaseException] = []
 
@@ -106,27 +126,23 @@ class TestBed:
                         etcd_dir=component_dir("etcd"),
                         data_dir=self.data_dir / "kubernetes",
                         log_dir=self.log_dir,
-                    )
+                    ),
+                    self.ledger,
                 )
                 self.control_plane.paths.data_dir.mkdir(parents=True)
                 self.control_plane.start()
         finally:
             kafka_thread.join()
         if kafka_error:
-            self.stop()
             raise kafka_error[0]
-        self._write_state(time.monotonic() - started)
-        return self
 
     def stop(self) -> None:
+        """Stop the components in order (the control plane first), then undo whatever the ledger still holds."""
         if self.control_plane:
             self.control_plane.stop()
         if self.kafka:
             self.kafka.stop()
-        if self.data_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        for name in ("state.json", "env.sh"):
-            (self.root / name).unlink(missing_ok=True)
+        TestBed.down(self.root)
 
     # --- attaching to a running bed --------------------------------------------------------------------------
 
@@ -137,35 +153,22 @@ class TestBed:
             state = json.loads((root / "state.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        if not all(pid_alive(pid) for pid in state["pids"].values()):
-            return None
         bed = cls(root, kubernetes=bool(state.get("kubeconfig")))
+        recorded = [e for e in bed.ledger.entries if e["kind"] == "process"]
+        if not recorded or len(bed.ledger.pids()) != len(recorded):
+            return None
         bed.state = state
         bed.data_dir = Path(state["data_dir"])
         return bed
 
     @staticmethod
     def down(root: Path = DEFAULT_ROOT) -> bool:
-        """Stop the bed described by ``<root>/state.json`` (from another process) and remove its data."""
-        try:
-            state = json.loads((root / "state.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return False
-        pids = list(state["pids"].values())
-        for pid in reversed(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
-            time.sleep(0.2)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(state["data_dir"], ignore_errors=True)
+        """Remove everything the bed at ``root`` recorded (from any process, after a finished, failed or
+        interrupted start); True when there was something to remove."""
+        removed = tear_down(root / "ledger.json")
         for name in ("state.json", "env.sh"):
             (root / name).unlink(missing_ok=True)
-        return True
+        return removed
 
     # --- what tests use --------------------------------------------------------------------------------------
 
@@ -221,12 +224,9 @@ class TestBed:
             link.symlink_to(target)
 
     def _write_state(self, startup_seconds: float) -> None:
-        assert self.kafka is not None and self.kafka.pid is not None and self.data_dir is not None
-        pids = {"kafka": self.kafka.pid}
-        if self.control_plane:
-            pids.update({p.name: p.pid for p in self.control_plane.processes if p.pid is not None})
+        assert self.kafka is not None and self.data_dir is not None
         self.state = {
-            "pids": pids,
+            "pids": self.ledger.pids(),
             "bootstrap_servers": self.kafka.bootstrap_servers,
             "kafka_libs": str(self.kafka.libs_dir),
             "kubeconfig": str(self.control_plane.kubeconfig) if self.control_plane else "",

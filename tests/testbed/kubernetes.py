@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from .ledger import Ledger
 from .pki import CertificateAuthority, write_service_account_keys
-from .process import ManagedProcess, free_port
+from .process import ManagedProcess, StartError, free_port
 
 # The controller-manager's HPA sync period: short, so autoscaling tests see decisions within seconds.
 HPA_SYNC_PERIOD = "3s"
@@ -81,10 +83,12 @@ class ControlPlanePaths:
 
 
 class ControlPlane:
-    """Starts the control plane in order, each step gated on readiness; ``stop`` reverses it."""
+    """Starts the control plane in order, each step gated on readiness; ``stop`` reverses it. Every process is
+    written into ``ledger`` as soon as it exists."""
 
-    def __init__(self, paths: ControlPlanePaths):
+    def __init__(self, paths: ControlPlanePaths, ledger: Ledger | None = None):
         self.paths = paths
+        self.ledger = ledger
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.api_port = free_port()
@@ -98,17 +102,37 @@ class ControlPlane:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.api_port}"
 
-    def _process(self, name: str, command: list[str], ready: object, timeout: float = 120) -> ManagedProcess:
-        process = ManagedProcess(
-            name=name,
-            command=command,
-            log_path=self.paths.log_dir / f"{name}.log",
-            ready=ready,  # type: ignore[arg-type]
-            start_timeout=timeout,
-        )
-        process.start()
-        self.processes.append(process)
-        return process
+    def _process(
+        self,
+        name: str,
+        command: Callable[[], list[str]],
+        ready: Callable[[], bool],
+        timeout: float = 120,
+        new_ports: Callable[[], None] | None = None,
+    ) -> ManagedProcess:
+        """Start one component. If it loses a port to another process between the port's allocation and its own
+        bind, ``new_ports`` picks others and this component (not the whole bed) is started again, once."""
+        ledger = self.ledger
+        for attempt in (1, 2):
+            process = ManagedProcess(
+                name=name,
+                command=command(),
+                log_path=self.paths.log_dir / f"{name}.log",
+                ready=ready,
+                start_timeout=timeout,
+                on_spawn=(lambda pid: ledger.process(name, pid)) if ledger else None,
+            )
+            self.processes.append(process)
+            try:
+                process.start()
+                return process
+            except StartError:
+                if attempt == 2 or new_ports is None or not process.lost_a_port_race():
+                    raise
+                process.stop(timeout=10)
+                self.processes.remove(process)
+                new_ports()
+        raise AssertionError("unreachable")
 
     def write_pki(self) -> None:
         ca = CertificateAuthority(self.pki_dir, "ca")
@@ -132,7 +156,7 @@ class ControlPlane:
         bins = self.paths.bin_dir
         self._process(
             "etcd",
-            [
+            lambda: [
                 str(self.paths.etcd_dir / "etcd"),
                 "--name=kinfer-testbed",
                 f"--data-dir={self.paths.data_dir / 'etcd'}",
@@ -145,10 +169,11 @@ class ControlPlane:
                 "--log-level=warn",
             ],
             lambda: _http_ok(f"http://127.0.0.1:{self.etcd_port}/health"),
+            new_ports=self._new_etcd_ports,
         )
         self._process(
             "kube-apiserver",
-            [
+            lambda: [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
                 "--bind-address=127.0.0.1",
@@ -179,11 +204,12 @@ class ControlPlane:
             ],
             lambda: _https_ok(f"{self.server}/readyz", self.ca_file),
             timeout=180,
+            new_ports=self._new_api_port,
         )
         kubeconfig = str(self.kubeconfig)
         self._process(
             "kube-controller-manager",
-            [
+            lambda: [
                 str(bins / "kube-controller-manager"),
                 f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}",
@@ -200,7 +226,7 @@ class ControlPlane:
         )
         self._process(
             "kube-scheduler",
-            [
+            lambda: [
                 str(bins / "kube-scheduler"),
                 f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}",
@@ -211,10 +237,11 @@ class ControlPlane:
                 "--v=1",
             ],
             self._scheduler_healthy,
+            new_ports=lambda: setattr(self, "scheduler_port", free_port()),
         )
         self._process(
             "kwok",
-            [
+            lambda: [
                 str(self.paths.kwok_dir / "kwok"),
                 f"--kubeconfig={kubeconfig}",
                 f"--config={self.paths.kwok_dir / 'stages.yaml'}",
@@ -228,8 +255,16 @@ class ControlPlane:
                 f"--server-address=127.0.0.1:{self.kwok_port}",
             ],
             lambda: _http_ok(f"http://127.0.0.1:{self.kwok_port}/healthz"),
+            new_ports=lambda: setattr(self, "kwok_port", free_port()),
         )
         self.create_fake_nodes()
+
+    def _new_etcd_ports(self) -> None:
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+
+    def _new_api_port(self) -> None:
+        self.api_port = free_port()
+        write_kubeconfig(self.kubeconfig, self.server, self.ca_file, self.admin_cert.cert, self.admin_cert.key)
 
     def _audit_policy(self) -> Path:
         # Writes only (no reads, no events), so tests can count what an idle operator writes to the API server.

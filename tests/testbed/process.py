@@ -1,7 +1,8 @@
 """One managed child process of the test bed: started with its log in a file, probed until ready, stopped.
 
 A component that fails to start raises :class:`StartError` with its command line and the tail of its log,
-which is what a person needs to see first.
+which is what a person needs to see first. ``on_spawn(pid)`` runs as soon as the process exists, so the bed's
+ledger (tests/testbed/ledger.py) knows of it even if it never becomes ready.
 """
 
 from __future__ import annotations
@@ -9,23 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ports import free_port
+
+__all__ = ["ManagedProcess", "StartError", "free_port", "log_tail", "pid_alive"]
+
 
 class StartError(RuntimeError):
     """A component did not become ready; the message has its command line and the tail of its log."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -60,6 +57,7 @@ class ManagedProcess:
     env: dict[str, str] | None = None
     cwd: Path | None = None
     start_timeout: float = 120.0
+    on_spawn: Callable[[int], None] | None = field(default=None, repr=False)
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     pid: int | None = None
 
@@ -79,6 +77,8 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid = self.popen.pid
+        if self.on_spawn is not None:
+            self.on_spawn(self.pid)
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -93,6 +93,10 @@ class ManagedProcess:
                 pass
             time.sleep(0.25)
         raise self._start_error(f"not ready after {self.start_timeout:.0f} s")
+
+    def lost_a_port_race(self) -> bool:
+        """Whether the last start failed because another process had bound one of its ports."""
+        return "address already in use" in log_tail(self.log_path, 60).lower()
 
     def _start_error(self, what: str) -> StartError:
         return StartError(

@@ -10,6 +10,7 @@ the bed's PKI helper (:mod:`tests.testbed.pki`); the broker reads it as a PEM ke
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,14 @@ def listener_properties(plain_users: dict[str, str], tls: TlsFiles) -> str:
 class SecureKafka:
     """The broker, its three listeners' addresses, and the TLS CA clients must trust."""
 
-    def __init__(self, libs_dir: Path, data_dir: Path, log_dir: Path, users: dict[str, str]):
+    def __init__(
+        self,
+        libs_dir: Path,
+        data_dir: Path,
+        log_dir: Path,
+        users: dict[str, str],
+        on_spawn: Callable[[int], None] | None = None,
+    ):
         self.users = users
         self.tls = make_tls_files(data_dir / "tls")
         self.ports = {"SASL_PLAINTEXT": free_port(), "SASL_SSL": free_port()}
@@ -68,8 +76,11 @@ class SecureKafka:
             libs_dir,
             data_dir / "kafka",
             log_dir,
+            port=free_port(),
+            controller_port=free_port(),
             extra_listeners=self.ports,
             extra_properties=listener_properties(users, self.tls),
+            on_spawn=on_spawn,
         )
 
     @property
