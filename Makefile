@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: help install lint format test unit testbed-build testbed-up testbed-down demo bench crds models images clean
+.PHONY: help install lint format test unit testbed-build testbed-up testbed-down flake-check demo bench crds models images clean
 
 help:
 	@echo "make demo     run the fraud pipeline on a local Kafka broker with live progress"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint     ruff, mypy and the import contracts (lint-imports)"
 	@echo "make bench    throughput, latency, cold start and memory benchmarks (.bench/results.json)"
 	@echo "make testbed-up / testbed-down   start or stop the local Kafka + Kubernetes test bed"
+	@echo "make flake-check   bed start/stop cycles and timing-sensitive tests, repeated (not in CI)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -44,6 +45,10 @@ testbed-up: install testbed-build
 
 testbed-down: install
 	$(PY) -m tests.testbed down
+
+# Not in CI (hours): 20 bed start/stop cycles and 10 runs of each test marked `timing`, failures per test.
+flake-check: install testbed-build
+	$(PY) -m tests.flake_check $(FLAKE_ARGS)
 
 # The whole suite. The session fixtures reuse a running `make testbed-up` bed, or start (and stop) their own.
 test: install testbed-build

@@ -56,6 +56,7 @@ def hpa_reads_metric(kube: Kube, namespace: str, name: str) -> bool:
     return any(c["type"] == "ScalingActive" and c["status"] == "True" for c in conditions)
 
 
+@pytest.mark.timing
 def test_hpa_follows_lag_capped_at_partitions_and_scales_back(
     kube_api: Any, kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -144,6 +145,7 @@ def test_hpa_follows_lag_capped_at_partitions_and_scales_back(
         assert all(p["hpa_reaction_seconds"] is not None for p in phases.values())
 
 
+@pytest.mark.timing
 def test_scale_to_zero_after_cooldown_and_wake_on_first_records(
     kube_api: Any, kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -254,6 +256,7 @@ def test_poller_credentials_come_from_the_named_secrets(kube_api: Any, namespace
     assert secrets == {"kafka": {"username": "alice", "password": "s3cr3t", "ca.crt": "CA"}}
 
 
+@pytest.mark.timing
 def test_real_hpa_does_not_flap_on_oscillating_lag(
     kube_api: Any, kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:

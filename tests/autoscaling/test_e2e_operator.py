@@ -33,6 +33,7 @@ def bed(testbed: Any, kube_api: Any, kafka_bootstrap: str, namespace: str) -> Be
     return Bed(testbed, kube_api, kafka_bootstrap, namespace)
 
 
+@pytest.mark.timing
 def test_operator_hpa_scales_on_lag_capped_and_reports_it(bed: Bed, kube_api: Any, tmp_path: Path) -> None:
     kube = Kube(kube_api)
     namespace, name = bed.namespace, "fraud"

@@ -48,6 +48,7 @@ def transactional_producer(bootstrap: str) -> Producer:
     return producer
 
 
+@pytest.mark.timing
 def test_open_transaction_is_not_lag_and_commit_marker_counts_zero(kafka_bootstrap: str) -> None:
     topic = create_topic(kafka_bootstrap, 1)
     group = f"g-{uuid.uuid4().hex[:6]}"

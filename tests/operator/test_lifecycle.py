@@ -223,6 +223,7 @@ def test_finalizer_gives_up_when_kafka_is_unreachable(
     assert events and "Delete them by hand" in events[0].message
 
 
+@pytest.mark.timing
 def test_autoscaler_children_are_applied_and_pruned(bed: Bed, operator: OperatorProcess) -> None:
     bed.apply(bed.manifest("auto", consumer={"replicas": 1}))
     bed.wait_ready("auto")

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.polling import wait_until
 from tests.testbed import REPO_ROOT
 from tests.testbed.ledger import Ledger, same_process
@@ -58,6 +60,7 @@ def listening(port: int) -> bool:
     return False
 
 
+@pytest.mark.timing
 def test_a_start_killed_half_way_is_removed_whole_by_down(tmp_path: Path) -> None:
     root = tmp_path / "bed"
     ledger_file = root / "ledger.json"

@@ -18,6 +18,7 @@ PAUSE_S = 30.0
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["pause", "restart"])
+@pytest.mark.timing
 def test_runtime_rides_out_a_broker_fault(private_kafka: Any, tmp_path: Path, fault: str) -> None:
     bootstrap = private_kafka.bootstrap_servers
     topics = create_topics(bootstrap, partitions=3, prefix=fault)

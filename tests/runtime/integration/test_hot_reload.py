@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.runtime.integration.harness import (
     FRAUD_MODEL,
@@ -25,6 +26,7 @@ def version_of(message: object) -> tuple[int, bytes | None]:
     return int(value["model"]["version"]), header
 
 
+@pytest.mark.timing
 def test_new_model_version_is_swapped_in_while_records_flow(kafka_bootstrap: str, tmp_path: Path) -> None:
     model_dir = tmp_path / "models" / "fraud"
     shutil.copytree(FRAUD_MODEL / "1", model_dir / "1")

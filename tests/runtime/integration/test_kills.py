@@ -69,6 +69,7 @@ def run_with_kills(bootstrap: str, tmp_path: Path, delivery: str, seed: int) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_sigkill_at_least_once_loses_nothing_and_bounds_duplicates(kafka_bootstrap: str, tmp_path: Path) -> None:
     reader, output, dead_letter, kills = run_with_kills(kafka_bootstrap, tmp_path, "atLeastOnce", seed=3)
     try:
@@ -87,6 +88,7 @@ def test_sigkill_at_least_once_loses_nothing_and_bounds_duplicates(kafka_bootstr
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_sigkill_exactly_once_one_committed_output_per_input(kafka_bootstrap: str, tmp_path: Path) -> None:
     reader, output, dead_letter, kills = run_with_kills(kafka_bootstrap, tmp_path, "exactlyOnce", seed=4)
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.polling import wait_until
 from tests.runtime.integration.harness import (
     RuntimeProcess,
@@ -16,6 +18,7 @@ from tests.runtime.integration.harness import (
 )
 
 
+@pytest.mark.timing
 def test_restarted_static_member_causes_no_rebalance(kafka_bootstrap: str, tmp_path: Path) -> None:
     topics = create_topics(kafka_bootstrap, partitions=4, prefix="static")
     # Long enough for a restart that imports TensorFlow again, even on a loaded machine (the default is 45 s).

@@ -1,0 +1,124 @@
+"""``make flake-check``: how often the bed's start and stop, and the timing-sensitive tests, fail when repeated.
+
+Not part of CI (it runs for a long while). Two parts, each printed as a table of failures per item:
+
+1. ``--cycles`` times ``python -m tests.testbed up`` then ``down`` on a bed of its own; a cycle fails when either
+   command fails or when anything the bed recorded (a process, a listening port, its data directory) is still
+   there after ``down``;
+2. every test marked ``timing`` (``pytest -m timing``), ``--runs`` times each, one pytest process per run, all
+   attached to one shared bed (started here) so that the runs measure the tests and not bed starts.
+
+Exit status 0 only when nothing failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.testbed import REPO_ROOT
+from tests.testbed.bed import DEFAULT_ROOT
+from tests.testbed.ledger import Ledger, same_process
+
+CYCLE_ROOT = REPO_ROOT / ".testbed-flake-check"
+
+
+def listening_ports() -> set[int]:
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def bed(action: str, root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tests.testbed", action, "--root", str(root)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+
+
+def one_cycle(root: Path) -> str | None:
+    """None when up and down both worked and nothing was left; else what went wrong."""
+    before = listening_ports()
+    up = bed("up", root)
+    if up.returncode != 0:
+        bed("down", root)
+        return f"up failed: {(up.stdout + up.stderr).strip().splitlines()[-1:]}"
+    entries = Ledger.read(root / "ledger.json")
+    state = json.loads((root / "state.json").read_text())
+    ours = listening_ports() - before
+    down = bed("down", root)
+    if down.returncode != 0:
+        return f"down failed: {down.stderr.strip()[-300:]}"
+    left = [e["name"] for e in entries if e["kind"] == "process" and same_process(e)]
+    still = sorted(ours & listening_ports())
+    if left or still or Path(state["data_dir"]).exists():
+        return f"left behind: processes {left}, listening ports {still}, data dir {Path(state['data_dir']).exists()}"
+    return None
+
+
+def timing_tests() -> list[str]:
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "timing", "-p", "no:cacheprovider"]
+    listed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    return [line for line in listed.stdout.splitlines() if "::" in line]
+
+
+def run_test(node: str) -> tuple[bool, float, str]:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    reason = next((line for line in reversed(lines) if line.startswith(("E ", "FAILED", "ERROR"))), lines[-1:])
+    return result.returncode == 0, time.monotonic() - started, str(reason)[:200]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make flake-check", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cycles", type=int, default=20, help="bed starts and stops (default 20)")
+    parser.add_argument("--runs", type=int, default=10, help="runs of each timing-sensitive test (default 10)")
+    parser.add_argument("-k", dest="select", default="", help="only timing tests whose id contains this")
+    args = parser.parse_args(argv)
+    failed = 0
+    if args.cycles:
+        problems = []
+        for number in range(1, args.cycles + 1):
+            started = time.monotonic()
+            problem = one_cycle(CYCLE_ROOT)
+            print(f"bed cycle {number:>2}/{args.cycles}: {problem or 'ok'} ({time.monotonic() - started:.0f} s)",
+                  flush=True)  # fmt: skip
+            if problem:
+                problems.append(problem)
+        print(f"\nbed start/stop: {len(problems)} of {args.cycles} cycles failed", flush=True)
+        failed += len(problems)
+    tests = [t for t in timing_tests() if args.select in t] if args.runs else []
+    if tests:
+        up = bed("up", DEFAULT_ROOT)  # shared by every run (the fixtures attach to a running bed)
+        if up.returncode != 0:
+            print(f"could not start the shared bed: {up.stderr[-500:]}")
+            return 1
+        table = []
+        try:
+            for node in tests:
+                outcomes = []
+                for run in range(1, args.runs + 1):
+                    passed, seconds, reason = run_test(node)
+                    outcomes.append(passed)
+                    print(f"{node} run {run}/{args.runs}: {'pass' if passed else 'FAIL ' + reason} ({seconds:.0f} s)",
+                          flush=True)  # fmt: skip
+                table.append((node, outcomes.count(False), len(outcomes)))
+        finally:
+            bed("down", DEFAULT_ROOT)
+        print("\nfailures per timing-sensitive test:")
+        for node, failures, runs in table:
+            print(f"  {failures:>2}/{runs}  {node}")
+        failed += sum(failures for _, failures, _ in table)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
