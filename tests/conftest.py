@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,15 @@ from tests.testbed import DEFAULT_ROOT, KafkaBroker, TestBed, component_dir, fre
 from tests.testbed.ledger import Ledger, tear_down
 from tests.testbed.process import pid_alive
 
-BED_FIXTURES = {"testbed", "kafka_bootstrap", "kube_api", "namespace", "private_kafka", "secure_kafka"}
+BED_FIXTURES = {
+    "testbed",
+    "kafka_bootstrap",
+    "kube_api",
+    "namespace",
+    "private_kafka",
+    "private_kafka_factory",
+    "secure_kafka",
+}
 
 
 SESSION_ROOT = DEFAULT_ROOT / f"session-{os.getpid()}"
@@ -84,22 +92,34 @@ def namespace(kube_api: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
-    """A broker of the test's own, for tests that pause, kill or restart it."""
-    port = free_port()
-    broker = KafkaBroker(
-        component_dir("kafka") / "libs",
-        tmp_path / "kafka",
-        DEFAULT_ROOT / "logs" / f"private-kafka-{port}",
-        port=port,
-        controller_port=free_port(),
-        on_spawn=lambda pid: PRIVATE.process("kafka", pid),
-    )
-    broker.start()
-    try:
-        yield broker
-    finally:
+def private_kafka_factory(tmp_path: Path) -> Iterator[Callable[..., KafkaBroker]]:
+    """Brokers of the test's own (not started), with ports from this session's block and recorded for clean-up;
+    stopped at the end of the test."""
+    made: list[KafkaBroker] = []
+
+    def make(**options: Any) -> KafkaBroker:
+        port = free_port()
+        broker = KafkaBroker(
+            component_dir("kafka") / "libs",
+            tmp_path / f"kafka-{len(made)}",
+            DEFAULT_ROOT / "logs" / f"private-kafka-{port}",
+            port=port,
+            controller_port=free_port(),
+            on_spawn=lambda pid: PRIVATE.process("kafka", pid),
+            **options,
+        )
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
         broker.stop()
+
+
+@pytest.fixture
+def private_kafka(private_kafka_factory: Callable[..., KafkaBroker]) -> KafkaBroker:
+    """A broker of the test's own, for tests that pause, kill or restart it."""
+    return private_kafka_factory().start()
 
 
 SECURE_KAFKA_USERS = {"scorer": "s3cret-Kinfer-pw-7731"}

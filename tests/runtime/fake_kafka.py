@@ -153,6 +153,7 @@ class FakeProducer:
         self.ready: list[tuple[Produced, Callable[[Any, Any], None]]] = []
         self.delivered: list[Produced] = []
         self.failures_left = 0
+        self.purged: list[tuple[Produced, Callable[[Any, Any], None]]] = []
         self.in_transaction: list[Produced] = []
         self.committed_transactions: list[dict[str, Any]] = []
         self.transaction_error: KafkaError | None = None
@@ -172,7 +173,17 @@ class FakeProducer:
         self.ready += [entry for entry in self.pending if predicate(entry[0])]
         self.pending = [entry for entry in self.pending if not predicate(entry[0])]
 
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
+        """Every record not yet acknowledged fails with _PURGE_QUEUE at the next ``poll``."""
+        self.purged += self.ready + self.pending
+        self.ready, self.pending = [], []
+        self.events.append(("purge",))
+
     def poll(self, timeout: float = 0.0) -> int:
+        purged, self.purged = self.purged, []
+        for record, callback in purged:
+            callback(KafkaError(KafkaError._PURGE_QUEUE), None)
+            self.events.append(("failed", record.topic, record.key))
         if self.auto_ack:
             self.acknowledge()
         ready, self.ready = self.ready, []

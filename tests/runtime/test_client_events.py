@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import pytest
 from confluent_kafka import KafkaError
 
 from kinfer_runtime.kafka.client_events import (
     PROBLEM_FRESH_S,
     REPEAT_INTERVAL_S,
+    STRANDED_AFTER_S,
     AccessProblem,
     ClientEvents,
     RepeatLimiter,
@@ -66,7 +68,8 @@ def test_a_refused_login_is_an_error_line_and_the_reason_the_pod_is_not_ready(
     assert probe_result("/readyz", state, now=clock.now + PROBLEM_FRESH_S + 1) == (503, "no partitions assigned\n")
     state.assigned_partitions = 1
     assert probe_result("/readyz", state, now=clock.now + 1)[0] == 200
-    assert events.settings() == {"error_cb": events.on_error, "logger": events.logger}
+    assert events.settings() == {"error_cb": events.on_error, "logger": events.logger, "stats_cb": events.on_stats,
+                                 "statistics.interval.ms": 1000}  # fmt: skip
 
 
 def test_a_broker_away_is_a_warning_and_leaves_readiness_alone(caplog: pytest.LogCaptureFixture) -> None:
@@ -103,3 +106,22 @@ def test_librdkafka_log_lines_drop_the_fail_echo_and_repeat_once_per_interval() 
     clock.now += REPEAT_INTERVAL_S
     again = librdkafka_line("REQTMOUT", "Timed out 2 in-flight request")
     assert events.logger.filter(again) and again.__dict__["fields"]["repeated"] == 1
+
+
+def stats(*sources: str) -> str:
+    """librdkafka statistics with one broker of each source (only what ClientEvents reads)."""
+    return orjson.dumps({"brokers": {f"b{i}": {"source": source} for i, source in enumerate(sources)}}).decode()
+
+
+def test_a_client_that_knows_no_broker_for_a_while_is_stranded() -> None:
+    clock = Clock()
+    events = ClientEvents("consumer", AccessProblem(), clock=clock)
+    events.on_stats(stats("learned", "logical"))
+    assert not events.stranded(clock.now + 3600)
+    events.on_stats(stats("logical"))  # the GroupCoordinator handle alone: librdkafka dropped its only broker
+    assert not events.stranded(clock.now + STRANDED_AFTER_S - 0.1)
+    clock.now += 2
+    events.on_stats(stats("logical"))
+    assert events.stranded(clock.now + STRANDED_AFTER_S - 2), "counted from the first report without a broker"
+    events.on_stats(stats("configured", "logical"))  # re-bootstrapping: a bootstrap server counts
+    assert not events.stranded(clock.now + 3600)

@@ -9,6 +9,7 @@ tests/runtime/integration/.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from confluent_kafka import KafkaException
 
+from kinfer_runtime.kafka.client_events import STRANDED_AFTER_S, ClientEvents
 from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline import exactly_once
@@ -207,6 +210,78 @@ def test_a_lost_partition_is_never_committed() -> None:
     loop.stop.set()
     loop.close()
     assert consumer.committed == {(IN, 0): 1}
+
+
+def strand(events: ClientEvents | None) -> None:
+    """What the client's statistics say when librdkafka has dropped its last broker, long enough ago."""
+    assert events is not None
+    events.no_broker_since = time.monotonic() - STRANDED_AFTER_S - 1
+
+
+def test_a_consumer_that_knows_no_broker_is_replaced_and_reads_again_from_the_last_commit() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce", auto_ack=False)
+    replacement = FakeConsumer(producer.events, logs=consumer.logs)
+
+    def new_consumer() -> FakeConsumer:
+        loop.clients.consumer_events = ClientEvents("consumer", loop.state.kafka_problem)
+        return replacement
+
+    loop.clients._new_consumer = new_consumer  # type: ignore[method-assign]
+    loop.clients.consumer_events = ClientEvents("consumer", loop.state.kafka_problem)
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2))
+    loop.step()
+    strand(loop.clients.consumer_events)
+    loop.step()
+    assert loop.consumer is replacement and ("subscribe", (IN,)) in replacement.events
+    assert loop.assignment.owned() == set() and loop.state.assigned_partitions == 0
+    producer.acknowledge()  # outputs of the old member's records: their offsets are no longer ours to commit
+    loop.step()
+    assert not commits(producer.events)
+    replacement.rebalance("assign", (IN, 0))  # the static member gets its partition back
+    loop.step()
+    producer.acknowledge()
+    loop.stop.set()
+    loop.close()
+    assert replacement.committed == {(IN, 0): 2} and consumer.committed == {}
+    assert [r.key for r in producer.delivered if r.topic == OUT] == [b"k0", b"k1", b"k0", b"k1"], "read again"
+    for _ in range(50):  # the old consumer is closed on a thread of its own
+        if consumer.closed:
+            break
+        time.sleep(0.01)
+    assert consumer.closed
+
+
+def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_produced_again() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce", auto_ack=False)
+    replacement = FakeProducer(producer.events)
+
+    def new_producer() -> FakeProducer:
+        loop.clients.producer_events = ClientEvents("producer", loop.state.kafka_problem)
+        return replacement
+
+    loop.clients._new_producer = new_producer  # type: ignore[method-assign]
+    loop.clients.producer_events = ClientEvents("producer", loop.state.kafka_problem)
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2))
+    loop.step()
+    assert len(producer.pending) == 2
+    strand(loop.clients.producer_events)
+    loop.step()
+    loop.step()
+    loop.stop.set()
+    loop.close()
+    assert loop.producer is replacement and not producer.delivered
+    assert [r.key for r in replacement.delivered if r.topic == OUT] == [b"k0", b"k1"]
+    assert consumer.committed == {(IN, 0): 2}
+
+
+def test_a_stranded_client_stops_an_exactly_once_pipeline() -> None:
+    loop, _consumer, _producer = pipeline_loop("exactlyOnce")
+    loop.clients.producer_events = ClientEvents("producer", loop.state.kafka_problem)
+    strand(loop.clients.producer_events)
+    with pytest.raises(KafkaException):
+        loop.step()
 
 
 def test_one_transaction_spans_consecutive_batches_with_the_offsets_of_all() -> None:

@@ -11,7 +11,15 @@ Here:
 - a complaint is logged at most once per :data:`REPEAT_INTERVAL_S`, with the count of those held back;
 - a refused login, TLS failure or missing ACL is kept in the probe state, so ``/readyz`` says why the pod is not
   ready (what ``kubectl describe pod`` shows). A password is never part of any of it: librdkafka does not put
-  credentials in its messages, and the settings are never logged with them.
+  credentials in its messages, and the settings are never logged with them;
+- the client's statistics tell whether it still knows a broker at all (:meth:`ClientEvents.stranded`).
+  librdkafka (2.10 and later, 2.16 included) drops every broker that a Metadata response does not list. A broker
+  in controlled shutdown answers, for a few tens of milliseconds after it is fenced, with no broker at all (its
+  own entry is gone) and then closes the connection. A client whose metadata request lands in that window sees
+  all its brokers down (which schedules a re-bootstrap), then reads that answer, which drops its only broker and,
+  being a successful response, cancels the scheduled re-bootstrap while leaving it marked in progress, so no
+  later one starts (confluentinc/librdkafka#5301). The client then knows no broker, for good: the broker's return
+  goes unnoticed, the group session expires and the partitions are lost. The loop replaces such a client.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError
 
 from kinfer_runtime.observability.logs import fields
@@ -29,6 +38,11 @@ from kinfer_runtime.observability.logs import fields
 log = logging.getLogger("kinfer.kafka")
 
 REPEAT_INTERVAL_S = 30.0
+STATS_INTERVAL_MS = 1000
+# Knowing no broker for this long, a client will not find one by itself. A re-bootstrap drops the learned brokers
+# and adds the bootstrap servers in one step of librdkafka's main thread, which also writes the statistics.
+STRANDED_AFTER_S = 5.0
+REAL_BROKERS = frozenset({"learned", "configured"})  # a broker's "source" in the statistics; not logical, internal
 MAX_REMEMBERED = 1000  # distinct complaints remembered by a limiter; more and it starts afresh
 
 # Retrying does not cure these: the credentials, certificates or ACLs must change.
@@ -102,10 +116,24 @@ class ClientEvents:
         self.limiter = RepeatLimiter(clock=clock)
         self.logger = logging.getLogger(f"kinfer.kafka.{client}")
         self.logger.filters[:] = [self._admit_log_line]
+        self.no_broker_since: float | None = None
 
     def settings(self) -> dict[str, Any]:
         """What to add to the client's configuration."""
-        return {"error_cb": self.on_error, "logger": self.logger}
+        return {"error_cb": self.on_error, "logger": self.logger, "stats_cb": self.on_stats,
+                "statistics.interval.ms": STATS_INTERVAL_MS}  # fmt: skip
+
+    def on_stats(self, stats: str) -> None:
+        """librdkafka's statistics (served by poll and consume): does the client still know a broker?"""
+        brokers = orjson.loads(stats).get("brokers", {})
+        if any(broker.get("source") in REAL_BROKERS for broker in brokers.values()):
+            self.no_broker_since = None
+        elif self.no_broker_since is None:
+            self.no_broker_since = self.clock()
+
+    def stranded(self, now: float) -> bool:
+        """True once the client has known no broker for :data:`STRANDED_AFTER_S`: it must be replaced."""
+        return self.no_broker_since is not None and now - self.no_broker_since >= STRANDED_AFTER_S
 
     def on_error(self, error: KafkaError) -> None:
         code, reason = error.code(), error.str()

@@ -65,6 +65,8 @@ class Assignment:
         )
 
     def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:  # a replaced consumer, closing on its own thread
+            return
         self.metrics.rebalances.inc()
         foreign = [tp for tp in partitions if tp.topic != self.input_topic]
         if foreign:
@@ -82,6 +84,8 @@ class Assignment:
         log.info("partitions assigned", extra=fields(added=_names(partitions), assigned=sorted(self.assigned)))
 
     def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self.revoked(revoked)  # while still owned: what was produced from them is committed
         self.assigned -= revoked
@@ -90,6 +94,8 @@ class Assignment:
         log.info("partitions revoked", extra=fields(removed=_names(partitions), assigned=sorted(self.assigned)))
 
     def on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
         self.metrics.rebalances.inc()
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= lost
@@ -97,6 +103,15 @@ class Assignment:
         self.lost(lost)  # no longer owned: nothing of theirs is committed, partitions still ours are read again
         consumer.incremental_unassign(partitions)
         log.warning("partitions lost", extra=fields(lost=_names(partitions)))
+
+    def replace_consumer(self, consumer: Any) -> None:
+        """Follow the group with ``consumer`` from now on; the partitions of the old one are lost (nothing of
+        theirs is committed; the new member is handed them again and reads them from the last commit)."""
+        lost, self.assigned = self.assigned, set()
+        self._changed()
+        self.lost(lost)
+        self.consumer = consumer
+        self.subscribe()
 
     def _changed(self) -> None:
         self.state.assigned_partitions = len(self.assigned)

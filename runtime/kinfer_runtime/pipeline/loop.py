@@ -20,13 +20,13 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Message
 
-from kinfer_runtime.kafka.client_events import ClientEvents
 from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.pipeline.assemble import assemble_batch
 from kinfer_runtime.pipeline.assignment import Assignment
 from kinfer_runtime.pipeline.at_least_once import AtLeastOnce
+from kinfer_runtime.pipeline.clients import Clients
 from kinfer_runtime.pipeline.commits import TopicPartitionKey, first_offsets
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
 from kinfer_runtime.pipeline.intake import Intake
@@ -76,9 +76,8 @@ class PipelineLoop:
         self.exactly_once = spec.consumer.delivery is Delivery.EXACTLY_ONCE
         self.metrics = parts.metrics
         self.state = parts.state
-        problem = parts.state.kafka_problem
-        self.consumer = consumer or Consumer({**parts.consumer_config, **ClientEvents("consumer", problem).settings()})
-        self.producer = producer or Producer({**parts.producer_config, **ClientEvents("producer", problem).settings()})
+        self.clients = Clients(parts, consumer, producer)
+        self.consumer, self.producer = self.clients.consumer, self.clients.producer
         self.tally = Tally(self.metrics)
         self.assignment = Assignment(
             self.consumer, self.input_topic, self.metrics, self.state, revoked=self._revoked, lost=self._lost
@@ -263,6 +262,8 @@ class PipelineLoop:
 
     def _periodic(self) -> None:
         now = time.monotonic()
+        if self.clients.replace_stranded(now, self.exactly_once, self.assignment, [self.intake, self.delivery]):
+            self.consumer, self.producer = self.clients.consumer, self.clients.producer
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
             self.metrics.set_lag(self.assignment.lag())

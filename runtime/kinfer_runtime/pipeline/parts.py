@@ -34,7 +34,11 @@ class PredictorLike(Protocol):
 
 class DeliverySide(Protocol):
     """What the loop asks of its output side (:mod:`kinfer_runtime.pipeline.at_least_once` or
-    :mod:`kinfer_runtime.pipeline.exactly_once`); the assignment's callbacks reach it through the loop."""
+    :mod:`kinfer_runtime.pipeline.exactly_once`); the assignment's callbacks reach it through the loop. The loop
+    swaps in a new ``consumer`` or ``producer`` when one is stranded (see kinfer_runtime.kafka.client_events)."""
+
+    consumer: Any
+    producer: Any
 
     def start(self) -> None: ...
     def submit(self, messages: list[Any], assembled: Any) -> None: ...
