@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 import signal
 from dataclasses import dataclass, field
@@ -179,10 +180,11 @@ def build_registry(options: OperatorOptions, kube: Kube) -> tuple[kopf.OperatorR
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
-    service = autoscaling.start(options, registry, kube)
-    passes = Passes(Services(kube, monitor=service.monitor))
-    register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
     active = ActiveReplica(kube, peering_name(options), options.priority, list(options.namespaces))
+    service = autoscaling.start(options, registry, kube, active.active)
+    runtime_image = os.environ.get("KINFER_RUNTIME_IMAGE") or naming.DEFAULT_RUNTIME_IMAGE  # the chart's runtimeImage
+    passes = Passes(Services(kube, monitor=service.monitor, runtime_image=runtime_image))
+    register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
     resync = Resync(passes.services, passes, active, [] if options.all_namespaces else options.namespaces,
                     options.reconcile_seconds)  # fmt: skip
     return registry, resync

@@ -48,14 +48,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Services:
-    """What a pass talks to besides the pipeline: the API server, Kafka's topics (``topic_admin(kube, pipeline)``),
-    the lag monitor (None where autoscaling runs without one), and the Kafka Connect restart backoff, kept for the
-    life of the operator process."""
+    """What a pass talks to besides the pipeline, and what the operator's installation decides: the API server,
+    Kafka's topics (``topic_admin(kube, pipeline)``), the lag monitor (None where autoscaling runs without one), the
+    Kafka Connect restart backoff (kept for the life of the process), and the consumers' default image."""
 
     kube: Kube
     monitor: LagMonitor | None = None
     connect_restarts: RestartBackoff = field(default_factory=RestartBackoff)
     topic_admin: Callable[[Kube, InferencePipeline], TopicAdmin] = topic_admin_for
+    runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE  # the consumers' image when a pipeline names none
 
 
 @dataclass
@@ -137,6 +138,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         autoscaler.consumer_replicas,
         autoscaler.tfserving_replicas,
         extra=autoscaler.manifests + connectors.manifests,
+        runtime_image=services.runtime_image,
     )
     initial = {
         naming.consumer_name(name): pipeline.spec.autoscaling.min_replicas,

@@ -6,7 +6,8 @@ kopf's own timers cannot do this without a finalizer on every pipeline (kopf kee
 a finalizer would let a stopped operator block the deletion of pipelines and of their namespaces. So this is a
 thread of its own: it lists the pipelines it watches, runs the same reconcile as the kopf handlers, and writes
 the status patch and Events itself. Only the active replica resyncs (:class:`kinfer_operator.k8s.peering.
-ActiveReplica`), as kopf lets only that one handle events.
+ActiveReplica`), as kopf lets only that one handle events; a standby replica registers the pipelines with its
+lag monitor only, so that its external metrics API answers too (the API's Service routes to every replica).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kinfer_operator.k8s.client import KubeError
 from kinfer_operator.k8s.peering import ActiveReplica
 from kinfer_operator.reconcile import Outcome, Services
 from kinfer_operator.status.document import Event
+from kinfer_runtime.spec import InferencePipelineSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +87,56 @@ class Resync:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        # At once: the lag monitor learns of every pipeline (the active replica's kopf handlers reconcile them all
+        # on start anyway), so that every replica's external metrics API answers from its first poll on.
+        self.track_once()
         while not self._stop.wait(self.period_s):
             if self.active.active():
                 self.pass_once()
+            else:
+                self.track_once()
 
-    def pass_once(self) -> int:
-        """One resync of every pipeline; returns how many were reconciled. Failures are logged per pipeline."""
-        kube, done = self.services.kube, 0
+    def track_once(self) -> int:
+        """On a standby replica: register every pipeline with the lag monitor (nothing is reconciled or written),
+        so that the external metrics API answers on every replica, whichever one the HPA's request reaches."""
+        monitor, tracked = self.services.monitor, 0
+        if monitor is None:
+            return 0
+        for body in self._list():
+            meta = body.get("metadata") or {}
+            try:
+                spec = InferencePipelineSpec.model_validate(body.get("spec") or {})
+            except ValueError:
+                continue  # the active replica reports the invalid spec
+            monitor.observe(meta.get("namespace", ""), meta.get("name", ""), spec)
+            tracked += 1
+        return tracked
+
+    def _list(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         for namespace in self.namespaces:
             try:
-                listed = kube.request("GET", pipelines_path(namespace)) or {}
+                listed = self.services.kube.request("GET", pipelines_path(namespace)) or {}
             except KubeError as error:
                 log.warning("resync: cannot list pipelines in %s: %s", namespace or "the cluster", error)
                 continue
-            for body in listed.get("items") or []:
-                if self._stop.is_set():
-                    return done
-                if (body.get("metadata") or {}).get("deletionTimestamp"):
-                    continue
-                try:
-                    self.write(body, self.reconcile(body))
-                    done += 1
-                except Exception:  # one broken pipeline must not stop the others
-                    meta = body.get("metadata") or {}
-                    log.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+            items += [
+                item for item in listed.get("items") or [] if not (item.get("metadata") or {}).get("deletionTimestamp")
+            ]
+        return items
+
+    def pass_once(self) -> int:
+        """One resync of every pipeline; returns how many were reconciled. Failures are logged per pipeline."""
+        done = 0
+        for body in self._list():
+            if self._stop.is_set():
+                break
+            try:
+                self.write(body, self.reconcile(body))
+                done += 1
+            except Exception:  # one broken pipeline must not stop the others
+                meta = body.get("metadata") or {}
+                log.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
         return done
 
     def write(self, body: dict[str, Any], outcome: Outcome) -> None:

@@ -10,6 +10,7 @@ from kinfer_operator.builders import naming
 from kinfer_operator.builders.consumer import build_consumer_deployment, build_metrics_service, build_runtime_configmap
 from kinfer_operator.builders.desired import adopt, desired_children
 from kinfer_operator.builders.manifests import spec_hash_of
+from kinfer_operator.builders.naming import DEFAULT_RUNTIME_IMAGE
 from kinfer_operator.builders.tfserving import batching_config_text, build_tfserving_deployment, models_config_text
 from tests.operator.pipelines import FRAUD, SENSOR, owner, pipeline
 
@@ -209,3 +210,16 @@ def test_only_runtime_relevant_changes_roll_the_consumers() -> None:
     assert template_hash(pipeline(FRAUD, autoscaling={"enabled": True})) == base
     assert template_hash(pipeline(FRAUD, model={"versionPolicy": "Pinned", "version": 2})) != base
     assert template_hash(pipeline(FRAUD, topics={"output": {"name": "elsewhere"}})) != base
+
+
+def test_the_consumers_run_the_installed_runtime_image_unless_the_pipeline_names_one() -> None:
+    p = pipeline(FRAUD)
+    assert p.spec.consumer.image is None
+    installed = "registry.example.com/kinfer/runtime:1.2.3"
+    deployment = desired_children(p, owner(p), 1, None, runtime_image=installed)[1]
+    assert _container(deployment)["image"] == installed
+    assert _container(build_consumer_deployment(p, owner(p), 1, "h"))["image"] == DEFAULT_RUNTIME_IMAGE
+    named = pipeline(FRAUD, consumer={"image": "mine/runtime:9"})
+    assert _container(desired_children(named, owner(named), 1, None, runtime_image=installed)[1])["image"] == (
+        "mine/runtime:9"
+    )

@@ -56,3 +56,21 @@ def test_a_resync_pass_reconciles_every_pipeline_and_writes_status_and_events() 
     assert {c["type"] for c in stored["status"]["conditions"]} >= {"Ready", "TopicsReady", "ConsumersReady"}
     assert object_path("apps/v1", "Deployment", NS, naming.consumer_name("fraud")) in kube.objects
     assert any(e["reason"] == "Created" and e["involvedObject"]["name"] == "fraud" for e in kube.events)
+
+
+def test_a_standby_replica_tracks_every_pipeline_for_its_metrics_api_and_writes_nothing() -> None:
+    from kinfer_operator.autoscaling.monitor import LagMonitor
+
+    kube, topics = FakeKube(), FakeTopics()
+    kube.put(f"{pipelines_path(NS)}/fraud", body(autoscaling={"enabled": True}))
+    fixed = body(autoscaling={"enabled": False})
+    fixed["metadata"]["name"] = "fixed"
+    kube.put(f"{pipelines_path(NS)}/fixed", fixed)
+    monitor = LagMonitor(None)
+    services = Services(kube, monitor=monitor, topic_admin=lambda _kube, _pipeline: topics)  # type: ignore[arg-type]
+    resync = Resync(services, Passes(services), ActiveReplica(None, None, 0, []), [NS], period_s=30)
+    writes = kube.writes
+    assert resync.track_once() == 2
+    assert monitor.latest(NS, "fraud") is not None, "the autoscaled pipeline is polled on this replica too"
+    assert monitor.latest(NS, "fixed") is None
+    assert kube.writes == writes and not topics.executed, "a standby reconciles nothing"

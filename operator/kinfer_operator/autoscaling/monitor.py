@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +45,12 @@ class TrackedPipeline:
 class LagMonitor:
     """Thread-safe registry of pipelines plus the poll loop (``start``/``stop``, or ``poll_once`` in tests)."""
 
-    def __init__(self, kube: Kube | None, poll_seconds: float = 5.0):
+    def __init__(self, kube: Kube | None, poll_seconds: float = 5.0, active: Callable[[], bool] = lambda: True):
+        """``active()``: whether this operator replica is the active one; only that one scales to or from zero
+        (every replica polls, so that whichever the external metrics API's Service picks has a fresh value)."""
         self.kube = kube
         self.poll_seconds = poll_seconds
+        self.active = active
         self._pipelines: dict[tuple[str, str], TrackedPipeline] = {}
         self._pollers: dict[str, KafkaLagPoller] = {}
         self._lock = threading.Lock()
@@ -149,7 +153,8 @@ class LagMonitor:
         current, serving_ready = self._workload(tracked)
         decision = tracked.autoscaler.step(reading, current, serving_ready)
         keda = spec.autoscaling.provider is AutoscalingProvider.KEDA  # KEDA does 0 <-> 1 itself
-        if decision.scale_to is not None and decision.scale_to != current and self.kube is not None and not keda:
+        acting = self.kube is not None and not keda and self.active()
+        if decision.scale_to is not None and decision.scale_to != current and acting:
             self._scale(tracked, decision.scale_to)
         tracked.decision, tracked.error, tracked.polled_at = decision, None, time.monotonic()
         export_gauges(tracked.namespace, tracked.name, decision)

@@ -8,6 +8,7 @@ returned service's monitor is handed to the reconcile.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,10 @@ def start_autoscaling(
     tls_cert_file: Path | None = None,
     tls_key_file: Path | None = None,
     host: str = "0.0.0.0",
+    active: Callable[[], bool] = lambda: True,
 ) -> AutoscalingService:
     """Start the monitor and (with a port and a certificate) the metrics API; returns a handle to stop them."""
-    monitor = LagMonitor(Kube(api) if api is not None else None, poll_seconds)
+    monitor = LagMonitor(Kube(api) if api is not None else None, poll_seconds, active)
     monitor.start()
     server = None
     if metrics_port is not None and tls_cert_file is not None and tls_key_file is not None:
@@ -57,7 +59,7 @@ def start_autoscaling(
     return AutoscalingService(monitor, server)
 
 
-def start(options: Any, registry: Any, kube: Kube) -> AutoscalingService:
+def start(options: Any, registry: Any, kube: Kube, active: Callable[[], bool]) -> AutoscalingService:
     """The hook ``kinfer_operator.main`` calls with its ``OperatorOptions``, kopf registry and API client."""
     import kopf
 
@@ -69,6 +71,7 @@ def start(options: Any, registry: Any, kube: Kube) -> AutoscalingService:
         tls_cert_file=Path(cert) if cert else None,
         tls_key_file=Path(key) if key else None,
         host=options.metrics_host,
+        active=active,
     )
 
     @kopf.on.cleanup(registry=registry)

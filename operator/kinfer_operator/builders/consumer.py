@@ -58,7 +58,11 @@ def build_runtime_configmap(pipeline: InferencePipeline, owner: Owner) -> dict[s
 
 
 def build_consumer_deployment(
-    pipeline: InferencePipeline, owner: Owner, replicas: int | None, config_hash: str
+    pipeline: InferencePipeline,
+    owner: Owner,
+    replicas: int | None,
+    config_hash: str,
+    runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE,
 ) -> dict[str, Any]:
     """The consumer Deployment. ``replicas`` None leaves the count to an autoscaler (not part of the hash)."""
     spec = pipeline.spec
@@ -88,7 +92,7 @@ def build_consumer_deployment(
 
     container = {
         "name": "consumer",
-        "image": spec.consumer.image,
+        "image": spec.consumer.image or runtime_image,
         "command": ["kinfer", "run", f"{naming.RUNTIME_CONFIG_DIR}/{naming.RUNTIME_CONFIG_KEY}"],
         "env": env,
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],

@@ -31,8 +31,10 @@ def desired_children(
     consumer_replicas: int | None,
     tfserving_replicas: int | None,
     extra: list[dict[str, Any]] | None = None,
+    runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE,
 ) -> list[dict[str, Any]]:
-    """Every child manifest the pipeline should have, in apply order."""
+    """Every child manifest the pipeline should have, in apply order. ``runtime_image``: the consumers' image
+    when the pipeline names none (the operator's installation decides it)."""
     children: list[dict[str, Any]] = []
     if pipeline.spec.serving.deploys_tfserving:
         tf_config = build_tfserving_configmap(pipeline, owner)
@@ -44,7 +46,7 @@ def desired_children(
     runtime_config = build_runtime_configmap(pipeline, owner)
     children += [
         runtime_config,
-        build_consumer_deployment(pipeline, owner, consumer_replicas, rollout_hash(pipeline)),
+        build_consumer_deployment(pipeline, owner, consumer_replicas, rollout_hash(pipeline), runtime_image),
         build_metrics_service(pipeline, owner),
     ]
     children += [adopt(manifest, owner) for manifest in extra or []]

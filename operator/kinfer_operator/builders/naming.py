@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from kinfer_operator import __version__
 from kinfer_runtime.spec import API_GROUP, API_VERSION, KIND, PLURAL, tfserving_service
 
 GROUP: Final = API_GROUP
@@ -82,3 +83,8 @@ def selector_labels(pipeline: str, component: str) -> dict[str, str]:
 def consumer_label_selector(pipeline: str) -> str:
     """The consumer pods' selector as a string, for the scale subresource's ``status.labelSelector``."""
     return ",".join(f"{key}={value}" for key, value in selector_labels(pipeline, COMPONENT_CONSUMER).items())
+
+
+# The consumer pods' image when neither the pipeline (spec.consumer.image) nor the operator's installation (the
+# chart's runtimeImage, as KINFER_RUNTIME_IMAGE) names one: the runtime of the operator's own version.
+DEFAULT_RUNTIME_IMAGE: Final = f"ghcr.io/kinfer/runtime:{__version__}"

@@ -187,8 +187,10 @@ class ConsumerSpec(SpecModel):
         ge=0,
         description="Number of consumer pods (kubectl scale sets it). Ignored while autoscaling is enabled.",
     )
-    image: str = Field(
-        default="ghcr.io/kinfer/runtime:0.1.0", description="Container image of the consumer pods (the kinfer runtime)."
+    image: str | None = Field(
+        default=None,
+        description="Container image of the consumer pods (the kinfer runtime). Leave it out to use the runtime "
+        "image the operator was installed with (the chart's runtimeImage), which matches the operator's version.",
     )
     resources: ResourcesSpec = Field(
         default_factory=ResourcesSpec,
