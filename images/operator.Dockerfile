@@ -9,15 +9,17 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-COPY runtime ./runtime
-COPY operator ./operator
+# The libraries first, in a layer of their own (a change to kinfer's sources does not install them again).
+COPY pyproject.toml constraints.txt ./
 RUN python -m venv /opt/kinfer \
  && /opt/kinfer/bin/pip install pip==25.3 \
  && /opt/kinfer/bin/pip install -c constraints.txt \
       kopf==1.45.2 kubernetes==37.0.2 confluent-kafka==2.16.1 pydantic==2.14.3 pyyaml==6.0.3 \
-      prometheus-client==0.26.0 aiohttp==3.14.5 cryptography==50.0.2 orjson==3.13.0 \
- && /opt/kinfer/bin/pip install --no-deps .
+      prometheus-client==0.26.0 aiohttp==3.14.5 cryptography==50.0.2 orjson==3.13.0
+COPY README.md ./
+COPY runtime ./runtime
+COPY operator ./operator
+RUN /opt/kinfer/bin/pip install --no-deps .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="kinfer-operator" \

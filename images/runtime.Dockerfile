@@ -13,15 +13,20 @@ FROM ${PYTHON_IMAGE} AS build
 ARG TF_PACKAGE=tensorflow-cpu==2.21.0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+# One virtualenv copied whole into the final stage; every version pinned by pyproject.toml and constraints.txt.
+# The dependencies go in first, in a layer of their own, so that a change to kinfer's sources does not install
+# TensorFlow again. tensorflow-serving-api (the TF Serving gRPC stubs) declares the full `tensorflow` wheel, hence
+# --no-deps; TF_PACKAGE replaces pyproject.toml's tensorflow-cpu (the GPU variant below).
+COPY pyproject.toml constraints.txt ./
+RUN python -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] if not d.startswith("tensorflow-cpu")))' > requirements.txt \
+ && python -m venv /opt/kinfer \
+ && /opt/kinfer/bin/pip install pip==25.3 \
+ && /opt/kinfer/bin/pip install -c constraints.txt "${TF_PACKAGE}" -r requirements.txt \
+ && /opt/kinfer/bin/pip install --no-deps tensorflow-serving-api==2.21.0
+COPY README.md ./
 COPY runtime ./runtime
 COPY operator ./operator
-# One virtualenv copied whole into the final stage; every version pinned by pyproject.toml and constraints.txt.
-# tensorflow-serving-api (the TF Serving gRPC stubs) declares the full `tensorflow` wheel, hence --no-deps.
-RUN python -m venv /opt/kinfer \
- && /opt/kinfer/bin/pip install pip==25.3 \
- && /opt/kinfer/bin/pip install -c constraints.txt "${TF_PACKAGE}" . \
- && /opt/kinfer/bin/pip install --no-deps tensorflow-serving-api==2.21.0
+RUN /opt/kinfer/bin/pip install --no-deps .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="kinfer-runtime" \
