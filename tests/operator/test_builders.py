@@ -223,3 +223,20 @@ def test_the_consumers_run_the_installed_runtime_image_unless_the_pipeline_names
     assert _container(desired_children(named, owner(named), 1, None, runtime_image=installed)[1])["image"] == (
         "mine/runtime:9"
     )
+
+
+def test_consumer_pods_go_where_the_placement_says() -> None:
+    p = pipeline(
+        FRAUD,
+        consumer={
+            "placement": {
+                "nodeSelector": {"pool": "scoring"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kinfer", "effect": "NoSchedule"}],
+            }
+        },
+    )
+    pod = build_consumer_deployment(p, owner(p), 1, "h")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "scoring"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "kinfer", "effect": "NoSchedule"}]
+    plain = build_consumer_deployment(pipeline(FRAUD), owner(p), 1, "h")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain and "tolerations" not in plain

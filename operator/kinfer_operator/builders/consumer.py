@@ -110,6 +110,7 @@ def build_consumer_deployment(
         "securityContext": POD_SECURITY,
         "terminationGracePeriodSeconds": spec.consumer.termination_grace_seconds,
         "automountServiceAccountToken": False,
+        **spec.consumer.placement.pod_fields(),
     }
     if volumes.init_containers:
         pod_spec["initContainers"] = volumes.init_containers

@@ -3,7 +3,7 @@ the wire, unknown fields rejected) and the error that lists what to fix."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -42,6 +42,40 @@ class ResourcesSpec(SpecModel):
         default_factory=dict,
         description="Most the container may use, by name, e.g. memory: 2Gi; GPUs go here as nvidia.com/gpu: 1.",
     )
+
+
+class TolerationSpec(SpecModel):
+    """A toleration, as in a Pod spec: lets the pods onto nodes with a matching taint."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with operator Exists matches every taint.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Equal compares value; Exists any.")
+    value: str | None = Field(default=None, description="Taint value to match (operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches every effect."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="NoExecute only: how long the pods stay on a node after the taint appears."
+    )
+
+
+class PlacementSpec(SpecModel):
+    """Which nodes the pods may run on (dedicated node pools, GPU nodes), as in a Pod spec."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pods require, e.g. kubernetes.io/arch: amd64."
+    )
+    tolerations: list[TolerationSpec] = Field(
+        default_factory=list, description="Taints the pods tolerate, e.g. a GPU node pool's."
+    )
+
+    def pod_fields(self) -> dict[str, Any]:
+        """The Pod spec fields for this placement (none when nothing is asked)."""
+        fields: dict[str, Any] = {}
+        if self.node_selector:
+            fields["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            fields["tolerations"] = [toleration.to_wire() for toleration in self.tolerations]
+        return fields
 
 
 class SpecError(ValueError):

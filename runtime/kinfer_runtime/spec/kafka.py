@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from kinfer_runtime.spec.base import TOPIC_PATTERN, ResourcesSpec, SpecModel
+from kinfer_runtime.spec.base import TOPIC_PATTERN, PlacementSpec, ResourcesSpec, SpecModel
 
 # --- Kafka connection -----------------------------------------------------------------------------------------
 
@@ -195,6 +195,10 @@ class ConsumerSpec(SpecModel):
     resources: ResourcesSpec = Field(
         default_factory=ResourcesSpec,
         description="CPU and memory requests and limits of each consumer pod's container, as in a Pod spec.",
+    )
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec,
+        description="Which nodes the consumer pods may run on: nodeSelector, tolerations.",
     )
     max_batch_size: int = Field(
         default=256,
