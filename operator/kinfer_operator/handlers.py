@@ -21,10 +21,10 @@ from kinfer_operator.builders import naming
 from kinfer_operator.connect import sync as connectors
 from kinfer_operator.k8s.client import Kube
 from kinfer_operator.kafka import admin as kafka_admin
+from kinfer_operator.kafka.topic_plan import topics_to_delete
 from kinfer_operator.kafka.topic_sync import admin_for
 from kinfer_operator.reconcile import Passes
 from kinfer_operator.status.preflight import parse_or_problems
-from kinfer_runtime.spec import TopicMode
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +79,17 @@ def register(registry: kopf.OperatorRegistry, passes: Passes, options: HandlerOp
 
 
 def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float) -> None:
-    """deletionPolicy Delete: delete the topics kinfer created; give up after a bounded time if Kafka is down."""
+    """deletionPolicy Delete: delete the topics this pipeline created (``status.createdTopics``), never one that
+    existed before it; give up after a bounded time if Kafka is down."""
     pipeline, _ = parse_or_problems(meta["name"], meta["namespace"], dict(spec))
     if pipeline is None:
         kopf.warn(body, reason="TopicsKept", message="the spec is invalid, so no topics are known to delete")
         return
-    topics = pipeline.spec.topics
-    managed = [t.name for t in (topics.input, topics.output, topics.dead_letter) if t.mode is TopicMode.CREATE]
+    managed, kept = topics_to_delete(pipeline.spec, dict(body.get("status") or {}))
+    if kept:
+        kopf.info(body, reason="TopicsKept", message=f"kept topics {', '.join(kept)}: not created by this pipeline")
+    if not managed:
+        return
     try:
         kafka_admin.delete_topics(admin_for(kube, pipeline), managed)
     except kafka_admin.KafkaUnavailable as error:
@@ -98,8 +102,7 @@ def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec,
             message=f"gave up deleting topics {', '.join(managed)} after {int(waited)}s: {error}. Delete them by hand.",
         )
         return
-    if managed:
-        kopf.info(body, reason="TopicsDeleted", message=f"deleted topics {', '.join(managed)}")
+    kopf.info(body, reason="TopicsDeleted", message=f"deleted topics {', '.join(managed)}")
 
 
 def _seconds_since(timestamp: str | None) -> float:

@@ -35,6 +35,7 @@ from kinfer_operator.connect.connectors import RestartBackoff
 from kinfer_operator.connect.sync import sync_connectors
 from kinfer_operator.k8s.children import apply_children, prune_children
 from kinfer_operator.k8s.client import Kube, KubeError, object_path, secret_keys
+from kinfer_operator.kafka.claims import TopicClaims
 from kinfer_operator.kafka.topic_sync import TopicAdmin, apply_topics, read_topics, topic_admin_for
 from kinfer_operator.status import conditions
 from kinfer_operator.status.conditions import Condition, deployment_state, workload_condition
@@ -57,6 +58,7 @@ class Services:
     connect_restarts: RestartBackoff = field(default_factory=RestartBackoff)
     topic_admin: Callable[[Kube, InferencePipeline], TopicAdmin] = topic_admin_for
     runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE  # the consumers' image when a pipeline names none
+    topic_claims: TopicClaims = field(default_factory=TopicClaims)
 
 
 @dataclass
@@ -88,6 +90,9 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
     if pipeline is not None and not problems:
         topics = services.topic_admin(kube, pipeline)
         topic_plan, topic_condition = read_topics(topics, pipeline, previous)
+        conflicts = services.topic_claims.claim(pipeline)
+        if topic_plan is not None and conflicts:
+            topic_plan.hold_configs(conflicts)
         if topic_plan is not None:
             problems += topic_plan.invalid
     if pipeline is None or problems:
@@ -112,8 +117,10 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
 
     # 2. sync what is not a Kubernetes object
     events: list[Event] = []
+    created_topics = list(previous.get("createdTopics") or [])
     if topic_plan is not None and topics is not None:
-        topic_condition = apply_topics(topics, topic_plan, events)
+        topic_condition, created_now = apply_topics(topics, topic_plan, events)
+        created_topics = sorted(set(topic_plan.owned) | created_now)  # a topic the spec no longer names is let go
     assert topic_condition is not None
     connectors = sync_connectors(pipeline, kube, services.connect_restarts)
 
@@ -171,6 +178,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         lag=autoscaler.lag,
         serving_endpoint=pipeline.tfserving_address if pipeline.spec.serving.mode is ServingMode.TFSERVING else None,
         autoscaling=autoscaler.status or None,
+        created_topics=created_topics,
     )
     status = build_status(previous, observed, pipeline, name, _now())
     events += condition_events(previous.get("conditions") or [], current)
@@ -256,3 +264,4 @@ class Passes:
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._locks.pop((namespace, name), None)
+        self.services.topic_claims.release(namespace, name)

@@ -57,9 +57,9 @@ def test_operator_creates_topics_and_reads_lag_through_sasl(secure_kafka: Any, p
     assert "ssl.ca.location" not in config and (protocol != "SASL_SSL" or config["ssl.ca.pem"].startswith("-----"))
     client = admin_client(config)
     names = [spec.topics.input.name, spec.topics.output.name, spec.topics.dead_letter.name]
-    plan = plan_topics(spec, describe_topics(client, names))
+    plan = plan_topics(spec, describe_topics(client, names), created=set())
     assert sorted(topic.name for topic in plan.create) == sorted(names)
-    execute_plan(client, plan)
+    assert execute_plan(client, plan) == set(names)
     observed = describe_topics(client, names)
     assert {name: state.partitions for name, state in observed.items()} == {names[0]: 3, names[1]: 3, names[2]: 1}
 

@@ -107,8 +107,9 @@ class FakeTopics:
     def describe(self, names: list[str]) -> dict[str, TopicState]:
         return {name: self.topics[name] for name in names if name in self.topics}
 
-    def execute(self, plan: TopicPlan) -> None:
+    def execute(self, plan: TopicPlan) -> set[str]:
         self.executed.append(plan)
+        created = {topic.name for topic in plan.create if topic.name not in self.topics}
         for topic in plan.create:
             self.topics[topic.name] = TopicState(topic.name, topic.partitions, topic.replication_factor,
                                                  dict(topic.config))  # fmt: skip
@@ -120,3 +121,4 @@ class FakeTopics:
         for name, keys in plan.delete_configs.items():
             for key in keys:
                 self.topics[name].configs.pop(key, None)
+        return created

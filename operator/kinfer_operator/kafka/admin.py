@@ -133,8 +133,9 @@ def describe_topics(client: AdminClient, names: list[str]) -> dict[str, TopicSta
     return present
 
 
-def execute_plan(client: AdminClient, plan: TopicPlan) -> None:
-    """Carry out creations, partition increases and config changes; raises KafkaUnavailable on failure."""
+def execute_plan(client: AdminClient, plan: TopicPlan) -> set[str]:
+    """Carry out creations, partition increases and config changes; returns the topics this call created (not
+    those another client created first). Raises KafkaUnavailable on failure."""
     futures: dict[str, Any] = {}
     if plan.create:
         new = [
@@ -161,16 +162,20 @@ def execute_plan(client: AdminClient, plan: TopicPlan) -> None:
             ]
             resources.append(ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries))
         futures |= {f"configs {r.name}": f for r, f in client.incremental_alter_configs(resources).items()}
-    failures = []
+    failures, created = [], set()
     for what, future in futures.items():
         try:
             future.result()
         except KafkaException as error:
             if _code(error) == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue  # a concurrent or earlier reconcile got there first
+                continue  # someone else got there first: not ours
             failures.append(f"{what}: {_error_text(error)}")
+            continue
+        if what.startswith("create "):
+            created.add(what.removeprefix("create "))
     if failures:
         raise _unavailable(client, "; ".join(failures))
+    return created
 
 
 def delete_topics(client: AdminClient, names: list[str]) -> None:

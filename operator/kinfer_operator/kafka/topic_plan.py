@@ -1,9 +1,13 @@
-"""What to do to the pipeline's Kafka topics, decided from the spec and what the broker reports (pure).
+"""What to do to the pipeline's Kafka topics, decided from the spec, what the broker reports, and which topics
+this pipeline created (pure). The rules, after Strimzi's topic operator minus its namespace-wedging finalizer:
 
-Rules (after Strimzi's topic operator, minus its namespace-wedging finalizer):
-* ``mode: Create`` topics are kinfer's: created when missing (also when deleted behind kinfer's back), partitions
-  increased, configs aligned (set what the spec says, remove topic-level overrides it doesn't); a partition
-  decrease is refused with reason ``NotSupported`` because Kafka can't do it, and the topic is left as it is.
+* A ``mode: Create`` topic that does not exist is created, and **recorded as the pipeline's own**
+  (``status.createdTopics``). Only the topics it created are the pipeline's: their partitions are increased, their
+  configs aligned (set what the spec says, remove topic-level overrides it doesn't), they are re-created when
+  deleted behind kinfer's back, and ``deletionPolicy: Delete`` deletes them. A partition decrease is refused with
+  reason ``NotSupported`` because Kafka can't do it.
+* A ``mode: Create`` topic that already existed (someone else's, or another pipeline's) is **used as it is**: its
+  partitions and its other configs are never changed; kinfer sets only the configs the spec lists, and says so.
 * ``mode: Adopt`` topics belong to someone else: never changed or deleted; one with fewer partitions than the
   spec asks makes the spec invalid (the pipeline can't get the parallelism it was sized for); a missing one is
   waited for.
@@ -12,6 +16,7 @@ Rules (after Strimzi's topic operator, minus its namespace-wedging finalizer):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kinfer_runtime.spec import InferencePipelineSpec, TopicMode, TopicSpec
 
@@ -37,6 +42,16 @@ class TopicPlan:
     invalid: list[str] = field(default_factory=list)  # InvalidSpec: the spec can't work with these topics
     waiting: list[str] = field(default_factory=list)  # adopted topics that don't exist yet
     partitions: dict[str, int] = field(default_factory=dict)  # partitions once the plan is carried out
+    owned: list[str] = field(default_factory=list)  # topics this pipeline created earlier and still names
+    not_owned: list[str] = field(default_factory=list)  # Create-mode topics that existed before: used as they are
+    conflicts: list[str] = field(default_factory=list)  # topics other pipelines ask other configs of (claims.py)
+
+    def hold_configs(self, conflicts: dict[str, str]) -> None:
+        """Change no config of these topics (``conflicts``: topic → what the pipelines disagree on)."""
+        for topic, message in conflicts.items():
+            self.set_configs.pop(topic, None)
+            self.delete_configs.pop(topic, None)
+            self.conflicts.append(message)
 
     @property
     def changes(self) -> bool:
@@ -47,17 +62,25 @@ def pipeline_topics(spec: InferencePipelineSpec) -> list[tuple[str, TopicSpec]]:
     return [("input", spec.topics.input), ("output", spec.topics.output), ("deadLetter", spec.topics.dead_letter)]
 
 
-def plan_topics(
-    spec: InferencePipelineSpec, observed: dict[str, TopicState], known_before: set[str] | None = None
-) -> TopicPlan:
-    """The plan for all three topics. ``known_before``: topics the pipeline's status listed last time."""
+def plan_topics(spec: InferencePipelineSpec, observed: dict[str, TopicState], created: set[str]) -> TopicPlan:
+    """The plan for all three topics. ``created``: topics this pipeline created (its ``status.createdTopics``)."""
     plan = TopicPlan()
     for role, topic in pipeline_topics(spec):
         state = observed.get(topic.name)
         if topic.mode is TopicMode.ADOPT:
             _plan_adopted(plan, role, topic, state)
+        elif state is None:
+            plan.create.append(topic)
+            plan.partitions[topic.name] = topic.partitions
+            if topic.name in created:
+                plan.recreated.append(topic.name)
+                plan.owned.append(topic.name)
+        elif topic.name in created:
+            plan.owned.append(topic.name)
+            _plan_owned(plan, role, topic, state)
         else:
-            _plan_managed(plan, role, topic, state, known_before or set())
+            plan.not_owned.append(topic.name)
+            _plan_not_owned(plan, topic, state)
     return plan
 
 
@@ -76,13 +99,7 @@ def _plan_adopted(plan: TopicPlan, role: str, topic: TopicSpec, state: TopicStat
         )
 
 
-def _plan_managed(plan: TopicPlan, role: str, topic: TopicSpec, state: TopicState | None, known: set[str]) -> None:
-    if state is None:
-        plan.create.append(topic)
-        plan.partitions[topic.name] = topic.partitions
-        if topic.name in known:
-            plan.recreated.append(topic.name)
-        return
+def _plan_owned(plan: TopicPlan, role: str, topic: TopicSpec, state: TopicState) -> None:
     plan.partitions[topic.name] = max(state.partitions, topic.partitions)
     if topic.partitions > state.partitions:
         plan.increase[topic.name] = topic.partitions
@@ -104,3 +121,20 @@ def _plan_managed(plan: TopicPlan, role: str, topic: TopicSpec, state: TopicStat
     stale = sorted(key for key in state.configs if key not in wanted)
     if stale:
         plan.delete_configs[topic.name] = stale
+
+
+def _plan_not_owned(plan: TopicPlan, topic: TopicSpec, state: TopicState) -> None:
+    """A topic that existed before the pipeline: only the configs the spec lists are set; nothing is removed."""
+    plan.partitions[topic.name] = state.partitions
+    changed = {key: value for key, value in topic.config.items() if state.configs.get(key) != value}
+    if changed:
+        plan.set_configs[topic.name] = changed
+
+
+def topics_to_delete(spec: InferencePipelineSpec, status: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """For ``deletionPolicy: Delete``: the topics to delete (those this pipeline created and still names in mode
+    Create) and those kept (every other topic it names: adopted, or existing before it)."""
+    created = set(status.get("createdTopics") or [])
+    names = [topic.name for _, topic in pipeline_topics(spec)]
+    delete = [t.name for _, t in pipeline_topics(spec) if t.mode is TopicMode.CREATE and t.name in created]
+    return delete, [name for name in names if name not in delete]

@@ -25,8 +25,8 @@ class TopicAdmin(Protocol):
         """State of the named topics that exist; raises KafkaUnavailable."""
         ...
 
-    def execute(self, plan: TopicPlan) -> None:
-        """Carry out the plan's changes; raises KafkaUnavailable."""
+    def execute(self, plan: TopicPlan) -> set[str]:
+        """Carry out the plan's changes; returns the topics it created. Raises KafkaUnavailable."""
         ...
 
 
@@ -39,8 +39,8 @@ class KafkaTopicAdmin:
     def describe(self, names: list[str]) -> dict[str, TopicState]:
         return kafka_admin.describe_topics(self.client, names)
 
-    def execute(self, plan: TopicPlan) -> None:
-        kafka_admin.execute_plan(self.client, plan)
+    def execute(self, plan: TopicPlan) -> set[str]:
+        return kafka_admin.execute_plan(self.client, plan)
 
 
 def topic_admin_for(kube: Kube, pipeline: InferencePipeline) -> TopicAdmin:
@@ -62,28 +62,40 @@ def read_topics(
         observed = admin.describe(names)
     except kafka_admin.KafkaUnavailable as error:
         return None, Condition(ConditionType.TOPICS_READY, "False", Reason.KAFKA_ERROR, str(error))
-    return plan_topics(pipeline.spec, observed, set(previous.get("topics") or {})), None
+    return plan_topics(pipeline.spec, observed, set(previous.get("createdTopics") or [])), None
 
 
-def apply_topics(admin: TopicAdmin, plan: TopicPlan, events: list[Event]) -> Condition:
+def apply_topics(admin: TopicAdmin, plan: TopicPlan, events: list[Event]) -> tuple[Condition, set[str]]:
+    """Carry the plan out; the ``TopicsReady`` condition and the topics created now (they become the pipeline's)."""
     kind = ConditionType.TOPICS_READY
+    created: set[str] = set()
     if plan.changes:
         try:
-            admin.execute(plan)
+            created = admin.execute(plan)
         except kafka_admin.KafkaUnavailable as error:
-            return Condition(kind, "False", Reason.KAFKA_ERROR, str(error))
+            return Condition(kind, "False", Reason.KAFKA_ERROR, str(error)), created
         for name in plan.recreated:
             events.append(Event("Warning", "TopicRecreated", f"topic {name} was deleted outside kinfer; re-created"))
-        created = [t.name for t in plan.create if t.name not in plan.recreated]
-        if created:
-            events.append(Event("Normal", "TopicsCreated", f"created topics {', '.join(created)}"))
+        new = sorted(created - set(plan.recreated))
+        if new:
+            events.append(Event("Normal", "TopicsCreated", f"created topics {', '.join(new)}"))
         for name, count in plan.increase.items():
             events.append(Event("Normal", "PartitionsIncreased", f"topic {name} now has {count} partitions"))
         for name in sorted(set(plan.set_configs) | set(plan.delete_configs)):
-            events.append(Event("Normal", "TopicConfigUpdated", f"topic {name}: configs aligned with the spec"))
+            changes = [f"set {', '.join(sorted(plan.set_configs[name]))}"] if name in plan.set_configs else []
+            changes += [f"removed {', '.join(plan.delete_configs[name])}"] if name in plan.delete_configs else []
+            events.append(Event("Normal", "TopicConfigUpdated", f"topic {name}: {'; '.join(changes)}"))
     if plan.refused:
-        return Condition(kind, "False", Reason.NOT_SUPPORTED, "; ".join(plan.refused))
+        return Condition(kind, "False", Reason.NOT_SUPPORTED, "; ".join(plan.refused)), created
     if plan.waiting:
-        return Condition(kind, "False", Reason.TOPIC_MISSING, "; ".join(plan.waiting))
+        return Condition(kind, "False", Reason.TOPIC_MISSING, "; ".join(plan.waiting)), created
+    if plan.conflicts:
+        return Condition(kind, "False", Reason.TOPIC_CONFLICT, "; ".join(plan.conflicts)), created
     summary = ", ".join(f"{name} ({count})" for name, count in plan.partitions.items())
-    return Condition(kind, "True", Reason.TOPICS_READY, f"topics and partitions: {summary}")
+    message = f"topics and partitions: {summary}"
+    if plan.not_owned:
+        message += (
+            f"; {', '.join(plan.not_owned)} existed before this pipeline: used as they are (kinfer sets only the "
+            "configs the spec lists, and never deletes them)"
+        )
+    return Condition(kind, "True", Reason.TOPICS_READY, message), created

@@ -29,6 +29,7 @@ class Observed:
     lag: int | None = None
     serving_endpoint: str | None = None
     autoscaling: dict[str, Any] | None = None
+    created_topics: list[str] | None = None  # None: not learnt this pass (the previous list is kept)
 
 
 def model_version_text(pipeline: InferencePipeline | None) -> str | None:
@@ -56,6 +57,7 @@ def build_status(
         "modelVersion": model_version_text(pipeline),
         "servingEndpoint": observed.serving_endpoint,
         "autoscaling": observed.autoscaling,
+        "createdTopics": observed.created_topics,
     }
     for key, value in optional.items():
         if value is not None:

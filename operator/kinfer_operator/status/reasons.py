@@ -29,8 +29,9 @@ class Reason(StrEnum):
     APPLY_FAILED = "ApplyFailed"  # the API server refused a child object
     # Topics
     KAFKA_ERROR = "KafkaError"  # Kafka can't be reached or refused a request
-    TOPIC_MISSING = "TopicMissing"  # a topic in mode Use does not exist
+    TOPIC_MISSING = "TopicMissing"  # an adopted topic does not exist
     TOPICS_READY = "TopicsReady"
+    TOPIC_CONFLICT = "TopicConflict"  # two pipelines ask different configs of one topic (kafka/claims.py)
     # Workloads (consumers, TF Serving)
     CREATING = "Creating"
     SCALED_TO_ZERO = "ScaledToZero"

@@ -41,6 +41,11 @@ class PipelineStatus(SpecModel):
     lag: int | None = Field(default=None, description="Total consumer lag of the input topic (records).")
     model_version: str | None = Field(default=None, description="Pinned version, or Latest.")
     serving_endpoint: str | None = Field(default=None, description="host:port of TF Serving (tfserving mode).")
+    created_topics: list[str] | None = Field(
+        default=None,
+        description="Topics this pipeline created: the only ones kinfer reconfigures, re-creates when deleted, and "
+        "deletes with deletionPolicy Delete. A topic that existed before the pipeline is never among them.",
+    )
     autoscaling: dict[str, Any] | None = Field(
         default=None, description="Autoscaler state: lag by partition, drain estimate, desired replicas."
     )
