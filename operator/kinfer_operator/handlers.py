@@ -24,7 +24,7 @@ from kinfer_operator.kafka import admin as kafka_admin
 from kinfer_operator.kafka.topic_plan import topics_to_delete
 from kinfer_operator.kafka.topic_sync import admin_for
 from kinfer_operator.reconcile import Passes
-from kinfer_operator.status.preflight import parse_or_problems
+from kinfer_operator.status.preflight import AccessPolicy, access_problems, parse_or_problems
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +68,29 @@ def register(registry: kopf.OperatorRegistry, passes: Passes, options: HandlerOp
     def on_gone(event: kopf.RawEvent, name: str, namespace: str, **_: Any) -> None:
         if event.get("type") == "DELETED":
             spec = dict((event.get("object") or {}).get("spec") or {})
-            connectors.on_pipeline_deleted(name, namespace, spec)
+            pipeline, _problems = parse_or_problems(name, namespace, spec)
+            if pipeline is not None and not access_problems(pipeline, passes.services.access):
+                connectors.on_pipeline_deleted(name, namespace, spec)
 
     kopf.on.event(*resource, registry=registry, id="delete-connectors")(on_gone)
 
     def on_delete(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> None:
-        delete_topics(kube, body, meta, spec, options.delete_give_up_seconds)
+        delete_topics(kube, body, meta, spec, options.delete_give_up_seconds, passes.services.access)
 
     kopf.on.delete(*resource, registry=registry, id="delete-topics", when=_wants_finalizer)(on_delete)
 
 
-def delete_topics(kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float) -> None:
+def delete_topics(
+    kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float, access: AccessPolicy
+) -> None:
     """deletionPolicy Delete: delete the topics this pipeline created (``status.createdTopics``), never one that
     existed before it; give up after a bounded time if Kafka is down."""
     pipeline, _ = parse_or_problems(meta["name"], meta["namespace"], dict(spec))
     if pipeline is None:
         kopf.warn(body, reason="TopicsKept", message="the spec is invalid, so no topics are known to delete")
+        return
+    if refused := access_problems(pipeline, access):
+        kopf.warn(body, reason="TopicsKept", message=f"topics not deleted: {refused[0]}")
         return
     managed, kept = topics_to_delete(pipeline.spec, dict(body.get("status") or {}))
     if kept:

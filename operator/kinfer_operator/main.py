@@ -31,6 +31,7 @@ from kinfer_operator.k8s.peering import ActiveReplica
 from kinfer_operator.metrics import serve_http
 from kinfer_operator.reconcile import Passes, Services
 from kinfer_operator.resync import Resync
+from kinfer_operator.status.preflight import AccessPolicy
 from kinfer_runtime.observability.logs import configure_logging
 
 logger = logging.getLogger("kinfer_operator")
@@ -51,6 +52,7 @@ class OperatorOptions:
     lag_poll_seconds: float = 5.0
     reconcile_seconds: float = 30.0
     delete_give_up_seconds: float = 120.0
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
 
 def parse_args(argv: list[str]) -> OperatorOptions:
@@ -82,6 +84,23 @@ def parse_args(argv: list[str]) -> OperatorOptions:
         default=120.0,
         help="how long deletion retries an unreachable Kafka before keeping the topics",
     )
+    parser.add_argument(
+        "--allowed-bootstrap",
+        action="append",
+        default=[],
+        help="host:port (with * wildcards) of a Kafka cluster pipelines may make the operator connect to "
+        "(repeatable; none: any)",
+    )
+    parser.add_argument(
+        "--allowed-connect-url",
+        action="append",
+        default=[],
+        help="URL prefix of a Kafka Connect REST API pipelines may make the operator call (repeatable; none: only a "
+        "Service in the pipeline's own namespace)",
+    )
+    parser.add_argument(
+        "--secret-label", default="", help="label (key or key=value) every Secret a pipeline names must carry"
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     configure_logging(args.log_level, component="operator")
@@ -99,6 +118,7 @@ def parse_args(argv: list[str]) -> OperatorOptions:
         lag_poll_seconds=args.lag_poll_seconds,
         reconcile_seconds=args.reconcile_seconds,
         delete_give_up_seconds=args.delete_give_up_seconds,
+        access=AccessPolicy(tuple(args.allowed_bootstrap), tuple(args.allowed_connect_url), args.secret_label),
     )
 
 
@@ -183,7 +203,7 @@ def build_registry(options: OperatorOptions, kube: Kube) -> tuple[kopf.OperatorR
     active = ActiveReplica(kube, peering_name(options), options.priority, list(options.namespaces))
     service = autoscaling.start(options, registry, kube, active.active)
     runtime_image = os.environ.get("KINFER_RUNTIME_IMAGE") or naming.DEFAULT_RUNTIME_IMAGE  # the chart's runtimeImage
-    passes = Passes(Services(kube, monitor=service.monitor, runtime_image=runtime_image))
+    passes = Passes(Services(kube, monitor=service.monitor, runtime_image=runtime_image, access=options.access))
     register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
     resync = Resync(passes.services, passes, active, [] if options.all_namespaces else options.namespaces,
                     options.reconcile_seconds)  # fmt: skip

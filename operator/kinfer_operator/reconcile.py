@@ -36,11 +36,19 @@ from kinfer_operator.connect.sync import sync_connectors
 from kinfer_operator.k8s.children import apply_children, prune_children
 from kinfer_operator.k8s.client import Kube, KubeError, object_path, secret_keys
 from kinfer_operator.kafka.claims import TopicClaims
+from kinfer_operator.kafka.client_keys import client_config_problems
 from kinfer_operator.kafka.topic_sync import TopicAdmin, apply_topics, read_topics, topic_admin_for
 from kinfer_operator.status import conditions
 from kinfer_operator.status.conditions import Condition, deployment_state, workload_condition
 from kinfer_operator.status.document import Event, Observed, build_status, condition_events, status_patch
-from kinfer_operator.status.preflight import parse_or_problems, secret_problems, static_problems
+from kinfer_operator.status.preflight import (
+    AccessPolicy,
+    access_problems,
+    parse_or_problems,
+    secret_label_problems,
+    secret_problems,
+    static_problems,
+)
 from kinfer_operator.status.reasons import ConditionType, Reason
 from kinfer_runtime.spec import InferencePipeline, ServingMode
 
@@ -59,6 +67,7 @@ class Services:
     topic_admin: Callable[[Kube, InferencePipeline], TopicAdmin] = topic_admin_for
     runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE  # the consumers' image when a pipeline names none
     topic_claims: TopicClaims = field(default_factory=TopicClaims)
+    access: AccessPolicy = field(default_factory=AccessPolicy)  # what pipelines may make the operator reach
 
 
 @dataclass
@@ -82,10 +91,13 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
     # 1. observe
     pipeline, problems = parse_or_problems(name, namespace, spec)
     if pipeline is not None:
-        problems += static_problems(pipeline)
+        problems += static_problems(pipeline) + access_problems(pipeline, services.access)
+        problems += client_config_problems(pipeline.spec.kafka.config)
         needed = referenced_secrets(pipeline.spec.kafka, pipeline.spec.model)
         found = {secret: secret_keys(kube, namespace, secret) for secret in needed}
-        problems += secret_problems(needed, found)
+        problems += secret_problems(needed, {secret: f[0] if f else None for secret, f in found.items()})
+        labels = {secret: f[1] for secret, f in found.items() if f is not None}
+        problems += secret_label_problems(list(needed), labels, services.access.secret_label)
     topic_plan, topic_condition, topics = None, None, None
     if pipeline is not None and not problems:
         topics = services.topic_admin(kube, pipeline)

@@ -23,7 +23,7 @@ from kinfer_operator.k8s.client import KubeError
 from kinfer_operator.k8s.peering import ActiveReplica
 from kinfer_operator.reconcile import Outcome, Services
 from kinfer_operator.status.document import Event
-from kinfer_runtime.spec import InferencePipelineSpec
+from kinfer_operator.status.preflight import access_problems, parse_or_problems
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,12 @@ class Resync:
             return 0
         for body in self._list():
             meta = body.get("metadata") or {}
-            try:
-                spec = InferencePipelineSpec.model_validate(body.get("spec") or {})
-            except ValueError:
-                continue  # the active replica reports the invalid spec
-            monitor.observe(meta.get("namespace", ""), meta.get("name", ""), spec)
+            pipeline, problems = parse_or_problems(
+                meta.get("name", ""), meta.get("namespace", ""), body.get("spec") or {}
+            )
+            if pipeline is None or problems or access_problems(pipeline, self.services.access):
+                continue  # the active replica reports what is wrong; nothing is polled meanwhile
+            monitor.observe(pipeline.metadata.namespace, pipeline.metadata.name, pipeline.spec)
             tracked += 1
         return tracked
 

@@ -281,3 +281,19 @@ def test_values_are_documented_line_by_line() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"]), "every top-level value is in the schema"
+
+
+def test_security_values_become_operator_flags() -> None:
+    manifests = render(
+        {
+            "security.allowedBootstrapServers": ["kafka-*.kafka.svc:9092", "10.0.0.5:9093"],
+            "security.allowedConnectUrls": ["http://connect.ingest.svc:8083"],
+            "security.secretLabel": "kinfer.io/use=true",
+        }
+    )
+    args = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-bootstrap=kafka-*.kafka.svc:9092" in args and "--allowed-bootstrap=10.0.0.5:9093" in args
+    assert "--allowed-connect-url=http://connect.ingest.svc:8083" in args
+    assert "--secret-label=kinfer.io/use=true" in args
+    defaults = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in defaults if a.startswith(("--allowed-", "--secret-label"))]

@@ -64,3 +64,42 @@ def test_secret_checks() -> None:
         "Secret 'ca' has no key(s) tls.crt, tls.key; add them or change the key names",
         "Secret 'user' does not exist in the pipeline's namespace; create it or fix the reference",
     ]
+
+
+def test_access_policy_bounds_what_a_pipeline_can_make_the_operator_reach() -> None:
+    from kinfer_operator.status.preflight import AccessPolicy, access_problems, secret_label_problems
+
+    p = pipeline(FRAUD, kafka={"bootstrapServers": "kafka-1.prod:9092,evil.example:9092"})
+    policy = AccessPolicy(bootstrap=("kafka-*.prod:9092",))
+    problems = access_problems(p, policy)
+    assert len(problems) == 1 and "evil.example:9092" in problems[0]
+    assert access_problems(p, AccessPolicy()) == [], "no allowlist: any Kafka cluster"
+    own = pipeline(FRAUD, ingestion={"connectUrl": "http://connect.ns1.svc:8083"})
+    other = pipeline(FRAUD, ingestion={"connectUrl": "http://connect.other.svc:8083"})
+    outside = pipeline(FRAUD, ingestion={"connectUrl": "http://169.254.169.254/latest"})
+    assert access_problems(own, AccessPolicy()) == []
+    assert access_problems(other, AccessPolicy()) and access_problems(outside, AccessPolicy())
+    assert access_problems(outside, AccessPolicy(connect_urls=("http://169.254.169.254/",))) == []
+    labels = {"ok": {"kinfer.io/use": "true"}, "wrong": {"kinfer.io/use": "no"}, "bare": {}}
+    assert [m.split("'")[1] for m in secret_label_problems(list(labels), labels, "kinfer.io/use=true")] == [
+        "bare",
+        "wrong",
+    ]
+    assert secret_label_problems(list(labels), labels, "kinfer.io/use") == [
+        secret_label_problems(["bare"], labels, "kinfer.io/use")[0]
+    ]
+    assert secret_label_problems(list(labels), labels, "") == []
+
+
+def test_kafka_settings_are_checked_by_librdkafka_and_the_operator_takes_an_allowlist() -> None:
+    from kinfer_operator.kafka.client_keys import client_config_problems, operator_client_settings
+
+    config = {"linger.ms": "x", "no.such.key": "1", "plugin.library.paths": "/tmp/evil", "ssl.ca.location": "/pod/ca"}
+    problems = client_config_problems(config)
+    assert any("plugin.library.paths is not allowed" in p for p in problems)
+    assert any("no.such.key" in p for p in problems) and any("linger.ms=x" in p for p in problems)
+    assert not any("ssl.ca.location" in p for p in problems), "a path in the pod is not opened here"
+    assert client_config_problems({"linger.ms": "5", "session.timeout.ms": "45000"}) == []
+    assert operator_client_settings({"socket.timeout.ms": "5000", "plugin.library.paths": "x", "linger.ms": "5"}) == {
+        "socket.timeout.ms": "5000"
+    }

@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
 )
 
 from kinfer_operator.builders.manifests import content_hash
+from kinfer_operator.kafka.client_keys import operator_client_settings
 from kinfer_operator.kafka.topic_plan import TopicPlan, TopicState
 from kinfer_runtime.kafka.client_events import AccessProblem, ClientEvents
 from kinfer_runtime.kafka.settings import security_settings
@@ -50,9 +51,7 @@ def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[s
         "socket.timeout.ms": int(TIMEOUT_SECONDS * 1000),
         "reconnect.backoff.max.ms": 5000,
     }
-    for key, value in kafka.config.items():
-        if not key.startswith(("group.", "enable.", "isolation.", "auto.", "fetch.", "partition.assignment")):
-            config[key] = value
+    config.update(operator_client_settings(kafka.config))  # an allowlist: see kafka/client_keys.py
     sasl, tls = kafka.sasl, kafka.tls
     login = secrets.get(sasl.secret_name, {}) if sasl else {}
     material = secrets.get(tls.secret_name, {}) if tls else {}

@@ -8,7 +8,10 @@ Each problem is one line saying what to change. Any problem → ``Ready=False, r
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from kinfer_operator.builders import naming
 from kinfer_runtime.spec import Delivery, InferencePipeline, SpecError, parse_pipeline
@@ -70,3 +73,69 @@ def secret_problems(needed: dict[str, list[str]], found: dict[str, set[str] | No
         if missing:
             problems.append(f"Secret {name!r} has no key(s) {', '.join(missing)}; add them or change the key names")
     return problems
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """What the operator's installation lets a pipeline make the operator reach (docs/security.md).
+
+    ``bootstrap``: host:port patterns (``*`` matches within a name) the operator's Kafka clients may connect to;
+    empty: any. ``connect_urls``: URL prefixes of Kafka Connect REST APIs it may call; empty: only a Service in
+    the pipeline's own namespace. ``secret_label``: a label (``key`` or ``key=value``) every Secret a pipeline names
+    must carry; empty: none needed."""
+
+    bootstrap: tuple[str, ...] = ()
+    connect_urls: tuple[str, ...] = ()
+    secret_label: str = ""
+
+
+def _host_matches(pattern: str, address: str) -> bool:
+    regex = "^" + re.escape(pattern.strip().lower()).replace(r"\*", "[^.:,]*") + "$"
+    return re.match(regex, address.strip().lower()) is not None
+
+
+def in_own_namespace_service(url: str, namespace: str) -> bool:
+    """``http(s)://NAME.NAMESPACE.svc[.cluster.local][:port][/...]`` with the pipeline's own namespace."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme in ("http", "https") and (
+        host.endswith(f".{namespace}.svc") or host.endswith(f".{namespace}.svc.cluster.local")
+    )
+
+
+def access_problems(pipeline: InferencePipeline, policy: AccessPolicy) -> list[str]:
+    """Addresses outside what the installation allows: refused before the operator connects anywhere."""
+    problems = []
+    if policy.bootstrap:
+        for address in pipeline.spec.kafka.bootstrap_servers.split(","):
+            if address.strip() and not any(_host_matches(p, address) for p in policy.bootstrap):
+                problems.append(
+                    f"spec.kafka.bootstrapServers: {address.strip()} is not a Kafka cluster this kinfer installation "
+                    f"may connect to (allowed: {', '.join(policy.bootstrap)}); ask the cluster admin to allow it"
+                )
+    url = pipeline.spec.ingestion.connect_url
+    if url:
+        allowed = (
+            any(url.startswith(prefix) for prefix in policy.connect_urls)
+            if policy.connect_urls
+            else in_own_namespace_service(url, pipeline.metadata.namespace)
+        )
+        if not allowed:
+            where = ", ".join(policy.connect_urls) or f"a Service in namespace {pipeline.metadata.namespace}"
+            problems.append(
+                f"spec.ingestion.connectUrl: {url} is not a Kafka Connect API this kinfer installation may call "
+                f"(allowed: {where}); use such a URL or ask the cluster admin to allow it"
+            )
+    return problems
+
+
+def secret_label_problems(names: list[str], labels: dict[str, dict[str, str]], required: str) -> list[str]:
+    """Secrets that lack the label the installation requires (``labels``: Secret name → its labels)."""
+    if not required:
+        return []
+    key, _, value = required.partition("=")
+    return [
+        f"Secret {name!r} is not labelled {required}: label it to let kinfer use it, or name another Secret"
+        for name in sorted(names)
+        if name in labels and (key not in labels[name] or (value and labels[name][key] != value))
+    ]
