@@ -357,8 +357,13 @@ def peering_state(log: str) -> str | None:
 
 
 def peering_priority(log: str) -> int:
-    (line,) = [line for line in log.splitlines() if "kinfer_operator: peering priority" in line]
-    return int(line.split()[-1])
+    """The priority the operator logged at start (its log lines are JSON objects)."""
+    (message,) = [
+        entry["message"]
+        for entry in (json.loads(line) for line in log.splitlines() if line.startswith("{"))
+        if entry.get("logger") == "kinfer_operator" and entry.get("message", "").startswith("peering priority")
+    ]
+    return int(message.split()[-1])
 
 
 def test_two_operator_replicas_one_active_and_a_standby_takes_over(
