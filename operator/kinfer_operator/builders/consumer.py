@@ -36,12 +36,17 @@ POD_SECURITY: dict[str, Any] = {
 
 
 def runtime_document(pipeline: InferencePipeline) -> dict[str, Any]:
-    """The manifest the runtime reads: apiVersion, kind, metadata {name, namespace}, spec with defaults filled."""
+    """The manifest the runtime reads: apiVersion, kind, metadata {name, namespace}, spec with defaults filled.
+
+    Without ``ingestion``: the runtime never reads it, and a ConfigMap is readable by anyone with ``view`` on the
+    namespace, so the connectors' configs stay in the pipeline object only."""
+    spec = pipeline.spec.to_wire()
+    spec.pop("ingestion", None)
     return {
         "apiVersion": naming.PIPELINE_API_VERSION,
         "kind": naming.PIPELINE_KIND,
         "metadata": {"name": pipeline.metadata.name, "namespace": pipeline.metadata.namespace},
-        "spec": pipeline.spec.to_wire(),
+        "spec": spec,
     }
 
 

@@ -3,6 +3,7 @@ across parts, the manifest around it, and the two parse functions that turn pyda
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -112,6 +113,13 @@ class AutoscalingSpec(SpecModel):
 # --- Ingestion (Kafka Connect sources) ------------------------------------------------------------------------
 
 
+# Connector settings that hold credentials, by their name; their value must be a config provider's reference.
+CREDENTIAL_KEY = re.compile(
+    r"(password|passwd|secret|token|credential|api[._-]?key|access[._-]?key|private[._-]?key|jaas)", re.I
+)
+CONFIG_PROVIDER_REFERENCE = re.compile(r"\$\{[A-Za-z0-9_.-]+:[^}]+\}")
+
+
 class ConnectorSpec(SpecModel):
     """A Kafka Connect source connector that feeds the pipeline's input topic."""
 
@@ -133,8 +141,26 @@ class ConnectorSpec(SpecModel):
     config: dict[str, str] = Field(
         default_factory=dict,
         description="Connector config, given to Connect as it is; connector.class and tasks.max come from the "
-        "fields above and win over keys of the same name.",
+        "fields above and win over keys of the same name. Credentials are references to a Kafka Connect config "
+        "provider, never values: e.g. ${secrets:NAMESPACE/SECRET:KEY} (Strimzi's KubernetesSecretConfigProvider) "
+        "or ${file:/path:KEY}; a credential-like key with a literal value is refused.",
     )
+
+    @model_validator(mode="after")
+    def _credentials_are_references(self) -> ConnectorSpec:
+        literal = sorted(
+            key
+            for key, value in self.config.items()
+            if CREDENTIAL_KEY.search(key) and not CONFIG_PROVIDER_REFERENCE.fullmatch(value.strip())
+        )
+        if literal:
+            raise ValueError(
+                f"config {', '.join(literal)} of connector {self.name!r} hold literal values: put the credential in "
+                "a Secret and reference it through a Kafka Connect config provider, e.g. "
+                "${secrets:NAMESPACE/SECRET:KEY} with Strimzi's KubernetesSecretConfigProvider (docs/ingestion.md)"
+            )
+        return self
+
     topic_config_key: str | None = Field(
         default="topic",
         description="Connector config key that names the target topic; kinfer sets it to the pipeline's input "
