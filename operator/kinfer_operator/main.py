@@ -18,11 +18,13 @@ import logging
 import os
 import random
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import kopf
 from kubernetes import client, config
 
+from kinfer_operator import __version__, metrics
 from kinfer_operator.autoscaling import service as autoscaling
 from kinfer_operator.builders import naming
 from kinfer_operator.handlers import HandlerOptions, register
@@ -191,8 +193,11 @@ def peering_name(options: OperatorOptions) -> str | None:
     return options.peering or "default"
 
 
-def build_registry(options: OperatorOptions, kube: Kube) -> tuple[kopf.OperatorRegistry, Resync]:
-    """The kopf registry with every handler, and the resync (started by ``run``), sharing one set of services."""
+def build_registry(
+    options: OperatorOptions, kube: Kube
+) -> tuple[kopf.OperatorRegistry, Resync, Callable[[], tuple[bool, str]]]:
+    """The kopf registry with every handler, the resync (started by ``run``), sharing one set of services, and the
+    readiness answer of ``/readyz``."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -207,13 +212,14 @@ def build_registry(options: OperatorOptions, kube: Kube) -> tuple[kopf.OperatorR
     register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
     resync = Resync(passes.services, passes, active, [] if options.all_namespaces else options.namespaces,
                     options.reconcile_seconds)  # fmt: skip
-    return registry, resync
+    return registry, resync, service.ready
 
 
 async def run(options: OperatorOptions) -> None:
     kube = kube_client()
-    registry, resync = build_registry(options, kube)
-    server = serve_http(options.metrics_host, options.metrics_port)
+    registry, resync, ready = build_registry(options, kube)
+    server = serve_http(options.metrics_host, options.metrics_port, ready)
+    metrics.OPERATOR_INFO.labels(__version__).set(1)
     resync.start()
     logger.info("metrics and health on %s:%d", *server.server_address[:2])
     if not options.standalone:

@@ -1,4 +1,5 @@
-"""The operator's Prometheus metrics (listed in docs/operator.md) and the ``/metrics`` + ``/healthz`` HTTP server.
+"""The operator's Prometheus metrics (listed in docs/operator.md) and its ``/metrics``, ``/healthz`` and ``/readyz``
+HTTP server.
 
 Per-pipeline gauges carry the labels ``namespace`` and ``pipeline``; the autoscaler sets the lag,
 desired-replica, capped and drain gauges, the reconcile sets the rest from the status it wrote.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +28,7 @@ PIPELINE_SERVING_READY = Gauge("kinfer_pipeline_serving_ready", "1 when the mode
 PIPELINE_DRAIN_SECONDS = Gauge("kinfer_pipeline_drain_seconds", "Estimated seconds to drain the lag", LABELS)
 RECONCILE_TOTAL = Counter("kinfer_operator_reconcile_total", "Reconcile passes by result", ("result",))
 RECONCILE_SECONDS = Histogram("kinfer_operator_reconcile_seconds", "Duration of one reconcile pass")
+OPERATOR_INFO = Gauge("kinfer_operator_info", "1 while an operator runs (the alert on its absence)", ("version",))
 API_REQUESTS = Counter("kinfer_operator_api_requests_total", "Requests to the Kubernetes API by verb", ("verb",))
 
 
@@ -59,15 +62,21 @@ def forget_pipeline(namespace: str, pipeline: str) -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    ready: Callable[[], tuple[bool, str]] = staticmethod(lambda: (True, "ok"))  # set by serve_http
+
     def do_GET(self) -> None:
+        code = 200
         if self.path.startswith("/metrics"):
             body, content_type = generate_latest(), CONTENT_TYPE_LATEST
         elif self.path.startswith("/healthz"):
             body, content_type = b"ok\n", "text/plain"
+        elif self.path.startswith("/readyz"):
+            ready, reason = self.ready()
+            code, body, content_type = (200 if ready else 503), f"{reason}\n".encode(), "text/plain"
         else:
             self.send_error(404)
             return
-        self.send_response(200)
+        self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -77,8 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def serve_http(host: str, port: int) -> ThreadingHTTPServer:
-    """Start the metrics/health server in a daemon thread; returns it (``server_address`` has the real port)."""
-    server = ThreadingHTTPServer((host, port), _Handler)
+def serve_http(host: str, port: int, ready: Callable[[], tuple[bool, str]] | None = None) -> ThreadingHTTPServer:
+    """Start the metrics and health server (``/metrics``, ``/healthz``, ``/readyz``) in a daemon thread; returns it
+    (``server_address`` has the real port). ``ready()`` answers ``/readyz``: (ready, reason)."""
+    handler = type("Handler", (_Handler,), {"ready": staticmethod(ready)} if ready else {})
+    server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, name="kinfer-metrics", daemon=True).start()
     return server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 import urllib.error
@@ -12,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from kinfer_operator.autoscaling.engine import PipelineAutoscaler
 from kinfer_operator.autoscaling.metric_values import selector_matches
 from kinfer_operator.autoscaling.metrics_api import MetricsApiServer
 from kinfer_operator.autoscaling.monitor import LagMonitor, TrackedPipeline
 from tests.autoscaling.pipelines import decision_for, make_spec
+from tests.polling import wait_until
 from tests.testbed import free_port
 from tests.testbed.pki import CertificateAuthority, CertificateFiles
 
@@ -134,3 +137,60 @@ def test_only_the_front_proxy_may_ask(served: Served) -> None:
 )
 def test_selector(selector: str, matches: bool) -> None:
     assert selector_matches(selector, {"kinfer.io/pipeline": "a"}) is matches
+
+
+def test_without_the_request_header_ca_no_caller_is_served(tmp_path: Path) -> None:
+    serving_ca = CertificateAuthority(tmp_path / "serving", "metrics-ca")
+    serving = serving_ca.issue("server", "kinfer-metrics", dns_names=("kinfer-metrics.kinfer.svc",), server=True)
+    stranger = CertificateAuthority(tmp_path / "other", "other-ca").issue("x", "front-proxy-client", client=True)
+    monitor = LagMonitor(None, poll_seconds=5)
+    put_decision(monitor, "a", [100, 0, 0])
+    port = free_port()
+    server = MetricsApiServer(monitor, "127.0.0.1", port, serving.cert, serving.key)  # no CA known
+    server.start()
+    try:
+        assert not server.ready, "a server that cannot tell the front proxy from anyone is not ready"
+        served = Served(f"https://127.0.0.1:{port}", server, monitor, serving_ca.cert_path, stranger, stranger)
+        status, body = served.get(f"{BASE}/namespaces/ns/kinfer_pipeline_lag")
+        assert status == 401 and body["reason"] == "Unauthorized", "it fails closed, even for the right name"
+    finally:
+        server.stop()
+
+
+def test_a_renewed_serving_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    serving_ca = CertificateAuthority(tmp_path / "serving", "metrics-ca")
+    serving = serving_ca.issue("server", "kinfer-metrics", dns_names=("kinfer-metrics.kinfer.svc",), server=True)
+    proxy_ca = CertificateAuthority(tmp_path / "proxy", "front-proxy-ca")
+    proxy_client = proxy_ca.issue("proxy-client", "front-proxy-client", client=True)
+    port = free_port()
+    server = MetricsApiServer(LagMonitor(None), "127.0.0.1", port, serving.cert, serving.key,
+                              client_ca_pem=proxy_ca.cert_path.read_text(), allowed_names=["front-proxy-client"],
+                              reload_seconds=0.3)  # fmt: skip
+
+    def serial() -> int:
+        context = ssl.create_default_context(cafile=str(serving_ca.cert_path))
+        context.check_hostname = False
+        context.load_cert_chain(str(proxy_client.cert), str(proxy_client.key))
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x") as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return int(x509.load_der_x509_certificate(der).serial_number)
+
+    server.start()
+    try:
+        before = serial()
+        time.sleep(0.05)  # a different modification time
+        renewed = serving_ca.issue("server", "kinfer-metrics", dns_names=("kinfer-metrics.kinfer.svc",), server=True)
+        assert renewed.cert == serving.cert, "written over the files the server was started with"
+        wait_until(lambda: serial() != before, 30, "the renewed certificate on new connections")
+    finally:
+        server.stop()
+
+
+def test_the_authorization_cache_is_bounded() -> None:
+    from kinfer_operator.autoscaling.access_reviews import CACHE_ENTRIES, AccessReviews
+
+    reviews = AccessReviews(None)  # type: ignore[arg-type]
+    for index in range(CACHE_ENTRIES * 3):
+        reviews.remember((f"user-{index}", (), "ns", "kinfer_pipeline_lag"), True)
+    assert len(reviews) == CACHE_ENTRIES

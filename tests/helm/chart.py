@@ -33,7 +33,7 @@ OPERATOR_METRICS = {
     "kinfer_pipeline_ready", "kinfer_pipeline_lag", "kinfer_pipeline_partition_lag", "kinfer_pipeline_replicas",
     "kinfer_pipeline_desired_replicas", "kinfer_pipeline_partitions", "kinfer_pipeline_capped_by_partitions",
     "kinfer_pipeline_serving_ready", "kinfer_pipeline_drain_seconds", "kinfer_operator_reconcile_total",
-    "kinfer_operator_reconcile_seconds",
+    "kinfer_operator_reconcile_seconds", "kinfer_operator_info",
 }  # fmt: skip
 
 

@@ -122,7 +122,7 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
         ("", "events"): {"create"},
         ("", "persistentvolumeclaims"): {"get"},
         ("", "secrets"): {"get"},
-        ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
+        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
     }
     no_secrets = all_rules(render({"rbac.secretsGet": False}))
     assert not [r for r in no_secrets if "secrets" in r["resources"]]

@@ -34,3 +34,25 @@ def test_cluster_scanning_is_off_only_for_exact_namespaces(args: list[str], exac
     options = parse_args(args)
     assert exact_namespaces(options) is exact
     assert operator_settings(options).scanning.disabled is exact
+
+
+def test_readyz_is_false_while_the_metrics_api_cannot_serve() -> None:
+    import urllib.error
+    import urllib.request
+
+    from kinfer_operator.autoscaling.monitor import LagMonitor
+    from kinfer_operator.autoscaling.service import AutoscalingService
+    from kinfer_operator.metrics import serve_http
+
+    broken = AutoscalingService(LagMonitor(None), server=None, serving_wanted=True)
+    assert broken.ready() == (False, "the external metrics API did not start (see the log)")
+    assert AutoscalingService(LagMonitor(None), server=None).ready() == (True, "ok"), "not asked to serve: ready"
+    server = serve_http("127.0.0.1", 0, broken.ready)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/readyz", timeout=5)
+        assert refused.value.code == 503 and b"did not start" in refused.value.read()
+        assert urllib.request.urlopen(f"{url}/healthz", timeout=5).status == 200, "alive all the same"
+    finally:
+        server.shutdown()

@@ -1,16 +1,20 @@
 """The external metrics API (``external.metrics.k8s.io/v1beta1``) the HPA reads through the aggregation layer.
 
 Served by the operator over TLS from a thread of its own (aiohttp). Only the API server's front proxy may
-call: with the cluster's request-header CA the server requires a client certificate from it, with a common
-name among the allowed names, and asks the API server (SubjectAccessReview) whether the user named in
+call: the server requires a client certificate signed by the cluster's request-header CA, with a common name
+among the allowed names, and asks the API server (SubjectAccessReview) whether the user named in
 ``X-Remote-User``/``X-Remote-Group`` may read the metric — the delegated authentication and authorization of
-an aggregated API server. Values come from the ``LagMonitor``'s latest fresh decision per pipeline; a pipeline
-whose polls fail or stall serves no value, so the HPA holds its size instead of acting on stale lag.
+an aggregated API server. It fails closed: without the request-header CA it answers no metric to anyone (and
+``ready`` is False, which the operator's ``/readyz`` reports). The serving certificate is re-read when its files
+change (a renewal needs no restart), the CA every few minutes, and the authorization cache is bounded. Values come
+from the ``LagMonitor``'s latest fresh decision per pipeline; a pipeline whose polls fail or stall serves no value,
+so the HPA holds its size instead of acting on stale lag.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -22,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes.client import ApiClient
 
+from kinfer_operator.autoscaling.access_reviews import AccessReviews
 from kinfer_operator.autoscaling.metric_values import metric_values, selector_matches
 from kinfer_operator.autoscaling.monitor import LagMonitor
 from kinfer_operator.autoscaling.scalers import METRIC_NAMES, METRICS_GROUP, METRICS_VERSION
@@ -30,7 +35,8 @@ from kinfer_operator.k8s.client import Kube
 
 log = logging.getLogger(__name__)
 GROUP_VERSION = f"{METRICS_GROUP}/{METRICS_VERSION}"
-AUTH_CACHE_SECONDS = 30.0
+RELOAD_SECONDS = 30.0  # how often the certificate files are checked for a renewal
+CA_REFRESH_SECONDS = 300.0
 
 
 def discovery_resources() -> dict[str, Any]:
@@ -63,14 +69,19 @@ class MetricsApiServer:
         api: ApiClient | None = None,
         client_ca_pem: str | None = None,
         allowed_names: list[str] | None = None,
+        reload_seconds: float = RELOAD_SECONDS,
     ):
         self.monitor, self.host, self.port = monitor, host, port
+        self.reload_seconds = reload_seconds
         self.cert_file, self.key_file = cert_file, key_file
         self.kube = Kube(api) if api is not None else None
         if client_ca_pem is None and self.kube is not None:
             client_ca_pem, allowed_names = self._front_proxy_ca()
         self.client_ca_pem, self.allowed_names = client_ca_pem, allowed_names or []
-        self._auth_cache: dict[tuple[str, tuple[str, ...], str, str], tuple[float, bool]] = {}
+        self.reviews = AccessReviews(self.kube) if self.kube is not None else None
+        self._ssl: ssl.SSLContext | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._cert_stamp = self._stamp()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
@@ -86,6 +97,11 @@ class MetricsApiServer:
         names = json.loads(data.get("requestheader-allowed-names") or "[]")
         return data.get("requestheader-client-ca-file"), names
 
+    @property
+    def ready(self) -> bool:
+        """Serving, and able to tell the front proxy from anyone else."""
+        return self._ready.is_set() and bool(self.client_ca_pem and self.allowed_names)
+
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
@@ -93,8 +109,37 @@ class MetricsApiServer:
             context.load_verify_locations(cadata=self.client_ca_pem)
             context.verify_mode = ssl.CERT_REQUIRED
         else:
-            log.warning("external metrics API: no request-header CA known, any TLS client is accepted")
+            log.error("external metrics API: the request-header CA is unknown; no metric is served to anyone")
         return context
+
+    def _stamp(self) -> tuple[float, float]:
+        try:
+            return self.cert_file.stat().st_mtime, self.key_file.stat().st_mtime
+        except OSError:
+            return 0.0, 0.0
+
+    async def _housekeeping(self) -> None:
+        """Re-read a renewed certificate (new connections get it) and, now and then, the request-header CA."""
+        ca_checked = time.monotonic()
+        while True:
+            await asyncio.sleep(self.reload_seconds)
+            stamp = self._stamp()
+            if stamp != self._cert_stamp and self._ssl is not None:
+                try:
+                    self._ssl.load_cert_chain(str(self.cert_file), str(self.key_file))
+                    self._cert_stamp = stamp
+                    log.info("external metrics API: serving certificate reloaded")
+                except (OSError, ssl.SSLError) as error:  # half-written during a rotation: next round
+                    log.warning("external metrics API: certificate not reloaded yet: %s", error)
+            if self.kube is not None and time.monotonic() - ca_checked > CA_REFRESH_SECONDS:
+                ca_checked = time.monotonic()
+                loop = asyncio.get_running_loop()
+                ca, names = await loop.run_in_executor(None, self._front_proxy_ca)
+                if ca and self._ssl is not None:
+                    self._ssl.load_verify_locations(cadata=ca)
+                    if not self.client_ca_pem:
+                        self._ssl.verify_mode = ssl.CERT_REQUIRED
+                    self.client_ca_pem, self.allowed_names = ca, names
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -154,7 +199,7 @@ class MetricsApiServer:
 
     def _check_caller(self, request: web.Request) -> web.Response | None:
         if not self.client_ca_pem or not self.allowed_names:
-            return None
+            return status_response(401, "Unauthorized", "the request-header CA is unknown: no caller is trusted")
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         subject = dict(item[0] for item in (peer or {}).get("subject", ()))
         if subject.get("commonName") not in self.allowed_names:
@@ -163,35 +208,10 @@ class MetricsApiServer:
 
     async def _authorized(self, request: web.Request, namespace: str, metric: str) -> bool:
         user = request.headers.get("X-Remote-User")
-        if self.kube is None or user is None:
-            return self.kube is None  # without a cluster to ask (unit tests), there is nobody to refuse
+        if self.reviews is None or user is None:
+            return self.reviews is None  # without a cluster to ask (unit tests), there is nobody to refuse
         groups = tuple(request.headers.getall("X-Remote-Group", []))
-        key = (user, groups, namespace, metric)
-        cached = self._auth_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < AUTH_CACHE_SECONDS:
-            return cached[1]
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {
-                "user": user,
-                "groups": list(groups),
-                "resourceAttributes": {
-                    "group": METRICS_GROUP,
-                    "version": METRICS_VERSION,
-                    "resource": metric,
-                    "namespace": namespace,
-                    "verb": "get",
-                },
-            },
-        }
-        kube = self.kube
-        answer = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: kube.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review)
-        )
-        allowed = bool(((answer or {}).get("status") or {}).get("allowed"))
-        self._auth_cache[key] = (time.monotonic(), allowed)
-        return allowed
+        return await self.reviews.allowed(user, groups, namespace, metric)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -204,11 +224,16 @@ class MetricsApiServer:
         loop = self._loop = asyncio.new_event_loop()
         runner = self._runner = web.AppRunner(self.app(), access_log=None)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context())
+        self._ssl = self.ssl_context()
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl)
         loop.run_until_complete(site.start())
+        self._housekeeper = loop.create_task(self._housekeeping())
         log.info("external metrics API on https://%s:%d", self.host, self.port)
         self._ready.set()
         loop.run_forever()
+        self._housekeeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(self._housekeeper)
         loop.run_until_complete(runner.cleanup())
         loop.close()
 

@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 class AutoscalingService:
     monitor: LagMonitor
     server: MetricsApiServer | None
+    serving_wanted: bool = False  # a port and a certificate were given: the APIService routes here
+
+    def ready(self) -> tuple[bool, str]:
+        """For the operator's /readyz: a replica whose external metrics API should serve but cannot is unready,
+        so that the APIService's Service does not route the HPA's requests to it."""
+        if not self.serving_wanted:
+            return True, "ok"
+        if self.server is None:
+            return False, "the external metrics API did not start (see the log)"
+        if not self.server.ready:
+            return False, "the external metrics API does not know the request-header CA: it serves no caller"
+        return True, "ok"
 
     def stop(self) -> None:
         if self.server is not None:
@@ -56,7 +68,8 @@ def start_autoscaling(
             server = None
     elif metrics_port is not None:
         log.warning("external metrics API not started: give --tls-cert-file and --tls-key-file")
-    return AutoscalingService(monitor, server)
+    wanted = metrics_port is not None and tls_cert_file is not None and tls_key_file is not None
+    return AutoscalingService(monitor, server, wanted)
 
 
 def start(options: Any, registry: Any, kube: Kube, active: Callable[[], bool]) -> AutoscalingService:
