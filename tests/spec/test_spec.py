@@ -113,3 +113,28 @@ def test_wrong_kind_is_rejected() -> None:
 )
 def test_uri_scheme(uri: str, scheme: str) -> None:
     assert uri_scheme(uri) == scheme
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"consumer": {"resources": {"requests": {"memory": "lots"}}}}, "'lots' is not a quantity"),
+        ({"consumer": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}}}}, "above limits.cpu"),
+        ({"serving": {"mode": "tfserving", "tfserving": {"grpcPort": 8500, "restPort": 8500}}}, "needs two ports"),
+        (
+            {
+                "consumer": {"maxBatchSize": 2048},
+                "serving": {"mode": "tfserving", "tfserving": {"batching": {"maxBatchSize": 512}}},
+            },
+            "would refuse the consumers' larger requests",
+        ),
+        ({"preprocessing": {"features": [{"name": "amount"}, {"name": "amount"}]}}, "repeated: amount"),
+    ],
+)
+def test_what_would_fail_later_is_refused_now(changes: dict[str, Any], problem: str) -> None:
+    """A rule the API server, TF Serving or the runtime would enforce only after the children exist."""
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["spec"].update(changes)
+    with pytest.raises(SpecError) as refused:
+        parse_pipeline(manifest)
+    assert problem in str(refused.value)

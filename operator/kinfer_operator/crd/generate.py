@@ -45,6 +45,12 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "message": "topics.input, output and deadLetter must be three different topics",
         }
     ],
+    "serving.tfserving": [
+        {
+            "rule": "!has(self.grpcPort) || !has(self.restPort) || self.grpcPort != self.restPort",
+            "message": "serving.tfserving.grpcPort and restPort must differ",
+        }
+    ],
     "kafka": [
         {
             "rule": "!(self.securityProtocol in ['SASL_PLAINTEXT', 'SASL_SSL']) || has(self.sasl)",

@@ -3,9 +3,11 @@ the wire, unknown fields rejected) and the error that lists what to fix."""
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "kinfer.io"
@@ -31,6 +33,25 @@ class SpecModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+# A Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource): "500m", "0.5", "1Gi", "1e3".
+QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
+_SUFFIX: dict[str, int | Decimal] = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+    "E": 10**18,
+}  # fmt: skip
+
+
+def quantity_value(text: str) -> Decimal:
+    """The value of a quantity QUANTITY matched (for comparing a request with its limit)."""
+    match = QUANTITY.match(text.strip())
+    assert match is not None, text
+    number, suffix = Decimal(match.group(1)), match.group(3) or ""
+    if suffix[:1] in "eE" and suffix:
+        return number.scaleb(int(suffix[1:]))
+    return number * Decimal(_SUFFIX.get(suffix, 1))
+
+
 class ResourcesSpec(SpecModel):
     """Container resources, as in a Pod spec (``nvidia.com/gpu`` allowed in limits)."""
 
@@ -42,6 +63,25 @@ class ResourcesSpec(SpecModel):
         default_factory=dict,
         description="Most the container may use, by name, e.g. memory: 2Gi; GPUs go here as nvidia.com/gpu: 1.",
     )
+
+    @model_validator(mode="after")
+    def _quantities(self) -> ResourcesSpec:
+        """What the API server would refuse at pod creation, refused here (the Deployment would never get a pod)."""
+        problems = [
+            f"{kind}.{name}: {value!r} is not a quantity (e.g. 500m, 0.5, 1Gi)"
+            for kind, values in (("requests", self.requests), ("limits", self.limits))
+            for name, value in values.items()
+            if not QUANTITY.match(str(value).strip())
+        ]
+        if not problems:
+            problems += [
+                f"requests.{name} {value} is above limits.{name} {self.limits[name]}"
+                for name, value in self.requests.items()
+                if name in self.limits and quantity_value(value) > quantity_value(self.limits[name])
+            ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class TolerationSpec(SpecModel):

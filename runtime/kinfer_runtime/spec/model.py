@@ -150,7 +150,9 @@ class PreprocessingSpec(SpecModel):
         "features alone then fill the model's single input, in order.",
     )
     features: list[FeatureSpec] | None = Field(
-        default=None, description="Replaces features of the same name from the model's metadata, adds others."
+        default=None,
+        description="Replaces features of the same name from the model's metadata, adds others. Names are unique.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     hook: Annotated[str, Field(pattern=HOOK_PATTERN)] | None = Field(
         default=None, description="module:function called on each decoded batch for what the spec can't say."
@@ -158,6 +160,14 @@ class PreprocessingSpec(SpecModel):
     max_record_bytes: int = Field(
         default=1_048_576, ge=1, description="Larger records are dead-lettered unread (reason RecordTooLarge)."
     )
+
+    @model_validator(mode="after")
+    def _unique_features(self) -> PreprocessingSpec:
+        names = [feature.name for feature in self.features or []]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"preprocessing.features: names must be unique, repeated: {', '.join(repeated)}")
+        return self
 
 
 # --- Serving --------------------------------------------------------------------------------------------------
@@ -244,6 +254,12 @@ class TfServingSpec(SpecModel):
     rest_fallback: bool = Field(
         default=True, description="Try the REST :predict API on restPort when the gRPC port is unreachable."
     )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> TfServingSpec:
+        if self.grpc_port == self.rest_port:
+            raise ValueError(f"grpcPort and restPort are both {self.grpc_port}: TF Serving needs two ports")
+        return self
 
 
 class EmbeddedServingSpec(SpecModel):

@@ -175,6 +175,7 @@ class IngestionSpec(SpecModel):
     use_strimzi: bool = Field(default=False, description="Create Strimzi KafkaConnector resources instead.")
     strimzi_cluster: str | None = Field(default=None, description="Strimzi KafkaConnect name (strimzi.io/cluster).")
     connectors: list[ConnectorSpec] = Field(
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         default_factory=list,
         description="Source connectors the operator keeps in line with this list (connectors removed from it are "
         "deleted). They need connectUrl, or useStrimzi with strimziCluster.",
@@ -247,6 +248,17 @@ class InferencePipelineSpec(SpecModel):
                 raise ValueError("consumer.delivery exactlyOnce reads with isolation.level=read_committed")
             if overrides.get("enable.auto.commit", "false").lower() == "true":
                 raise ValueError("consumer.delivery exactlyOnce commits through transactions: drop enable.auto.commit")
+        batching = self.serving.tfserving.batching
+        if (
+            self.serving.deploys_tfserving
+            and batching.enabled
+            and batching.max_batch_size < self.consumer.max_batch_size
+        ):
+            raise ValueError(
+                f"serving.tfserving.batching.maxBatchSize {batching.max_batch_size} is below "
+                f"consumer.maxBatchSize {self.consumer.max_batch_size}: TF Serving would refuse the consumers' "
+                "larger requests; raise it, or lower consumer.maxBatchSize"
+            )
         return self
 
     def consumer_group(self, pipeline_name: str) -> str:
