@@ -11,7 +11,12 @@ from kinfer_operator.builders.consumer import build_consumer_deployment, build_m
 from kinfer_operator.builders.desired import adopt, desired_children
 from kinfer_operator.builders.manifests import spec_hash_of
 from kinfer_operator.builders.naming import DEFAULT_RUNTIME_IMAGE
-from kinfer_operator.builders.tfserving import batching_config_text, build_tfserving_deployment, models_config_text
+from kinfer_operator.builders.tfserving import (
+    batching_config_text,
+    build_tfserving_deployment,
+    build_tfserving_service,
+    models_config_text,
+)
 from tests.operator.pipelines import FRAUD, SENSOR, owner, pipeline
 
 
@@ -127,6 +132,25 @@ def test_tfserving_mode_points_consumers_at_the_service() -> None:
     p = pipeline(SENSOR)
     env = {e["name"]: e.get("value") for e in _container(build_consumer_deployment(p, owner(p), 1, "h"))["env"]}
     assert env["KINFER_TFSERVING_ENDPOINT"] == "sensor-anomaly-tfserving.ns1.svc:8500"
+
+
+def test_tfserving_service_is_headless_for_client_side_balancing() -> None:
+    """The consumers balance over the pods the name resolves to; behind a cluster IP one connection sticks to one
+    pod. The name and ports stay as they were, so the consumers' endpoint does not change."""
+    p = pipeline(SENSOR, serving={"tfserving": {"grpcPort": 9000, "restPort": 9001}})
+    service = build_tfserving_service(p, owner(p))
+    assert service["metadata"]["name"] == "sensor-anomaly-tfserving"
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {
+        naming.LABEL_PIPELINE: "sensor-anomaly",
+        naming.LABEL_COMPONENT: naming.COMPONENT_TFSERVING,
+    }
+    assert [(port["name"], port["port"], port["targetPort"]) for port in service["spec"]["ports"]] == [
+        ("grpc", 9000, "grpc"),
+        ("http", 9001, "http"),
+    ]
+    assert service["spec"]["ports"][0]["appProtocol"] == "grpc"
+    assert p.tfserving_address == "sensor-anomaly-tfserving.ns1.svc:9000"
 
 
 def test_tfserving_config_and_deployment() -> None:

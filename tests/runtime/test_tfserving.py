@@ -1,6 +1,6 @@
-"""The tfserving predictor against a real gRPC PredictionService (tests/tfserving_server.py) serving the fraud
-SavedModel: same outputs as in-process, deadlines, bounded retries, outage and recovery, REST fallback,
-permanent errors, and a new version rolled out on the server."""
+"""The tfserving predictor against the TF Serving stand-in (tests/tfserving/: the official PredictionService
+protos, not the real server) serving the fraud SavedModel: same outputs as in-process, deadlines, bounded
+retries, outage and recovery, REST fallback, permanent errors, and a new version rolled out on the server."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from kinfer_runtime.preprocess.preprocessor import Preprocessor
 from kinfer_runtime.spec import TfServingSpec
 from kinfer_runtime.spec.model_metadata import load_model_metadata
 from kinfer_runtime.tools.synthetic import fraud_transactions
-from tests.tfserving_server import TfServingTestServer
+from tests.tfserving import TfServingTestServer
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -42,11 +42,11 @@ def server(model_dir):
 def healthy(server):
     """Every test starts (and leaves the next one) with a healthy server."""
     server.unavailable, server.delay_seconds = False, 0.0
-    if server._grpc_server is None:
+    if not server.grpc_running:
         server.start_grpc()
     yield server
     server.unavailable, server.delay_seconds = False, 0.0
-    if server._grpc_server is None:
+    if not server.grpc_running:
         server.start_grpc()
 
 
@@ -179,6 +179,7 @@ def test_new_version_on_the_server_updates_the_version_and_metadata(healthy, mod
     predictor = make_predictor(healthy, model_dir)
     assert predictor.maybe_reload() is False
     shutil.copytree(MODELS / "fraud" / "2", model_dir / "2")
+    healthy.refresh()  # TF Serving's file-system poll, now rather than within a second
     try:
         prediction = predictor.predict(inputs)
         assert prediction.model_version == 2
@@ -187,7 +188,7 @@ def test_new_version_on_the_server_updates_the_version_and_metadata(healthy, mod
         assert predictor.maybe_reload() is False
     finally:
         shutil.rmtree(model_dir / "2")
-        healthy._signatures.pop(2, None)
+        healthy.refresh()  # back to version 1 (latest, num_versions 1)
 
 
 def _eventually(call, timeout=30.0):

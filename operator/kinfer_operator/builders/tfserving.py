@@ -21,6 +21,7 @@ MODELS_CONFIG = "models.config"
 BATCHING_CONFIG = "batching.config"
 MONITORING_CONFIG = "monitoring.config"
 CONFIG_POLL_SECONDS = 30
+HEADLESS = "None"  # Service.spec.clusterIP of a headless Service
 
 
 def _quote(value: str) -> str:
@@ -142,19 +143,27 @@ def build_tfserving_deployment(
 
 
 def build_tfserving_service(pipeline: InferencePipeline, owner: Owner) -> dict[str, Any]:
+    """Headless (``clusterIP: None``): the name resolves to every ready TF Serving pod, and the consumers spread
+    their calls over all of them (gRPC round_robin, re-resolved every few seconds: predictors/balancing.py).
+
+    Behind a cluster IP each consumer's one HTTP/2 connection would stay on one pod, so added replicas got no
+    load. ``clusterIP`` is immutable: kube-apiserver (checked on v1.36.3) refuses to turn an existing ClusterIP
+    Service headless, whether by server-side apply (with force), merge patch or replace: 422, reason Invalid,
+    ``Service "<name>" is invalid: spec.clusterIPs[0]: Invalid value: ["None"]: may not change once set``, and
+    nothing else in that write lands. A Service made by an earlier operator version must be deleted and created
+    again to take this change; running consumers pick up the pods' addresses at their next re-resolution.
+    """
     tfserving = pipeline.spec.serving.tfserving
     ports = [
         {"name": "grpc", "port": tfserving.grpc_port, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
         {"name": "http", "port": tfserving.rest_port, "targetPort": "http", "protocol": "TCP"},
     ]
-    return child(
-        "v1",
-        "Service",
-        naming.tfserving_name(owner.name),
-        owner,
-        naming.COMPONENT_TFSERVING,
-        {"spec": {"selector": naming.selector_labels(owner.name, naming.COMPONENT_TFSERVING), "ports": ports}},
-    )
+    spec = {
+        "clusterIP": HEADLESS,
+        "selector": naming.selector_labels(owner.name, naming.COMPONENT_TFSERVING),
+        "ports": ports,
+    }
+    return child("v1", "Service", naming.tfserving_name(owner.name), owner, naming.COMPONENT_TFSERVING, {"spec": spec})
 
 
 def tfserving_config_hash(configmap: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.manifests import spec_hash_of
-from kinfer_operator.k8s.client import Kube, KubeError, apply_child, get_child, object_path
+from kinfer_operator.k8s.client import Kube, KubeError, apply_child, get_child, object_path, path_of
 from kinfer_operator.status.document import Event
 from kinfer_operator.status.reasons import ConditionType
 
@@ -71,6 +71,22 @@ def condition_for(child: dict[str, Any]) -> str:
     return ConditionType.SERVING_READY if component == naming.COMPONENT_TFSERVING else ConditionType.CONSUMERS_READY
 
 
+_IMMUTABLE_FIELD = "may not change once set"
+
+
+def must_recreate(error: KubeError, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    """Whether a refused apply is a Service field that is fixed once set (``clusterIP``: a Service made by an
+    earlier version with a cluster IP, now wanted headless) on a Service this pipeline owns.
+
+    Only deleting and creating it again makes the change; anything not owned by the pipeline is never deleted.
+    """
+    if error.status != 422 or _IMMUTABLE_FIELD not in str(error) or desired["kind"] != "Service" or live is None:
+        return False
+    owners = {ref.get("uid") for ref in desired["metadata"].get("ownerReferences") or []}
+    live_owners = {ref.get("uid") for ref in live["metadata"].get("ownerReferences") or []}
+    return bool(owners & live_owners - {None})
+
+
 def apply_children(
     kube: Kube, children: list[dict[str, Any]], initial: dict[str, int], events: list[Event]
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -85,7 +101,14 @@ def apply_children(
         name = desired["metadata"]["name"]
         try:
             live = get_child(kube, desired)
-            result = apply_child(kube, desired, live, replicas=initial.get(name))
+            try:
+                result = apply_child(kube, desired, live, replicas=initial.get(name))
+            except KubeError as error:
+                if not must_recreate(error, desired, live):
+                    raise
+                kube.request("DELETE", path_of(desired))
+                apply_child(kube, desired, None, replicas=initial.get(name))
+                result = "recreated"
         except KubeError as error:
             kind = condition_for(desired)
             reason = str(error)
@@ -97,7 +120,7 @@ def apply_children(
             result = "restored"  # same spec-hash, different fields: edited by hand
         if result != "unchanged":
             applied[f"{desired['kind']}/{name}"] = result
-    created = sorted(key for key, result in applied.items() if result == "created")
+    created = sorted(key for key, result in applied.items() if result in ("created", "recreated"))
     restored = sorted(key for key, result in applied.items() if result == "restored")
     updated = sorted(key for key, result in applied.items() if result == "updated")
     if created:

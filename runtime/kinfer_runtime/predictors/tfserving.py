@@ -9,6 +9,11 @@ REST fallback: when gRPC is still UNAVAILABLE after the retries (its port unreac
 a NetworkPolicy) but ``restFallback`` is on, the batch is sent once to ``http://HOST:restPort/v1/models/NAME:predict``
 (columnar ``inputs``, orjson). If that works, REST is used directly for the next 30 s before gRPC is tried again.
 The preprocessing metadata (``kinfer.json``) is read from the model directory mounted into the consumer pod.
+
+Load balancing: when the endpoint is a DNS name and not ``spec.serving.tfserving.endpoint`` (so the operator's
+headless Service, whose name resolves to every ready TF Serving pod), calls are spread over all its addresses
+with gRPC ``round_robin``, and the name is resolved again every ``RERESOLVE_SECONDS`` in the background
+(predictors/balancing.py). An external ``endpoint`` or an IP address gets one plain channel, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ import grpc
 import numpy as np
 import orjson
 
+from kinfer_runtime.predictors.balancing import (
+    RERESOLVE_SECONDS,
+    BalancedChannel,
+    Resolver,
+    is_ip_literal,
+    resolve_addresses,
+    split_endpoint,
+)
 from kinfer_runtime.predictors.base import Prediction, PredictionFailed, PredictorUnavailable
 from kinfer_runtime.spec import TfServingSpec
 from kinfer_runtime.spec.model_metadata import METADATA_FILE, ModelMetadata, load_model_metadata, pick_version
@@ -44,6 +57,18 @@ def backoff_seconds(attempt: int, rng: random.Random) -> float:
     return rng.uniform(0.0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
 
 
+def balances_by_default(endpoint: str, settings: TfServingSpec) -> bool:
+    """A DNS name that is not the spec's external ``endpoint``: the operator's headless Service (or a name given
+    with ``--tfserving-endpoint``/``KINFER_TFSERVING_ENDPOINT``)."""
+    if settings.endpoint is not None:
+        return False
+    try:
+        host, _ = split_endpoint(endpoint)
+    except ValueError:
+        return False
+    return not is_ip_literal(host)
+
+
 class TfServingPredictor:
     def __init__(
         self,
@@ -54,7 +79,13 @@ class TfServingPredictor:
         model_dir: Path,
         pinned_version: int | None = None,
         rng: random.Random | None = None,
+        balance: bool | None = None,
+        resolve: Resolver = resolve_addresses,
+        reresolve_seconds: float = RERESOLVE_SECONDS,
     ) -> None:
+        """``balance``: round-robin over every address of the endpoint's name, re-resolved every
+        ``reresolve_seconds`` (default: for a DNS name unless ``settings.endpoint``, an external server, is
+        set). ``resolve(host, port)`` lists the addresses (DNS; a seam for tests)."""
         self.model_name = model_name
         self.endpoint = endpoint
         self.settings = settings
@@ -70,6 +101,9 @@ class TfServingPredictor:
         self._healthy = False
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
+        self.balance = balances_by_default(endpoint, settings) if balance is None else balance
+        self.resolve, self.reresolve_seconds = resolve, reresolve_seconds
+        self.balancer: BalancedChannel | None = None
 
     @property
     def model_version(self) -> int:
@@ -100,8 +134,23 @@ class TfServingPredictor:
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
         ]
-        self._channel = grpc.insecure_channel(self.endpoint, options=options)
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        if self.balance:
+            # A new channel (new pods) replaces the stub in one assignment; predict() reads self._stub once per call.
+            def use(channel: grpc.Channel) -> None:
+                self._channel, self._stub = channel, prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+            self.balancer = BalancedChannel(
+                self.endpoint,
+                options,
+                use,
+                resolve=self.resolve,
+                reresolve_seconds=self.reresolve_seconds,
+                retire_after_seconds=self.settings.timeout_ms / 1000 + 1.0,
+            )
+            self.balancer.start()
+        else:
+            self._channel = grpc.insecure_channel(self.endpoint, options=options)
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         warm = {name: np.zeros((1, *info.row_shape), info.dtype) for name, info in self._metadata.inputs.items()}
         try:
             self.predict(warm)
@@ -152,9 +201,12 @@ class TfServingPredictor:
         return True
 
     def close(self) -> None:
-        if self._channel is not None:
+        if self.balancer is not None:
+            self.balancer.close()
+            self.balancer = None
+        elif self._channel is not None:
             self._channel.close()
-            self._channel = self._stub = None
+        self._channel = self._stub = None
 
     def _request(self, inputs: dict[str, np.ndarray]) -> Any:
         from tensorflow_serving.apis import predict_pb2

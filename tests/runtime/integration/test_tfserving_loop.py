@@ -1,4 +1,4 @@
-"""``kinfer run`` in tfserving mode against the TF Serving test server (official PredictionService protos), with
+"""``kinfer run`` in tfserving mode against the TF Serving stand-in (official PredictionService protos), with
 a model-server outage mid-stream: partitions pause without leaving the group, nothing is dead-lettered or lost,
 and the stream resumes when the server returns, both after UNAVAILABLE answers and after its port was closed."""
 
@@ -19,7 +19,7 @@ from tests.runtime.integration.harness import (
     transactions,
 )
 from tests.testbed import REPO_ROOT
-from tests.tfserving_server import TfServingTestServer
+from tests.tfserving import TfServingTestServer
 
 pytestmark = pytest.mark.testbed
 BATCH = 2000
