@@ -23,14 +23,21 @@ PATH = object_path("v1", "Service", NS, "fraud-tfserving")
 class ImmutableClusterIp(FakeKube):
     """Refuses an apply that changes a live Service's clusterIP, as kube-apiserver does."""
 
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> dict[str, Any] | None:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any] | None:
         live = self.objects.get(path)
         changed = live is not None and live["spec"].get("clusterIP") != (body or {}).get("spec", {}).get("clusterIP")
         if method == "PATCH" and changed:
             self.requests[method] += 1
             message = 'Service "fraud-tfserving" is invalid: spec.clusterIPs[0]: Invalid value: ["None"]: '
             raise KubeError(422, message + "may not change once set")
-        return super().request(method, path, body=body, **kwargs)
+        return super().request(method, path, body=body, content_type=content_type, query=query)
 
 
 def service(cluster_ip: str, owner_uid: str) -> dict[str, Any]:
