@@ -264,3 +264,12 @@ def test_consumer_pods_go_where_the_placement_says() -> None:
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "kinfer", "effect": "NoSchedule"}]
     plain = build_consumer_deployment(pipeline(FRAUD), owner(p), 1, "h")["spec"]["template"]["spec"]
     assert "nodeSelector" not in plain and "tolerations" not in plain
+
+
+def test_tfserving_pods_go_where_their_placement_says() -> None:
+    gpu = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    p = pipeline(SENSOR, serving={"tfserving": {"placement": {"nodeSelector": {"pool": "gpu"}, "tolerations": [gpu]}}})
+    pod = build_tfserving_deployment(p, owner(p), 1, "h")["spec"]["template"]["spec"]
+    assert (pod["nodeSelector"], pod["tolerations"]) == ({"pool": "gpu"}, [gpu])
+    consumers = build_consumer_deployment(p, owner(p), 1, "h")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in consumers, "the consumers' placement is their own"

@@ -127,6 +127,7 @@ def build_tfserving_deployment(
         "volumes": volumes.volumes,
         "securityContext": POD_SECURITY,
         "automountServiceAccountToken": False,
+        **tfserving.placement.pod_fields(),
     }
     if volumes.init_containers:
         pod_spec["initContainers"] = volumes.init_containers

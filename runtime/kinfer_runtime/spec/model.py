@@ -9,7 +9,14 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from kinfer_runtime.spec.base import HOOK_PATTERN, MODEL_URI_SCHEMES, NAME_PATTERN, ResourcesSpec, SpecModel
+from kinfer_runtime.spec.base import (
+    HOOK_PATTERN,
+    MODEL_URI_SCHEMES,
+    NAME_PATTERN,
+    PlacementSpec,
+    ResourcesSpec,
+    SpecModel,
+)
 
 # --- Model and preprocessing ----------------------------------------------------------------------------------
 
@@ -224,6 +231,10 @@ class TfServingSpec(SpecModel):
         default_factory=ResourcesSpec,
         description="Requests and limits of each TF Serving pod's container, as in a Pod spec; a GPU goes in "
         "limits as nvidia.com/gpu.",
+    )
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec,
+        description="Which nodes the TF Serving pods may run on (e.g. a GPU node pool): nodeSelector, tolerations.",
     )
     grpc_port: int = Field(
         default=8500,
