@@ -123,6 +123,7 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
         ("", "persistentvolumeclaims"): {"get"},
         ("", "secrets"): {"get"},
         ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     }
     no_secrets = all_rules(render({"rbac.secretsGet": False}))
     assert not [r for r in no_secrets if "secrets" in r["resources"]]
