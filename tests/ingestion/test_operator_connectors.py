@@ -34,7 +34,9 @@ def test_pipeline_connectors_are_created_reported_and_removed_by_the_operator(
     connect = ConnectClient(connect_worker.url)
     connector = f"kinfer.{namespace}.ingest.files"
 
-    operator = OperatorProcess(testbed, namespace, tmp_path / "operator.log").start()
+    # The worker listens on loopback, outside the default policy (a Service in the pipeline's namespace).
+    allowed = ["--allowed-connect-url", connect_worker.url]
+    operator = OperatorProcess(testbed, namespace, tmp_path / "operator.log", extra_args=allowed).start()
     try:
         bed.apply(manifest)
         running = bed.wait_reason("ingest", "ConnectorsReady", "ConnectorsRunning", timeout=120)

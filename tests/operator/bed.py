@@ -101,7 +101,11 @@ class Bed:
             condition = self.condition(name, kind)
             return condition if condition.get("reason") == reason else {}
 
-        return wait_until(reached, timeout, f"{name} {kind} reason {reason} (now {self.condition(name, kind)})")
+        try:
+            return wait_until(reached, timeout, f"{name} {kind} reason {reason}")
+        except AssertionError as timeout_error:
+            obj = self.get(name) or {}
+            raise AssertionError(f"{timeout_error}; the pipeline's status: {obj.get('status')}") from None
 
     def children(self, name: str) -> dict[str, dict[str, Any]]:
         """The pipeline's children by "Kind/name", found by label (what a duplicate would show up in)."""
