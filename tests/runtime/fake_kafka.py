@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -143,12 +144,36 @@ class Produced:
     headers: list[tuple[str, bytes]]
 
 
-class FakeProducer:
-    """Delivery reports are held until ``acknowledge`` (or ``auto_ack``); ``fail_next`` fails that many."""
+RecordTest = Callable[[Produced], bool]
 
-    def __init__(self, events: list[tuple[Any, ...]], auto_ack: bool = True) -> None:
+
+def _size(record: Produced) -> int:
+    return len(record.value or b"") + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
+
+
+class FakeProducer:
+    """Delivery reports are held until ``acknowledge`` (or ``auto_ack``); ``failures_left`` fails that many.
+
+    Like librdkafka, ``produce`` raises ``KafkaException(MSG_SIZE_TOO_LARGE)`` for a record (value, key and
+    headers) larger than ``max_message_bytes``, and whatever ``refuse`` says for the records it matches (e.g.
+    ``_UNKNOWN_TOPIC`` for a topic it knows not to exist); ``fail`` makes the delivery reports of the records it
+    matches fail with that error, every time, until ``heal``. Inside a transaction, a failed report makes the
+    transaction abortable (``send_offsets_to_transaction`` raises), as librdkafka's commit would."""
+
+    def __init__(
+        self, events: list[tuple[Any, ...]], auto_ack: bool = True, max_message_bytes: int | None = None
+    ) -> None:
         self.events = events
         self.auto_ack = auto_ack
+        self.max_message_bytes = max_message_bytes
+        self.refusals: list[tuple[RecordTest, KafkaError]] = []
+        self.failures: list[tuple[RecordTest, KafkaError]] = []
+        self.attempts: list[Produced] = []  # every record offered to produce(), refused or not
+        self.transaction_failed: KafkaError | None = None
+        self.missing_topics: set[str] = set()  # not in list_topics() (deleted)
+        # A topic's max.message.bytes, as the broker applies it: to everything one poll delivers to the topic (one
+        # produce request), so every record of a request that is too large fails with MSG_SIZE_TOO_LARGE.
+        self.topic_max_bytes: dict[str, int] = {}
         self.pending: list[tuple[Produced, Callable[[Any, Any], None]]] = []
         self.ready: list[tuple[Produced, Callable[[Any, Any], None]]] = []
         self.delivered: list[Produced] = []
@@ -160,8 +185,32 @@ class FakeProducer:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, *, headers: Any, on_delivery: Any) -> None:
         record = Produced(topic, key, value, list(headers or []))
+        self.attempts.append(record)
+        if self.max_message_bytes is not None and _size(record) > self.max_message_bytes:
+            self.events.append(("refused", topic, key))
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Unable to produce message: too large"))
+        for matches, error in self.refusals:
+            if matches(record):
+                self.events.append(("refused", topic, key))
+                raise KafkaException(error)
         self.pending.append((record, on_delivery))
         self.events.append(("produce", topic, key))
+
+    def refuse(self, matches: RecordTest, code: int) -> None:
+        """``produce`` raises ``KafkaException`` with ``code`` for the records ``matches`` accepts."""
+        self.refusals.append((matches, KafkaError(code, "Unable to produce message")))
+
+    def fail(self, matches: RecordTest, code: int) -> None:
+        """The delivery reports of the records ``matches`` accepts fail with ``code``."""
+        self.failures.append((matches, KafkaError(code)))
+
+    def heal(self) -> None:
+        """No more refusals or failing reports."""
+        self.refusals, self.failures = [], []
+
+    def offered(self, matches: RecordTest) -> int:
+        """How many times a record ``matches`` accepts was offered to ``produce``."""
+        return sum(1 for record in self.attempts if matches(record))
 
     def acknowledge(self, count: int | None = None) -> None:
         """Make the first ``count`` pending reports (all by default) ready for the next ``poll``."""
@@ -187,17 +236,30 @@ class FakeProducer:
         if self.auto_ack:
             self.acknowledge()
         ready, self.ready = self.ready, []
+        too_large = {topic for topic, limit in self.topic_max_bytes.items()
+                     if sum(_size(r) for r, _ in ready if r.topic == topic) > limit}  # fmt: skip
         for record, callback in ready:
-            if self.failures_left > 0:
+            error = next((error for matches, error in self.failures if matches(record)), None)
+            if record.topic in too_large:
+                error = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+            if error is None and self.failures_left > 0:
                 self.failures_left -= 1
-                callback(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+                error = KafkaError(KafkaError._MSG_TIMED_OUT)
+            if error is not None:
+                callback(error, None)
                 self.events.append(("failed", record.topic, record.key))
+                self.transaction_failed = self.transaction_failed or error
                 continue
             self.delivered.append(record)
             self.in_transaction.append(record)
             callback(None, None)
             self.events.append(("acked", record.topic, record.key))
         return len(ready)
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        """The topics produced to so far, but for ``missing_topics``."""
+        names = {record.topic for record in self.attempts} - self.missing_topics
+        return SimpleNamespace(topics={name: SimpleNamespace(error=None) for name in names})
 
     def flush(self, timeout: float = 0.0) -> int:
         self.acknowledge()
@@ -211,6 +273,7 @@ class FakeProducer:
 
     def begin_transaction(self) -> None:
         self.in_transaction = []
+        self.transaction_failed = None
         self.events.append(("begin",))
 
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, timeout: float) -> None:
@@ -218,6 +281,9 @@ class FakeProducer:
             raise KafkaException(self.transaction_error)
         self.acknowledge()
         self.poll()  # librdkafka flushes the transaction's records before the offsets go in
+        if self.transaction_failed is not None:
+            failed = self.transaction_failed
+            raise KafkaException(KafkaError(failed.code(), "a record failed: abort", txn_requires_abort=True))
         self.events.append(("send_offsets", {(tp.topic, tp.partition): tp.offset for tp in offsets}))
 
     def commit_transaction(self, timeout: float) -> None:
@@ -227,6 +293,7 @@ class FakeProducer:
     def abort_transaction(self, timeout: float) -> None:
         self.pending.clear()
         self.in_transaction = []
+        self.transaction_failed = None
         self.events.append(("abort_transaction",))
 
 

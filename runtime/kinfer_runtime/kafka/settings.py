@@ -176,10 +176,26 @@ RELIABLE_PRODUCER_SETTINGS: dict[str, Any] = {
 }
 
 
+# What a record carries besides its value: key, headers (the input's own plus kinfer's) and Kafka's framing.
+RECORD_OVERHEAD_ALLOWANCE = 64 * 1024
+LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+
+
+def producer_message_max_bytes(max_record_bytes: int) -> int:
+    """``message.max.bytes`` for the producer: whatever ``preprocessing.maxRecordBytes`` admits, with its key and
+    headers, must fit, since a bad record is dead-lettered with its value whole. librdkafka's default (1,000,000)
+    is below the spec's default maxRecordBytes (1,048,576), so produce() refused the dead letter of an admitted
+    record (``MSG_SIZE_TOO_LARGE``). A record larger still, or one the topic refuses (its ``max.message.bytes``),
+    is dead-lettered truncated (docs/runtime.md, "Delivery failures")."""
+    return max(LIBRDKAFKA_MESSAGE_MAX_BYTES, max_record_bytes + RECORD_OVERHEAD_ALLOWANCE)
+
+
 def producer_config(pipeline: InferencePipeline, bootstrap_servers: str, credentials: Credentials) -> dict[str, Any]:
-    """The runtime's producer: :data:`RELIABLE_PRODUCER_SETTINGS`, then the spec's producer overrides."""
+    """The runtime's producer: :data:`RELIABLE_PRODUCER_SETTINGS` and a ``message.max.bytes`` that admits what
+    ``maxRecordBytes`` admits (:func:`producer_message_max_bytes`), then the spec's producer overrides."""
     config = common_config(pipeline, bootstrap_servers, credentials)
     config.update(RELIABLE_PRODUCER_SETTINGS)
+    config["message.max.bytes"] = producer_message_max_bytes(pipeline.spec.preprocessing.max_record_bytes)
     config.update(_producer_overrides(pipeline.spec.kafka.config))
     return config
 

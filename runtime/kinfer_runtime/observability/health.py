@@ -2,7 +2,10 @@
 
 ``/healthz`` fails when the loop has not reported a heartbeat for ``stall_seconds`` (the process is alive but
 wedged, so Kubernetes should restart it); ``/readyz`` succeeds once the model is loaded and partitions are
-assigned. The decision is the pure :func:`probe_result`; the server only serves it.
+assigned, and fails while the loop holds records Kafka will not take (a topic gone or not authorized, a record no
+smaller form of which it accepts), saying which topic and why. Holding is not a reason to restart: the loop still
+runs, probes the topic with backoff and resumes by itself, and a new process would only hold the same records
+again. The decision is the pure :func:`probe_result`; the server only serves it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class LoopState:
     last_heartbeat: float = field(default_factory=time.monotonic)
     stall_seconds: float = 120.0
     kafka_problem: AccessProblem = field(default_factory=AccessProblem)  # reported by the Kafka clients
+    # Why records are held and the input paused ("" when none is): the topics that refuse them and their errors.
+    delivery_held: str = ""
 
     def heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
@@ -41,6 +46,9 @@ def probe_result(path: str, state: LoopState, now: float) -> tuple[int, str]:
     if path == "/readyz":
         if not state.model_loaded:
             return 503, "model not loaded\n"
+        held = state.delivery_held
+        if held:
+            return 503, f"records held, input paused: {held}\n"
         if state.assigned_partitions == 0:
             problem = state.kafka_problem.current(now)
             if problem is not None:

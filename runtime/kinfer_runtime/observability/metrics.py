@@ -111,8 +111,32 @@ class RuntimeMetrics:
             base,
             registry=r,
         ).labels(**ids)
+        self._delivery_failures = Counter(
+            "kinfer_delivery_failures",
+            "Records Kafka did not take (a delivery report's error or a refusal by produce()), by topic and error.",
+            [*base, "topic", "error"],
+            registry=r,
+        )
+        self.dead_letters_truncated = Counter(
+            "kinfer_dead_letters_truncated",
+            "Dead letters produced in a smaller form, kinfer.truncated set (too large for the producer or topic).",
+            base,
+            registry=r,
+        ).labels(**ids)
+        self._delivery_held = Gauge(
+            "kinfer_delivery_held",
+            "1 while records for the topic are held (it refuses them all) and the input is paused.",
+            [*base, "topic"],
+            registry=r,
+        )
         self._ids = ids
         self._lag_partitions: set[tuple[str, str]] = set()
+
+    def delivery_failed(self, topic: str, error: str, count: int = 1) -> None:
+        self._delivery_failures.labels(topic=topic, error=error, **self._ids).inc(count)
+
+    def delivery_held(self, topic: str, held: bool) -> None:
+        self._delivery_held.labels(topic=topic, **self._ids).set(1 if held else 0)
 
     def dead_lettered(self, reason: str, count: int = 1) -> None:
         self._dead_lettered.labels(reason=reason, **self._ids).inc(count)

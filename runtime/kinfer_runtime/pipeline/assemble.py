@@ -33,9 +33,23 @@ class InputRecord(Protocol):
 
 @dataclass
 class AssembledBatch:
+    """``records[i]`` is the output or dead letter of ``messages[predicted[i]]`` for the first ``len(predicted)``
+    records, and of ``messages[failed[i - len(predicted)]]`` after them (:meth:`input_of`)."""
+
     records: list[Outgoing]
     next_offsets: dict[TopicPartitionKey, int]
     output_timestamps_s: np.ndarray
+    messages: Sequence[InputRecord] = ()
+    predicted: Sequence[int] = ()
+    failed: Sequence[int] = ()
+
+    def input_of(self, index: int) -> InputRecord | None:
+        """The input whose output or dead letter ``records[index]`` is (None if this batch does not know it).
+        Only a failed delivery asks, so the success path builds no per-record map."""
+        if not self.messages:
+            return None
+        n = len(self.predicted)
+        return self.messages[self.predicted[index] if index < n else self.failed[index - n]]
 
 
 def record_timestamp_ms(message: InputRecord) -> int | None:
@@ -103,17 +117,32 @@ def assemble_batch(
         headers.append(partition_header)
         headers.append((SOURCE_OFFSET, str(offset).encode()))
         append(Outgoing(output_topic, message.key(), value, headers))
+    failed = []
     for index, failure in failures:
-        message = messages[index]
-        headers = dead_letter_headers(
-            message.headers(),
-            topic=message.topic() or context.source_topic,
-            partition=message.partition() or 0,
-            offset=message.offset() or 0,
-            timestamp_ms=record_timestamp_ms(message),
-            failure=failure,
-            pipeline=context.pipeline,
-            model_version=context.model_version,
-        )
-        records.append(Outgoing(dead_letter_topic, message.key(), message.value(), headers, reason=failure.reason))
-    return AssembledBatch(records, next_offsets(messages), timestamps[~np.isnan(timestamps)])
+        failed.append(index)
+        append(dead_letter(messages[index], failure, dead_letter_topic, context.pipeline, context.model_version,
+                           context.source_topic))  # fmt: skip
+    timestamps = timestamps[~np.isnan(timestamps)]
+    return AssembledBatch(records, next_offsets(messages), timestamps, messages, predicted, failed)
+
+
+def dead_letter(
+    message: InputRecord,
+    failure: Failure,
+    topic: str,
+    pipeline: str,
+    model_version: int | None,
+    source_topic: str = "",
+) -> Outgoing:
+    """The dead letter of one input: its key and value as they were, its headers plus the ``kinfer.*`` ones."""
+    headers = dead_letter_headers(
+        message.headers(),
+        topic=message.topic() or source_topic,
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        timestamp_ms=record_timestamp_ms(message),
+        failure=failure,
+        pipeline=pipeline,
+        model_version=model_version,
+    )
+    return Outgoing(topic, message.key(), message.value(), headers, reason=failure.reason)

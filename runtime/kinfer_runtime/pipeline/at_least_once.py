@@ -3,8 +3,9 @@
 Batches are produced as soon as they are assembled, and a few stay in flight so that Kafka round trips overlap
 the next batches' compute. An input offset is committed only once every output and dead-letter record of its
 batch and of every earlier batch is acknowledged (:mod:`kinfer_runtime.pipeline.commits`); commits are
-asynchronous and paced. A failed delivery is produced again and its batch stays uncommittable until it
-succeeds. A kill therefore duplicates at most the in-flight batches and loses nothing.
+asynchronous and paced. A failed delivery is produced again (after a backoff, a smaller form of a refused record,
+or held while its topic refuses everything: :mod:`kinfer_runtime.pipeline.delivery_failures`) and its batch stays
+uncommittable until it succeeds. A kill therefore duplicates at most the in-flight batches and loses nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.assemble import AssembledBatch
 from kinfer_runtime.pipeline.commits import BatchTracker, CommitPacer, TopicPartitionKey, merge_offsets
+from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, Redelivery
 from kinfer_runtime.pipeline.sending import produce_records
 from kinfer_runtime.pipeline.tally import Tally
 
@@ -45,11 +48,14 @@ class AtLeastOnce:
         heartbeat: Callable[[], None],
         stop: threading.Event,
         max_batch: int,
+        failures: DeliveryFailures | None = None,
     ) -> None:
         self.consumer, self.producer = consumer, producer
         self.tally, self.metrics = tally, metrics
         self.owned, self.heartbeat, self.stop = owned, heartbeat, stop
         self.tracker = BatchTracker()
+        failures = failures or DeliveryFailures(None, metrics, LoopState())
+        self.redelivery = Redelivery(failures, tally.counters, heartbeat, stop)
         # Offsets whose batches (and all before them) are acknowledged: what a synchronous commit may commit.
         self.acknowledged: dict[TopicPartitionKey, int] = {}
         self.pacer = CommitPacer(max_batch, COMMIT_INTERVAL_S)
@@ -58,24 +64,32 @@ class AtLeastOnce:
         """Nothing to set up: an at-least-once producer needs no initialisation."""
 
     def submit(self, _messages: list[Any], assembled: AssembledBatch) -> None:
-        batch = self.tracker.add(assembled.next_offsets, assembled.records, assembled.output_timestamps_s)
-        produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
+        batch = self.tracker.add(
+            assembled.next_offsets, assembled.records, assembled.output_timestamps_s, assembled.input_of
+        )
+        refused = produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
+        for index, error in refused:  # e.g. larger than message.max.bytes: no report will come for it
+            batch.pending -= 1
+            self.redelivery.failed(batch, index, error, at_once=True)
 
     def records_in_flight(self) -> int:
         return self.tracker.records_in_flight()
 
+    def held(self) -> bool:
+        """True while records wait for a topic that refuses them (the loop pauses the input meanwhile)."""
+        return bool(self.redelivery.held)
+
     def serve(self, timeout: float = 0.0) -> None:
-        """Serve delivery reports: produce failed records again, account completed batches, commit when due."""
+        """Serve delivery reports: decide about failed records and produce them again when due, account completed
+        batches, commit when due."""
         self.producer.poll(timeout)
         for batch in self.tracker.with_failures():
             if batch.fatal_error is not None:
                 # The idempotent producer is unusable; exiting without committing is the safe restart.
                 raise KafkaException(batch.fatal_error)
-            failed = batch.take_failed()
-            log.warning("delivery failed, producing again", extra=fields(records=len(failed), batch=batch.sequence))
-            self.tally.counters.redelivered += len(failed)
-            batch.pending += len(failed)
-            produce_records(self.producer, batch, failed, self.heartbeat, self.stop)
+            for index in batch.take_failed():
+                self.redelivery.failed(batch, index, batch.error_of(index))
+        self.redelivery.serve(self.producer)
         completed = self.tracker.pop_completed()
         now = time.monotonic()
         if completed:
@@ -94,10 +108,10 @@ class AtLeastOnce:
         """A batch held for an unavailable predictor needs nothing from this side."""
 
     def revoke(self, partitions: set[TopicPartitionKey]) -> None:
-        """Partitions about to go: wait for what was produced from them and commit it, so that the next owner
-        starts right after the last output."""
-        if self.drain(REVOKE_DRAIN_S):
-            self.commit_acknowledged(partitions, asynchronous=False)
+        """Partitions about to go: wait for what was produced from them and commit what is acknowledged, so that
+        the next owner starts right after the last acknowledged output."""
+        self.drain(REVOKE_DRAIN_S)
+        self.commit_acknowledged(partitions, asynchronous=False)
         self._forget(partitions)
 
     def lose(self, partitions: set[TopicPartitionKey]) -> None:
@@ -105,20 +119,20 @@ class AtLeastOnce:
         self._forget(partitions)
 
     def close(self, grace_s: float) -> None:
-        if self.drain(grace_s):
-            self.commit_acknowledged(None, asynchronous=False)
+        self.drain(grace_s)
+        self.commit_acknowledged(None, asynchronous=False)
 
     def drain(self, deadline_s: float) -> bool:
-        """Wait until every in-flight batch is acknowledged (and accounted). False on timeout."""
+        """Wait until every in-flight batch is acknowledged (and accounted), or until the deadline, or until only
+        held records are left (their topic refuses them: waiting longer is no use). False unless all were."""
         end = time.monotonic() + deadline_s
         while len(self.tracker):
             self.serve(0.05)
             self.heartbeat()
-            if time.monotonic() > end:
-                log.error(
-                    "in-flight records not acknowledged in time; not committing them",
-                    extra=fields(pending=self.tracker.pending_records()),
-                )
+            pending = self.tracker.pending_records()
+            if time.monotonic() > end or (self.redelivery.held and pending <= self.redelivery.held_records()):
+                log.error("in-flight records not acknowledged; committing only what was before them",
+                          extra=fields(pending=pending, held=self.redelivery.held_records()))  # fmt: skip
                 return False
         return True
 

@@ -43,6 +43,11 @@ class InFlightBatch:
     acked_outputs: int = 0
     acked_dead_letters: dict[str, int] = field(default_factory=dict)
     fatal_error: Any = None
+    # The input of record i (for a refused output, whose input is dead-lettered instead), when known.
+    source: Callable[[int], Any] | None = None
+    # Only a failed delivery writes these: the last error of each failed record, and how often it was retried.
+    errors: dict[int, Any] | None = None
+    attempts: dict[int, int] | None = None
 
     @property
     def done(self) -> bool:
@@ -55,6 +60,9 @@ class InFlightBatch:
             self.pending -= 1
             if error is not None:
                 self.failed.append(index)
+                if self.errors is None:
+                    self.errors = {}
+                self.errors[index] = error
                 if getattr(error, "fatal", lambda: False)():
                     self.fatal_error = error
                 return
@@ -71,6 +79,17 @@ class InFlightBatch:
         failed, self.failed = self.failed, []
         return failed
 
+    def error_of(self, index: int) -> Any:
+        """The error of record ``index``'s last failed delivery (None if it has none)."""
+        return None if self.errors is None else self.errors.get(index)
+
+    def attempt(self, index: int) -> int:
+        """Count one more retry of record ``index``; the count so far."""
+        if self.attempts is None:
+            self.attempts = {}
+        count = self.attempts[index] = self.attempts.get(index, 0) + 1
+        return count
+
 
 class BatchTracker:
     """The in-flight batches, oldest first."""
@@ -80,10 +99,14 @@ class BatchTracker:
         self._sequence = 0
 
     def add(
-        self, next_offsets: dict[TopicPartitionKey, int], records: list[Outgoing], output_timestamps_s: np.ndarray
+        self,
+        next_offsets: dict[TopicPartitionKey, int],
+        records: list[Outgoing],
+        output_timestamps_s: np.ndarray,
+        source: Callable[[int], Any] | None = None,
     ) -> InFlightBatch:
         self._sequence += 1
-        batch = InFlightBatch(self._sequence, next_offsets, records, output_timestamps_s, pending=len(records))
+        batch = InFlightBatch(self._sequence, next_offsets, records, output_timestamps_s, len(records), source=source)
         self.batches.append(batch)
         return batch
 

@@ -11,6 +11,15 @@ Outputs become visible to ``read_committed`` readers at the commit, so that is t
 An abortable error aborts the whole transaction and seeks every still-assigned partition back to the first
 record the transaction consumed; a fatal one (fenced by a newer instance of this member) ends the process, and
 the restart recovers from the last committed transaction.
+
+A record Kafka refuses (docs/runtime.md, "Delivery failures"; :mod:`kinfer_runtime.pipeline.delivery_failures`):
+refused by ``produce()`` at once (larger than ``message.max.bytes``), it never entered the transaction, and its
+smaller form (the input's dead letter for an output, a truncated dead letter) is produced in the same transaction.
+Refused by the broker (a topic's ``max.message.bytes``), it fails the transaction: the transaction is aborted, the
+smaller form is remembered by the input's offset, and the inputs read again produce it instead. A topic that
+refuses everything (deleted, not authorized), or a record with no smaller form left, aborts the transaction and
+holds the input paused for a backoff (1 s doubling to 30 s) before the transaction is tried again; ``/readyz``
+says why until a transaction commits. Nothing is committed past the record, and nothing is skipped.
 """
 
 from __future__ import annotations
@@ -24,10 +33,19 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.assemble import AssembledBatch
-from kinfer_runtime.pipeline.commits import InFlightBatch, TopicPartitionKey, first_offsets, merge_offsets
+from kinfer_runtime.pipeline.commits import InFlightBatch, Outgoing, TopicPartitionKey, first_offsets, merge_offsets
+from kinfer_runtime.pipeline.delivery_failures import (
+    PROBE_MAX_S,
+    PROBE_MIN_S,
+    DeliveryFailures,
+    Kind,
+    classify,
+    record_size,
+)
 from kinfer_runtime.pipeline.sending import produce_records
 from kinfer_runtime.pipeline.tally import Tally
 
@@ -37,6 +55,15 @@ TRANSACTION_MAX_BATCHES = 4
 TRANSACTION_MAX_S = 0.1
 COMMIT_ATTEMPTS = 10
 RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S = 0.2, 5.0
+InputKey = tuple[str, int, int]  # an input record: topic, partition, offset
+
+
+class Undeliverable(Exception):
+    """A record of the open transaction cannot be delivered: abort it and hold the input for a while."""
+
+    def __init__(self, topic: str, error: Any) -> None:
+        super().__init__(topic, error)
+        self.topic, self.error = topic, error
 
 
 @dataclass
@@ -78,12 +105,21 @@ class ExactlyOnce:
         heartbeat: Callable[[], None],
         stop: threading.Event,
         max_batch: int,
+        failures: DeliveryFailures | None = None,
     ) -> None:
         self.consumer, self.producer = consumer, producer
         self.tally, self.metrics = tally, metrics
         self.seek, self.heartbeat, self.stop = seek, heartbeat, stop
         self.open: OpenTransaction | None = None
         self.max_records = TRANSACTION_MAX_BATCHES * max_batch
+        self.failures = failures or DeliveryFailures(None, metrics, LoopState())
+        # Smaller forms of records the broker refused in an aborted transaction, by input: used when read again.
+        self.replacements: dict[InputKey, Outgoing] = {}
+        self.hold_until = 0.0  # the input stays paused until then after a transaction failed to deliver
+        self.hold_backoff = PROBE_MIN_S
+        self.held_topic: str | None = None  # reported on /readyz until a transaction commits
+        self.aborts_in_a_row = 0
+        self.clock: Callable[[], float] = time.monotonic
 
     def start(self) -> None:
         self.producer.init_transactions(90)  # also aborts what a killed predecessor left open
@@ -91,8 +127,14 @@ class ExactlyOnce:
     def submit(self, messages: list[Any], assembled: AssembledBatch) -> None:
         """Add one batch's records (and the offsets after its inputs) to the open transaction, opening one if
         needed; commit it when it is due."""
+        if self.held():  # read after the hold began (the abort rewound its inputs): read it again later
+            self.seek(first_offsets(messages))
+            return
         records = assembled.records
-        batch = InFlightBatch(0, assembled.next_offsets, records, assembled.output_timestamps_s, pending=len(records))
+        batch = InFlightBatch(0, assembled.next_offsets, records, assembled.output_timestamps_s, len(records),
+                              source=assembled.input_of)  # fmt: skip
+        if self.replacements:
+            self._use_replacements(batch)
         opening = self.open is None
         if self.open is None:
             self.open = OpenTransaction(time.monotonic())
@@ -100,9 +142,17 @@ class ExactlyOnce:
         try:
             if opening:
                 self.producer.begin_transaction()
-            produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
+            refused = produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
+            while refused:
+                refused = self._produce_smaller(batch, refused)
         except KafkaException as exception:
             self._abort_on(exception)
+            return
+        except Undeliverable as undeliverable:
+            log.warning("transaction aborted: a record cannot be delivered",
+                        extra=fields(topic=undeliverable.topic, error=str(undeliverable.error)))  # fmt: skip
+            self.abort()
+            self._hold(undeliverable.topic, undeliverable.error)
             return
         except BaseException:
             # Stopped with the batch half produced (the local queue stayed full): committing would commit its
@@ -114,6 +164,10 @@ class ExactlyOnce:
     def records_in_flight(self) -> int:
         """Nothing waits for acknowledgement outside a transaction: its commit is the acknowledgement."""
         return 0
+
+    def held(self) -> bool:
+        """True while the input waits after a transaction that could not deliver a record."""
+        return self.hold_until > 0 and self.clock() < self.hold_until
 
     def serve(self, timeout: float = 0.0) -> None:
         self.producer.poll(timeout)
@@ -158,6 +212,13 @@ class ExactlyOnce:
         self.metrics.stage["commit"].observe(time.perf_counter() - started)
         self.producer.poll(0)
         self.tally.completed(transaction.batches)
+        self.aborts_in_a_row, self.hold_until, self.hold_backoff = 0, 0.0, PROBE_MIN_S
+        if self.held_topic is not None:
+            self.failures.release(self.held_topic)
+            self.held_topic = None
+        if self.replacements:
+            done = transaction.next_offsets
+            self.replacements = {k: r for k, r in self.replacements.items() if k[2] >= done.get((k[0], k[1]), -1)}
 
     def abort(self) -> None:
         """Abort the open transaction, if any, and read its inputs again (partitions still assigned only)."""
@@ -176,7 +237,112 @@ class ExactlyOnce:
         if not error.txn_requires_abort():
             raise exception  # fatal (e.g. fenced by a newer instance of this member): exit, the restart recovers
         log.warning("transaction aborted; rewinding its batches", extra=fields(error=str(error)))
+        undelivered = self._failed_deliveries()
+        if self.open is not None and classify(error if undelivered is None else undelivered[1]) in (
+            Kind.UNREACHABLE,
+            Kind.TRANSIENT,
+        ):
+            # A topic refused in AddPartitionsToTxn (deleted, not authorized) fails the transaction with no report
+            # naming it, or makes the records of the other partitions time out: name the topic the cluster lacks.
+            missing = self._missing_topics(self.open)
+            if missing:
+                text = f"not in the cluster's metadata; the transaction failed with {error.name()}"
+                undelivered = (missing, KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, text))
+                self.failures.count(missing, undelivered[1])
+            elif undelivered is None and classify(error) is Kind.UNREACHABLE:
+                topics = ", ".join(sorted({r.topic for batch in self.open.batches for r in batch.records}))
+                undelivered = (topics, error)
+                self.failures.count(topics, error)
         self.abort()
+        self.aborts_in_a_row += 1
+        if undelivered is not None:
+            self._hold(*undelivered)
+        elif self.aborts_in_a_row > 1:
+            self._hold(None, error)  # aborted again with nothing to show why: do not rewind in a tight loop
+
+    def _failed_deliveries(self) -> tuple[str, Any] | None:
+        """After a failed commit: the records of the open transaction whose delivery failed. A refused one gets a
+        smaller form, remembered by its input (the aborted transaction's inputs are read again); for any other,
+        its topic and error are returned (the input is held)."""
+        if self.open is None:
+            return None
+        self.producer.poll(0)  # the failed records' delivery reports
+        undelivered = None
+        largest: dict[str, tuple[int, InFlightBatch, int, Any]] = {}  # per topic, of the records refused as too large
+        for batch in self.open.batches:
+            for index in batch.take_failed():
+                error, record = batch.error_of(index), batch.records[index]
+                kind = classify(error)
+                if kind in (Kind.FATAL, Kind.PURGED):
+                    continue  # the commit's own error says what happens
+                self.failures.count(record.topic, error)
+                if kind is Kind.REFUSED:
+                    # The broker refuses a whole produce request: only the largest record of it is to blame.
+                    size = record_size(record)
+                    if record.topic not in largest or size > largest[record.topic][0]:
+                        largest[record.topic] = (size, batch, index, error)
+                elif undelivered is None:
+                    undelivered = (record.topic, error)
+        for _, batch, index, error in largest.values():
+            message = batch.source(index) if batch.source is not None else None
+            replacement = self.failures.smaller(batch, index, error)
+            if replacement is not None and message is not None:
+                self.replacements[(message.topic(), message.partition(), message.offset())] = replacement
+            elif undelivered is None:
+                undelivered = (batch.records[index].topic, error)
+        return undelivered
+
+    def _missing_topics(self, transaction: OpenTransaction) -> str:
+        """The topics of the transaction's records that the cluster does not list (deleted, or not described to
+        us), comma-separated ("" when it lists them all, or cannot be asked)."""
+        topics = sorted({record.topic for batch in transaction.batches for record in batch.records})
+        try:
+            listed = self.producer.list_topics(timeout=5).topics
+        except KafkaException:
+            return ""
+        return ", ".join(t for t in topics if t not in listed or listed[t].error is not None)
+
+    def _use_replacements(self, batch: InFlightBatch) -> None:
+        """Produce the smaller forms of records the broker refused before, for inputs read again."""
+        for index in range(len(batch.records)):
+            message = batch.source(index) if batch.source is not None else None
+            if message is not None:
+                replacement = self.replacements.get((message.topic(), message.partition(), message.offset()))
+                if replacement is not None:
+                    batch.records[index] = replacement
+
+    def _produce_smaller(self, batch: InFlightBatch, refused: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        """Records produce() refused at once (so they are not in the transaction): produce their smaller forms, and
+        return what produce() refuses of those. Undeliverable when a record has none or its topic is unreachable."""
+        again: list[tuple[int, Any]] = []
+        for index, error in refused:
+            record, kind = batch.records[index], classify(error)
+            if kind is Kind.FATAL:
+                raise KafkaException(error)
+            if error.code() == KafkaError._STATE:  # the transaction is in an abortable error state already
+                raise KafkaException(KafkaError(KafkaError._STATE, error.str(), txn_requires_abort=True))
+            self.failures.count(record.topic, error)
+            replacement = self.failures.smaller(batch, index, error) if kind is Kind.REFUSED else None
+            if replacement is None:
+                raise Undeliverable(record.topic, error)
+            batch.records[index] = replacement
+            message = batch.source(index) if batch.source is not None else None
+            if message is not None:  # an abort reads the input again: produce the smaller form straight away
+                self.replacements[(message.topic(), message.partition(), message.offset())] = replacement
+            again += produce_records(self.producer, batch, [index], self.heartbeat, self.stop)
+        return again
+
+    def _hold(self, topic: str | None, error: Any) -> None:
+        """Keep the input paused for the backoff (doubling up to PROBE_MAX_S until a transaction commits)."""
+        self.hold_until = self.clock() + self.hold_backoff
+        log.warning("holding the input before trying the transaction again",
+                    extra=fields(topic=topic, error=str(error), seconds=self.hold_backoff))  # fmt: skip
+        self.hold_backoff = min(PROBE_MAX_S, self.hold_backoff * 2)
+        if topic is not None:
+            if self.held_topic is not None and self.held_topic != topic:
+                self.failures.release(self.held_topic)
+            self.held_topic = topic
+            self.failures.hold(topic, error)
 
     def _commit_transaction(self) -> None:
         """commit_transaction, retried while the error is retriable (a timeout leaves the outcome unknown
@@ -190,4 +356,5 @@ class ExactlyOnce:
                 if not error.retriable() or attempt == COMMIT_ATTEMPTS - 1 or self.stop.is_set():
                     raise
                 log.warning("commit_transaction retry", extra=fields(error=str(error)))
+                self.heartbeat()  # waiting on the coordinator is not being stuck
                 time.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_MIN_S * 2**attempt))

@@ -28,6 +28,7 @@ from kinfer_runtime.pipeline.assignment import Assignment
 from kinfer_runtime.pipeline.at_least_once import AtLeastOnce
 from kinfer_runtime.pipeline.clients import Clients
 from kinfer_runtime.pipeline.commits import TopicPartitionKey, first_offsets
+from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, InputHold
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
 from kinfer_runtime.pipeline.intake import Intake
 from kinfer_runtime.pipeline.parts import DeliverySide, LoopParts
@@ -83,6 +84,7 @@ class PipelineLoop:
             self.consumer, self.input_topic, self.metrics, self.state, revoked=self._revoked, lost=self._lost
         )
         self.delivery = self._delivery_side()
+        self.input_hold = InputHold(self.assignment, self.max_batch)  # paused while the output side holds records
         self.intake = Intake(self.consumer, self.delivery, self.max_batch, self.batch_wait_s, self.stop)
         self.metadata = parts.predictor.metadata
         self.preprocessor = parts.make_preprocessor(self.metadata)
@@ -94,9 +96,10 @@ class PipelineLoop:
 
     def _delivery_side(self) -> DeliverySide:
         common = (self.consumer, self.producer, self.tally, self.metrics)
+        failures = DeliveryFailures(self.dead_letter_topic, self.metrics, self.state)
         if self.exactly_once:
-            return ExactlyOnce(*common, self.assignment.seek, self.state.heartbeat, self.stop, self.max_batch)
-        return AtLeastOnce(*common, self.assignment.owned, self.state.heartbeat, self.stop, self.max_batch)
+            return ExactlyOnce(*common, self.assignment.seek, self.state.heartbeat, self.stop, self.max_batch, failures)
+        return AtLeastOnce(*common, self.assignment.owned, self.state.heartbeat, self.stop, self.max_batch, failures)
 
     @property
     def counters(self) -> LoopCounters:
@@ -141,6 +144,8 @@ class PipelineLoop:
             self._retry_held()
             return
         self.delivery.serve()
+        if self.input_hold.holding(self.delivery):
+            return
         if self.delivery.records_in_flight() > (MAX_IN_FLIGHT_BATCHES - 1) * self.max_batch:
             self.producer.poll(0.005)
             return

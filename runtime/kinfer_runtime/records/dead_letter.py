@@ -4,10 +4,18 @@
 Key and value are the input's bytes, untouched (so ``kinfer replay`` can re-inject them as they were); the
 headers carry the input's own headers plus where it came from, why it failed, and how many times it has failed:
 ``kinfer.attempt`` is 1 for a first failure and n+1 for a replayed record that arrived with attempt n.
+
+A dead letter Kafka refuses as too large (the producer's ``message.max.bytes``, the topic's
+``max.message.bytes``) is produced again smaller (:func:`smaller_dead_letter`, docs/runtime.md "Delivery
+failures"): first with its value cut to :data:`TRUNCATED_VALUE_BYTES`, then with its value cut to
+:data:`MINIMAL_VALUE_BYTES` and the input's own headers dropped. Either form says what was cut
+(``kinfer.truncated``) and carries the original value's size and SHA-256, so the record is still accounted for and
+the full value can be matched with the input, which ``kinfer.source.*`` locate.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from kinfer_runtime.records.output import (
@@ -24,8 +32,15 @@ ERROR_CLASS = "kinfer.error.class"
 ERROR_MESSAGE = "kinfer.error.message"
 ATTEMPT = "kinfer.attempt"
 PREDICTION_FAILED = "PredictionFailed"
+OUTPUT_REFUSED = "OutputRefused"  # Kafka refused the input's output record (too large, invalid)
+ORIGINAL_SIZE = "kinfer.original.size"
+ORIGINAL_SHA256 = "kinfer.original.sha256"
+TRUNCATED = "kinfer.truncated"
+CUT_VALUE, CUT_VALUE_AND_HEADERS = b"value", b"value,headers"
+TRUNCATED_VALUE_BYTES = 65_536
+MINIMAL_VALUE_BYTES = 1_024
 # Headers this stage writes; stale copies on the input (a replayed record) are replaced, not duplicated.
-_OWN_PREFIXES = ("kinfer.error.", "kinfer.source.", ATTEMPT, MODEL_VERSION, PIPELINE)
+_OWN_PREFIXES = ("kinfer.error.", "kinfer.source.", "kinfer.original.", TRUNCATED, ATTEMPT, MODEL_VERSION, PIPELINE)
 MAX_MESSAGE_CHARS = 1000
 
 
@@ -73,3 +88,24 @@ def dead_letter_headers(
         (ATTEMPT, str(attempt).encode()),
     ]
     return headers
+
+
+def smaller_dead_letter(value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers] | None:
+    """The next smaller form of a dead letter Kafka refused as too large, or None when it is already the smallest.
+
+    First the value is cut to its first :data:`TRUNCATED_VALUE_BYTES` bytes (``kinfer.truncated: value``); when
+    that is refused too, or the value was no larger than that to begin with (so its headers or key are what is too
+    large), it is cut to :data:`MINIMAL_VALUE_BYTES` and only the ``kinfer.*`` headers are kept
+    (``kinfer.truncated: value,headers``). Both carry ``kinfer.original.size`` and ``kinfer.original.sha256`` of
+    the value the input had (a null value counts as empty and stays null)."""
+    cut = next((v for k, v in headers if k == TRUNCATED), None)
+    if cut is not None and bytes(cut) == CUT_VALUE_AND_HEADERS:
+        return None
+    if cut is None:
+        original = value or b""
+        headers = [*headers, (ORIGINAL_SIZE, str(len(original)).encode()),
+                   (ORIGINAL_SHA256, hashlib.sha256(original).hexdigest().encode())]  # fmt: skip
+        if len(original) > TRUNCATED_VALUE_BYTES:
+            return original[:TRUNCATED_VALUE_BYTES], [*headers, (TRUNCATED, CUT_VALUE)]
+    own = [(k, v) for k, v in headers if k.startswith("kinfer.") and k != TRUNCATED]
+    return (None if value is None else value[:MINIMAL_VALUE_BYTES]), [*own, (TRUNCATED, CUT_VALUE_AND_HEADERS)]
