@@ -30,6 +30,12 @@ RECONCILE_TOTAL = Counter("kinfer_operator_reconcile_total", "Reconcile passes b
 RECONCILE_SECONDS = Histogram("kinfer_operator_reconcile_seconds", "Duration of one reconcile pass")
 OPERATOR_INFO = Gauge("kinfer_operator_info", "1 while an operator runs (the alert on its absence)", ("version",))
 API_REQUESTS = Counter("kinfer_operator_api_requests_total", "Requests to the Kubernetes API by verb", ("verb",))
+EXTERNAL_METRIC_ANSWERS = Counter(
+    "kinfer_operator_external_metric_answers_total",
+    "Answers of the external metrics API to the HPA: values, empty (no fresh lag of a matching pipeline: the HPA "
+    "holds its size), refused (caller or access review), error",
+    ("answer",),
+)
 
 
 def _condition(status: dict[str, Any], kind: str) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from prometheus_client import REGISTRY
 
 from kinfer_operator.autoscaling.engine import PipelineAutoscaler
 from kinfer_operator.autoscaling.metric_values import selector_matches
@@ -101,6 +102,24 @@ def test_values_by_selector(served: Served) -> None:
     _, other_ns = served.get(f"{BASE}/namespaces/elsewhere/kinfer_pipeline_lag?labelSelector=kinfer.io/pipeline%3Da")
     assert other_ns["items"] == []
     assert served.get(f"{BASE}/namespaces/ns/no_such_metric")[0] == 404
+
+
+def test_answers_are_counted_by_kind(served: Served) -> None:
+    """kinfer_operator_external_metric_answers_total says whether this replica gave the HPA values (the check
+    of the HA install: every replica must answer with values, not only the active one)."""
+
+    def answered(kind: str) -> float:
+        sample = REGISTRY.get_sample_value("kinfer_operator_external_metric_answers_total", {"answer": kind})
+        return sample or 0.0
+
+    before = {kind: answered(kind) for kind in ("values", "empty", "refused", "error")}
+    put_decision(served.monitor, "a", [100, 0, 0])
+    served.get(f"{BASE}/namespaces/ns/kinfer_pipeline_lag?labelSelector=kinfer.io/pipeline%3Da")
+    served.get(f"{BASE}/namespaces/ns/kinfer_pipeline_lag?labelSelector=kinfer.io/pipeline%3Dnone")
+    served.get(f"{BASE}/namespaces/ns/kinfer_pipeline_lag", client=served.stranger)
+    served.get(f"{BASE}/namespaces/ns/no_such_metric")
+    after = {kind: answered(kind) - before[kind] for kind in before}
+    assert after == {"values": 1, "empty": 1, "refused": 1, "error": 1}
 
 
 def test_stale_decisions_are_not_served(served: Served) -> None:

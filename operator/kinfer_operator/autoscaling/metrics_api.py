@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes.client import ApiClient
 
+from kinfer_operator import metrics
 from kinfer_operator.autoscaling.access_reviews import AccessReviews
 from kinfer_operator.autoscaling.metric_values import metric_values, selector_matches
 from kinfer_operator.autoscaling.monitor import LagMonitor
@@ -176,14 +177,20 @@ class MetricsApiServer:
 
     async def _values(self, request: web.Request) -> web.Response:
         self.requests += 1
+        response, answer = await self._answer(request)
+        metrics.EXTERNAL_METRIC_ANSWERS.labels(answer).inc()
+        return response
+
+    async def _answer(self, request: web.Request) -> tuple[web.Response, str]:
+        """The response, and how to count it: values, empty, refused or error."""
         namespace, metric = request.match_info["namespace"], request.match_info["metric"]
         refusal = self._check_caller(request)
         if refusal is not None:
-            return refusal
+            return refusal, "refused"
         if metric not in METRIC_NAMES:
-            return status_response(404, "NotFound", f'external metric "{metric}" is not served by kinfer')
+            return status_response(404, "NotFound", f'external metric "{metric}" is not served by kinfer'), "error"
         if not await self._authorized(request, namespace, metric):
-            return status_response(403, "Forbidden", f"may not get {metric} in namespace {namespace}")
+            return status_response(403, "Forbidden", f"may not get {metric} in namespace {namespace}"), "refused"
         try:
             items = [
                 item
@@ -192,10 +199,9 @@ class MetricsApiServer:
                 if selector_matches(request.query.get("labelSelector", ""), {naming.LABEL_PIPELINE: pipeline})
             ]
         except ValueError as error:
-            return status_response(400, "BadRequest", str(error))
-        return web.json_response(
-            {"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}
-        )
+            return status_response(400, "BadRequest", str(error)), "error"
+        body = {"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}
+        return web.json_response(body), "values" if items else "empty"
 
     def _check_caller(self, request: web.Request) -> web.Response | None:
         if not self.client_ca_pem or not self.allowed_names:
