@@ -211,7 +211,7 @@ def build_registry(
     passes = Passes(Services(kube, monitor=service.monitor, runtime_image=runtime_image, access=options.access))
     register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
     resync = Resync(passes.services, passes, active, [] if options.all_namespaces else options.namespaces,
-                    options.reconcile_seconds)  # fmt: skip
+                    options.reconcile_seconds, track_s=options.lag_poll_seconds)  # fmt: skip
     return registry, resync, service.ready
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,10 +72,14 @@ class Resync:
         active: ActiveReplica,
         namespaces: list[str],
         period_s: float,
+        track_s: float = 5.0,
     ) -> None:
         self.services, self.reconcile, self.active = services, reconcile, active
         self.namespaces: list[str | None] = list(namespaces) or [None]
         self.period_s = period_s
+        # A standby lists the pipelines every track_s (one LIST call): a pipeline created a moment ago must get
+        # values from this replica's metrics API as soon as the active one has them, not a resync period later.
+        self.tick_s = min(period_s, track_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kinfer-resync", daemon=True)
 
@@ -90,11 +95,13 @@ class Resync:
         # At once: the lag monitor learns of every pipeline (the active replica's kopf handlers reconcile them all
         # on start anyway), so that every replica's external metrics API answers from its first poll on.
         self.track_once()
-        while not self._stop.wait(self.period_s):
-            if self.active.active():
-                self.pass_once()
-            else:
+        last_pass = time.monotonic()
+        while not self._stop.wait(self.tick_s):
+            if not self.active.active():
                 self.track_once()
+            elif time.monotonic() - last_pass >= self.period_s:
+                self.pass_once()
+                last_pass = time.monotonic()
 
     def track_once(self) -> int:
         """On a standby replica: register every pipeline with the lag monitor (nothing is reconciled or written),

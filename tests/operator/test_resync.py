@@ -12,6 +12,7 @@ from kinfer_operator.reconcile import Passes, Services
 from kinfer_operator.resync import Resync, pipelines_path
 from tests.operator.fake_cluster import FakeKube, FakeTopics
 from tests.operator.test_reconcile_unit import NS, body
+from tests.polling import wait_until
 
 NOW = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
 
@@ -74,3 +75,28 @@ def test_a_standby_replica_tracks_every_pipeline_for_its_metrics_api_and_writes_
     assert monitor.latest(NS, "fraud") is not None, "the autoscaled pipeline is polled on this replica too"
     assert monitor.latest(NS, "fixed") is None
     assert kube.writes == writes and not topics.executed, "a standby reconciles nothing"
+
+
+def test_a_standby_learns_of_a_new_pipeline_within_a_lag_poll_not_a_resync_period() -> None:
+    """The HPA's calls reach either replica: a standby that learned of new pipelines only every resync period
+    (30 s by default) answered them with no value meanwhile (seen with two operator pods on a real node)."""
+    from kinfer_operator.autoscaling.monitor import LagMonitor
+
+    kube, topics = FakeKube(), FakeTopics()
+    monitor = LagMonitor(None)
+    services = Services(kube, monitor=monitor, topic_admin=lambda _kube, _pipeline: topics)  # type: ignore[arg-type]
+    seen = datetime.datetime.now(datetime.UTC).isoformat()
+    kube.put("/apis/kopf.dev/v1/clusterkopfpeerings/kinfer", {"status": {
+        "a": {"priority": 10, "lifetime": 60, "lastseen": seen}, "b": {"priority": 20, "lifetime": 60, "lastseen": seen}
+    }})  # fmt: skip
+    standby = ActiveReplica(kube, "kinfer", 10, [])  # type: ignore[arg-type]
+    assert not standby.active()
+    resync = Resync(services, Passes(services), standby, [NS], period_s=30, track_s=0.05).start()
+    try:
+        late = body(autoscaling={"enabled": True})
+        late["metadata"]["name"] = "late"
+        kube.put(f"{pipelines_path(NS)}/late", late)
+        wait_until(lambda: monitor.latest(NS, "late") is not None, 5, "the standby to track the new pipeline")
+    finally:
+        resync.stop()
+    assert not topics.executed, "a standby reconciles nothing"
