@@ -16,7 +16,9 @@ RUN python -m venv /opt/kinfer \
  && /opt/kinfer/bin/pip install -c constraints.txt \
       kopf==1.45.2 kubernetes==37.0.2 confluent-kafka==2.16.1 pydantic==2.14.3 pyyaml==6.0.3 \
       prometheus-client==0.26.0 aiohttp==3.14.5 cryptography==50.0.2 orjson==3.13.0
-COPY README.md ./
+# pyproject.toml names README.md as the package's long description; an image needs none, and an edit of the
+# README must not rebuild the image.
+RUN : > README.md
 COPY runtime ./runtime
 COPY operator ./operator
 RUN /opt/kinfer/bin/pip install --no-deps .

@@ -23,7 +23,9 @@ RUN python -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyp
  && /opt/kinfer/bin/pip install pip==25.3 \
  && /opt/kinfer/bin/pip install -c constraints.txt "${TF_PACKAGE}" -r requirements.txt \
  && /opt/kinfer/bin/pip install --no-deps tensorflow-serving-api==2.21.0
-COPY README.md ./
+# pyproject.toml names README.md as the package's long description; an image needs none, and an edit of the
+# README must not rebuild the image.
+RUN : > README.md
 COPY runtime ./runtime
 COPY operator ./operator
 RUN /opt/kinfer/bin/pip install --no-deps .

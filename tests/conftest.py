@@ -2,6 +2,8 @@
 
 A live bed started by ``make testbed-up`` is reused; otherwise the session starts its own and stops it at the
 end. Tests that use any of these fixtures are marked ``testbed`` automatically (``make unit`` deselects them).
+With KINFER_REAL_NODE=1 the bed runs a real node (tests/testbed/node/) and the tests that use the ``real_node``
+fixture (marked ``realnode``) run; without it they are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from tests.testbed import DEFAULT_ROOT, KafkaBroker, TestBed, component_dir, free_port
 from tests.testbed.ledger import Ledger, tear_down
+from tests.testbed.node import NodeAccess
 from tests.testbed.process import pid_alive
 
 BED_FIXTURES = {
@@ -27,6 +30,7 @@ BED_FIXTURES = {
     "private_kafka",
     "private_kafka_factory",
     "secure_kafka",
+    "real_node",
 }
 
 
@@ -53,19 +57,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if BED_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.testbed)
+        if "real_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realnode)
+        if not real_node_wanted() and item.get_closest_marker("realnode"):
+            item.add_marker(pytest.mark.skip(reason="needs the real node: KINFER_REAL_NODE=1 (after make images)"))
+
+
+def real_node_wanted() -> bool:
+    """Opt-in (CI sets it): the node's binaries and kinfer's images take half an hour to build cold."""
+    return os.environ.get("KINFER_REAL_NODE") == "1"
 
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[TestBed]:
+    real_node = real_node_wanted()
     running = TestBed.attach(DEFAULT_ROOT)
-    if running is not None:
+    if running is not None and (running.real_node or not real_node):
         yield running
         return
-    bed = TestBed(SESSION_ROOT).start()
+    bed = TestBed(SESSION_ROOT, real_node=real_node).start()
     try:
         yield bed
     finally:
         bed.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(testbed: TestBed) -> NodeAccess:
+    """The bed's real node: its name, IP, Kafka bootstrap servers for its pods, image references, placement."""
+    assert testbed.real_node is not None, "the session bed was started without a real node"
+    return testbed.real_node
 
 
 @pytest.fixture(scope="session")

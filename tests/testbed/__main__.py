@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testbed")
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--kafka-only", action="store_true", help="start only the Kafka broker")
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        default=os.environ.get("KINFER_REAL_NODE") == "1",
+        help="also a real node: containerd + kubelet running pods (default: $KINFER_REAL_NODE=1)",
+    )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where the bed keeps its state and logs")
     args = parser.parse_args(argv)
     root = args.root
@@ -25,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         TestBed.down(root)  # leftovers of a bed that half-died
         started = time.monotonic()
-        bed = TestBed(root, kubernetes=not args.kafka_only).start()
+        bed = TestBed(root, kubernetes=not args.kafka_only, real_node=args.real_node).start()
         print(f"test bed ready in {time.monotonic() - started:.1f} s")
         print(f"  Kafka:      {bed.bootstrap_servers}")
         if bed.state["kubeconfig"]:
             print(f"  API server: {bed.state['api_server']}  (KUBECONFIG={bed.kubeconfig})")
+        if node := bed.real_node:
+            print(f"  real node:  {node.name} at {node.ip}; Kafka for its pods {node.kafka_bootstrap}")
+            print(f"  images:     {', '.join(node.images.values())}  (node start {bed.state['node_timings']})")
         print(f"  logs:       {bed.log_dir}/")
-        print("  source .testbed/env.sh  # KUBECONFIG, KAFKA_BOOTSTRAP_SERVERS, PATH with kubectl and helm")
+        print(f"  source {root / 'env.sh'}  # KUBECONFIG, KAFKA_BOOTSTRAP_SERVERS, PATH with kubectl and helm")
         return 0
     if args.action == "down":
         stopped = TestBed.down(root)

@@ -1,26 +1,31 @@
 """The whole test bed: Kafka plus the Kubernetes control plane, started together and described in a state file.
 
-``make testbed-up`` and the pytest session fixtures both use :class:`TestBed`. A bed records everything it creates
-in ``<root>/ledger.json`` as it creates it (tests/testbed/ledger.py), so that ``make testbed-down`` removes all of
-it even after a start that failed or was interrupted; a finished start also writes ``<root>/state.json``
-(endpoints) and ``<root>/env.sh``. A pytest session that finds a live bed at ``.testbed`` attaches to it instead of
-starting another, so developers iterate against one long-running bed.
+``make testbed-up`` and the pytest session fixtures both use :class:`TestBed`; with ``real_node=True`` it also runs a
+real node (containerd + kubelet, tests/testbed/node/) whose pods reach Kafka and the API server on the node's bridge
+address (README.md beside this file). A bed records everything it creates in ``<root>/ledger.json`` as it creates
+it (tests/testbed/ledger.py), so that ``make testbed-down`` removes all of it even after a start that failed or was
+interrupted; a finished start also writes ``<root>/state.json`` (endpoints) and ``<root>/env.sh``. A pytest
+session that finds a live bed at ``.testbed`` attaches to it instead of starting another, so developers iterate
+against one long-running bed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .kafka import KafkaBroker
 from .kubernetes import ControlPlane, ControlPlanePaths
 from .ledger import Ledger, tear_down
+from .node import NodeAccess, NodeBinaries, NodeImages, NodeNetwork, RealNode
 from .process import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -42,16 +47,21 @@ def cache_dir() -> Path:
 
 
 def component_dir(component: str) -> Path:
-    """The cache directory of a built component, or an error that says how to build it."""
+    """The cache directory of a built component, or an error that says how to build it (build.sh's names)."""
     versions = read_versions()
-    version_key = {
-        "kafka": "KAFKA_VERSION",
-        "etcd": "ETCD_VERSION",
-        "kubernetes": "KUBERNETES_VERSION",
-        "kwok": "KWOK_VERSION",
-        "helm": "HELM_VERSION",
+    version = {
+        "kafka": versions["KAFKA_VERSION"],
+        "etcd": versions["ETCD_VERSION"],
+        "kubernetes": versions["KUBERNETES_VERSION"],
+        "kwok": versions["KWOK_VERSION"],
+        "helm": versions["HELM_VERSION"],
+        "kubernetes-node": versions["KUBERNETES_VERSION"],
+        "containerd": versions["CONTAINERD_VERSION"],
+        "runc": versions["RUNC_VERSION"],
+        "coredns": f"{versions['COREDNS_VERSION']}-{_content_hash(HERE / 'go' / 'coredns' / 'main.go')}",
+        "pause": _content_hash(HERE / "node" / "pause.c"),
     }[component]
-    path = cache_dir() / f"{component}-{versions[version_key]}"
+    path = cache_dir() / f"{component}-{version}"
     if not (path / ".done").exists():
         raise RuntimeError(
             f"test bed: {component} is not built ({path}); run `bash tests/testbed/build.sh {component}`"
@@ -59,14 +69,23 @@ def component_dir(component: str) -> Path:
     return path
 
 
+def _content_hash(path: Path) -> str:
+    """build.sh's key of a component built from one file (its sha256, 12 digits)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 class TestBed:
-    """Kafka and (optionally) Kubernetes on loopback, data in a throwaway directory, logs in ``<root>/logs``."""
+    """Kafka and (optionally) Kubernetes on loopback, or with a real node on its bridge address; data in a throwaway
+    directory, logs in ``<root>/logs``."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, root: Path = DEFAULT_ROOT, *, kubernetes: bool = True):
+    def __init__(self, root: Path = DEFAULT_ROOT, *, kubernetes: bool = True, real_node: bool = False):
         self.root = root
-        self.with_kubernetes = kubernetes
+        self.with_kubernetes = kubernetes or real_node
+        self.with_real_node = real_node
+        self.network: NodeNetwork | None = None
+        self.node: RealNode | None = None
         self.log_dir = root / "logs"
         self.bin_dir = root / "bin"
         self.data_dir: Path | None = None
@@ -81,6 +100,8 @@ class TestBed:
     def start(self) -> TestBed:
         """Start every component; on any failure (or an interrupt) remove what was started, then raise."""
         started = time.monotonic()
+        # A real node needs built binaries and images: say so before anything starts.
+        node_parts = (self._node_binaries(), NodeImages.built()) if self.with_real_node else None
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         self.data_dir = Path(tempfile.mkdtemp(prefix="kinfer-testbed-"))
@@ -88,6 +109,8 @@ class TestBed:
         self.owner = True
         try:
             self._start_components()
+            if node_parts:
+                self._start_node(*node_parts)
         except BaseException:
             self.stop()
             raise
@@ -97,12 +120,15 @@ class TestBed:
     def _start_components(self) -> None:
         assert self.data_dir is not None
         self._link_binaries()
+        if self.with_real_node:  # the node's bridge first: Kafka and the API server listen on its address
+            self.network = NodeNetwork.claim(self.ledger)
         self.kafka = KafkaBroker(
             component_dir("kafka") / "libs",
             self.data_dir / "kafka",
             self.log_dir,
             port=free_port(),
             controller_port=free_port(),
+            address_listeners={"NODE": (self.network.node_ip, free_port())} if self.network else None,
             on_spawn=lambda pid: self.ledger.process("kafka", pid),
         )
         # Kafka's JVM and the control plane start in parallel: together they are what a warm start waits on.
@@ -128,6 +154,7 @@ class TestBed:
                         log_dir=self.log_dir,
                     ),
                     self.ledger,
+                    bind_address=self.network.node_ip if self.network else "127.0.0.1",
                 )
                 self.control_plane.paths.data_dir.mkdir(parents=True)
                 self.control_plane.start()
@@ -136,8 +163,32 @@ class TestBed:
         if kafka_error:
             raise kafka_error[0]
 
+    def _node_binaries(self) -> NodeBinaries:
+        return NodeBinaries(
+            kubernetes_node=component_dir("kubernetes-node"),
+            containerd=component_dir("containerd"),
+            runc=component_dir("runc") / "runc",
+            coredns=component_dir("coredns") / "coredns",
+        )
+
+    def _start_node(self, binaries: NodeBinaries, images: NodeImages) -> None:
+        assert self.network and self.control_plane and self.data_dir
+        self.node = RealNode(
+            root=self.data_dir / "node",
+            log_dir=self.log_dir,
+            ledger=self.ledger,
+            network=self.network,
+            binaries=binaries,
+            images=images,
+            server=self.control_plane.server,
+            pki_dir=self.control_plane.pki_dir,
+            admin_kubeconfig=self.control_plane.kubeconfig,
+        ).start()
+
     def stop(self) -> None:
-        """Stop the components in order (the control plane first), then undo whatever the ledger still holds."""
+        """Stop the components in order (the node, then the control plane), then undo what the ledger still holds."""
+        if self.node:
+            self.node.stop()
         if self.control_plane:
             self.control_plane.stop()
         if self.kafka:
@@ -181,6 +232,12 @@ class TestBed:
         return Path(self.state["kubeconfig"])
 
     @property
+    def real_node(self) -> NodeAccess | None:
+        """The real node's name, IP, Kafka address for pods and image references; None without a real node."""
+        node = self.state.get("real_node")
+        return NodeAccess(**node) if node else None
+
+    @property
     def kafka_libs(self) -> Path:
         return Path(self.state["kafka_libs"])
 
@@ -191,8 +248,12 @@ class TestBed:
         if self.state.get("kubeconfig"):
             env["KUBECONFIG"] = str(self.kubeconfig)
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        env["NO_PROXY"] = "127.0.0.1,localhost"
+        env["NO_PROXY"] = self._no_proxy()
         return env
+
+    def _no_proxy(self) -> str:
+        node = self.state.get("real_node")
+        return "127.0.0.1,localhost" + (f",{node['ip']}" if node else "")
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return self._run("kubectl", args, check, input)
@@ -233,14 +294,23 @@ class TestBed:
             "api_server": self.control_plane.server if self.control_plane else "",
             "data_dir": str(self.data_dir),
             "startup_seconds": round(startup_seconds, 1),
+            "real_node": asdict(self.node.access(self.kafka.listener_address("NODE"))) if self.node else None,
         }
+        if self.node:
+            self.state["node_timings"] = self.node.timings
         (self.root / "state.json").write_text(json.dumps(self.state, indent=2))
         lines = [
             "# Written by the kinfer test bed: `source .testbed/env.sh`",
             f"export KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}",
             f'export PATH="{self.bin_dir}:$PATH"',
-            "export NO_PROXY=127.0.0.1,localhost",
+            f"export NO_PROXY={self._no_proxy()}",
         ]
         if self.control_plane:
             lines.append(f"export KUBECONFIG={self.control_plane.kubeconfig}")
+        if node := self.real_node:
+            lines += [
+                f"export KINFER_NODE_NAME={node.name} KINFER_NODE_IP={node.ip}",
+                f"export KINFER_NODE_BOOTSTRAP_SERVERS={node.kafka_bootstrap}",
+                *(f"export KINFER_{name.upper()}_IMAGE={ref}" for name, ref in sorted(node.images.items())),
+            ]
         (self.root / "env.sh").write_text("\n".join(lines) + "\n")

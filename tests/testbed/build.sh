@@ -3,6 +3,11 @@
 # kube-scheduler, kubectl, kwok and helm from the Go module proxy, and the Kafka broker's and Connect
 # worker's jars from Maven Central (the broker through the product's own `kinfer kafka --build`, so the
 # demo and the bed share one). A warm run does nothing.
+#
+#   build.sh [all] [node] [COMPONENT]...
+# `all` is the control plane and Kafka. `node` is the opt-in real node (README.md beside this file): the
+# static pause binary, runc, containerd (+ its runc shim and ctr), the kubelet and kube-proxy, CoreDNS; it
+# first installs the Debian packages they need (install-packages.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -26,8 +31,9 @@ run_once() {
   log "built $desc in $((SECONDS - start)) s"
 }
 
-build_kubernetes() {
-  local out=$1 minor now ldflags="-s -w"
+# build_kubernetes_tools DIR PACKAGE...: Kubernetes commands of KUBERNETES_VERSION from the wrapper module go/k8s.
+build_kubernetes_tools() {
+  local out=$1 minor now ldflags="-s -w"; shift
   minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   # Stamp the version: helm's kubeVersion checks and kubectl's skew check read it.
@@ -35,9 +41,12 @@ build_kubernetes() {
     ldflags="$ldflags -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ldflags="$ldflags -X $p.gitTreeState=clean -X $p.buildDate=$now"
   done
-  (cd "$HERE/go/k8s" && go build -trimpath -ldflags "$ldflags" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  (cd "$HERE/go/k8s" && go build -trimpath -ldflags "$ldflags" -o "$out/" "$@")
+}
+
+build_kubernetes() {
+  build_kubernetes_tools "$1" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 }
 
 build_etcd() {
@@ -68,13 +77,76 @@ build_connect() {
     -DoutputDirectory="$1/libs" dependency:copy-dependencies -DincludeScope=runtime
 }
 
-what=${1:-all}
-case $what in
-  all|kafka) KINFER_CACHE=$CACHE "$PYTHON_BIN" -m kinfer_runtime.tools.local_kafka --build >/dev/null ;;&
-  all|connect) run_once "$CACHE/connect-$KAFKA_VERSION" "Kafka Connect $KAFKA_VERSION" build_connect ;;&
-  all|etcd) run_once "$CACHE/etcd-$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd ;;&
-  all|helm) run_once "$CACHE/helm-$HELM_VERSION" "helm $HELM_VERSION" build_helm ;;&
-  all|kwok) run_once "$CACHE/kwok-$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok ;;&
-  all|kubernetes) run_once "$CACHE/kubernetes-$KUBERNETES_VERSION" "Kubernetes $KUBERNETES_VERSION" build_kubernetes ;;&
-  *) ;;
-esac
+# The pod sandbox's process (node/pause.c), static: the pause image holds this one file.
+build_pause() {
+  gcc -static -Os -s -Wall -Wextra -Werror -o "$1/pause" "$HERE/node/pause.c"
+}
+
+# runc needs cgo for seccomp (libseccomp); linked statically so it does not depend on the host's libseccomp.so.
+build_runc() {
+  GOBIN=$1 CGO_ENABLED=1 go install -trimpath -tags "seccomp urfave_cli_no_docs netgo osusergo" \
+    -ldflags "-s -w -X main.gitCommit=$RUNC_VERSION -extldflags -static" \
+    "github.com/opencontainers/runc@$RUNC_VERSION"
+}
+
+# containerd, the runc shim it starts per pod (it must be on containerd's PATH) and ctr (image import).
+build_containerd() {
+  local pkg=github.com/containerd/containerd/v2 c
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    GOBIN=$1 go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+      -ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION -X $pkg/version.Revision=$CONTAINERD_VERSION" \
+      "$pkg/cmd/$c@$CONTAINERD_VERSION"
+  done
+}
+
+# The kubelet and kube-proxy from the same wrapper module (and Go build cache) as the control plane.
+build_kubernetes_node() {
+  build_kubernetes_tools "$1" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+}
+
+build_coredns() {
+  (cd "$HERE/go/coredns" && go build -trimpath \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$1/coredns" .)
+}
+
+# A file's content hash: the cache key of components built from a file of this directory.
+content_hash() { sha256sum "$1" | cut -c1-12; }
+
+NODE_TARGETS=(pause runc containerd kubernetes-node coredns)
+targets=()
+for what in "${@:-all}"; do
+  case $what in
+    all) targets+=(kafka connect etcd helm kwok kubernetes) ;;
+    node) targets+=("${NODE_TARGETS[@]}") ;;
+    *) targets+=("$what") ;;
+  esac
+done
+for what in "${NODE_TARGETS[@]}"; do
+  if [[ " ${targets[*]} " == *" $what "* ]]; then
+    bash "$HERE/install-packages.sh" node
+    # The node's compiles (containerd and CoreDNS take minutes) share the machine: at a lower priority.
+    renice -n 10 -p $$ >/dev/null
+    break
+  fi
+done
+for what in "${targets[@]}"; do
+  case $what in
+    kafka) KINFER_CACHE=$CACHE "$PYTHON_BIN" -m kinfer_runtime.tools.local_kafka --build >/dev/null ;;
+    connect) run_once "$CACHE/connect-$KAFKA_VERSION" "Kafka Connect $KAFKA_VERSION" build_connect ;;
+    etcd) run_once "$CACHE/etcd-$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd ;;
+    helm) run_once "$CACHE/helm-$HELM_VERSION" "helm $HELM_VERSION" build_helm ;;
+    kwok) run_once "$CACHE/kwok-$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok ;;
+    kubernetes) run_once "$CACHE/kubernetes-$KUBERNETES_VERSION" "Kubernetes $KUBERNETES_VERSION" build_kubernetes ;;
+    pause) run_once "$CACHE/pause-$(content_hash "$HERE/node/pause.c")" "pause" build_pause ;;
+    runc) run_once "$CACHE/runc-$RUNC_VERSION" "runc $RUNC_VERSION" build_runc ;;
+    containerd)
+      run_once "$CACHE/containerd-$CONTAINERD_VERSION" "containerd $CONTAINERD_VERSION" build_containerd ;;
+    kubernetes-node) run_once "$CACHE/kubernetes-node-$KUBERNETES_VERSION" \
+      "kubelet + kube-proxy $KUBERNETES_VERSION" build_kubernetes_node ;;
+    coredns) run_once "$CACHE/coredns-$COREDNS_VERSION-$(content_hash "$HERE/go/coredns/main.go")" \
+      "CoreDNS $COREDNS_VERSION (plugins $(sed -n 's/^var directives = \[\]string{\(.*\)}/\1/p' "$HERE/go/coredns/main.go" | tr -d '"'))" \
+      build_coredns ;;
+    *) echo "build.sh: unknown target $what (all, node, ${NODE_TARGETS[*]}, kafka, connect, etcd, helm, kwok," \
+         "kubernetes)" >&2; exit 2 ;;
+  esac
+done

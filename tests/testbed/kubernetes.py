@@ -4,6 +4,8 @@ All binaries are built from the Go modules by ``build.sh``. Client-certificate a
 aggregation layer is configured (front-proxy CA and client certificate) so that an extension API server such as
 the operator's external metrics API can be registered, and the controller-manager runs with a short HPA sync
 period. kwok simulates kubelets on fake nodes, so Deployments get Running, Ready pods; no container ever runs.
+With a real node (tests/testbed/node/) the API server listens on the node's bridge address instead of loopback,
+so that pods reach it, and talks to that node's kubelet.
 """
 
 from __future__ import annotations
@@ -84,11 +86,17 @@ class ControlPlanePaths:
 
 class ControlPlane:
     """Starts the control plane in order, each step gated on readiness; ``stop`` reverses it. Every process is
-    written into ``ledger`` as soon as it exists."""
+    written into ``ledger`` as soon as it exists.
 
-    def __init__(self, paths: ControlPlanePaths, ledger: Ledger | None = None):
+    ``bind_address``: where the API server listens and what it advertises. Loopback by default; a real node's
+    bridge address when pods must reach it: then the ``kubernetes`` Service gets an endpoint (the API server's
+    own reconciler refuses a loopback address) and the API server a client certificate for kubelets (logs, exec)."""
+
+    def __init__(self, paths: ControlPlanePaths, ledger: Ledger | None = None, bind_address: str = "127.0.0.1"):
         self.paths = paths
         self.ledger = ledger
+        self.bind_address = bind_address
+        self.real_node = not bind_address.startswith("127.")
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.api_port = free_port()
@@ -100,7 +108,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.bind_address}:{self.api_port}"
 
     def _process(
         self,
@@ -141,8 +149,12 @@ class ControlPlane:
             "apiserver",
             "kube-apiserver",
             dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ip_addresses=("127.0.0.1", "10.0.0.1"),
+            ip_addresses=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", self.bind_address))),
             server=True,
+        )
+        # The API server's client certificate towards kubelets (logs, exec, port-forward on a real node).
+        self.kubelet_client_cert = ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True
         )
         self.admin_cert = ca.issue("admin", "kubernetes-admin", organizations=("system:masters",), client=True)
         front_proxy = CertificateAuthority(self.pki_dir, "front-proxy-ca")
@@ -176,8 +188,8 @@ class ControlPlane:
             lambda: [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.api_port}",
                 f"--tls-cert-file={self.apiserver_cert.cert}",
                 f"--tls-private-key-file={self.apiserver_cert.key}",
@@ -188,7 +200,7 @@ class ControlPlane:
                 f"--service-account-key-file={self.service_account.cert}",
                 f"--service-account-signing-key-file={self.service_account.key}",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
+                *self._node_flags(),
                 # The aggregation layer, for APIService-registered servers (the external metrics API).
                 f"--requestheader-client-ca-file={self.front_proxy_ca}",
                 "--requestheader-allowed-names=front-proxy-client",
@@ -224,6 +236,8 @@ class ControlPlane:
             ],
             self._default_service_account_exists,
         )
+        if self.real_node:
+            self.publish_api_endpoint()
         self._process(
             "kube-scheduler",
             lambda: [
@@ -258,6 +272,41 @@ class ControlPlane:
             new_ports=lambda: setattr(self, "kwok_port", free_port()),
         )
         self.create_fake_nodes()
+
+    def _node_flags(self) -> list[str]:
+        if not self.real_node:
+            return ["--endpoint-reconciler-type=none"]
+        return [
+            # publish_api_endpoint instead of the lease reconciler, which at shutdown waits 20 s to remove its
+            # endpoint from an etcd that the bed's down stops at the same time.
+            "--endpoint-reconciler-type=none",
+            f"--kubelet-client-certificate={self.kubelet_client_cert.cert}",
+            f"--kubelet-client-key={self.kubelet_client_cert.key}",
+            # The node's name resolves nowhere (no DNS for node names here): dial its InternalIP.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
+
+    def publish_api_endpoint(self) -> None:
+        """The ``kubernetes`` Service's EndpointSlice (the API server on the node's address), written once: pods
+        reach the API server at 10.0.0.1:443 through kube-proxy, and CoreDNS resolves kubernetes.default."""
+        from kubernetes import client, config
+
+        api = client.DiscoveryV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        api.create_namespaced_endpoint_slice(
+            "default",
+            {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {
+                        "kubernetes.io/service-name": "kubernetes",
+                        "endpointslice.kubernetes.io/managed-by": "kinfer-testbed",
+                    },
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [self.bind_address], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}],
+            },
+        )
 
     def _new_etcd_ports(self) -> None:
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()

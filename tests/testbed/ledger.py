@@ -4,8 +4,10 @@ A start that fails half way, or a starter that is killed, leaves processes (and,
 network interfaces and namespaces) behind; nothing else knows about them. So every component records what it
 makes in ``<root>/ledger.json`` the moment it exists (a process right after it is spawned, before it is ready),
 and :func:`tear_down` undoes the entries in reverse order: processes and their process groups (SIGTERM, then
-SIGKILL), mounts, interfaces, network namespaces, directories. ``make testbed-down`` and the pytest fixtures'
-teardown both use it, so they clean up after a start that never finished.
+SIGKILL), mounts, interfaces, network namespaces, directories, and undo commands (``command``: an argv written down
+before the change it undoes, such as a policy routing rule, a sysctl's old value, a firewall table; run ignoring
+failures, since the change may never have happened). ``make testbed-down`` and the pytest fixtures' teardown both
+use it, so they clean up after a start that never finished.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-KINDS = ("process", "mount", "interface", "netns", "directory")
+KINDS = ("process", "mount", "interface", "netns", "directory", "command")
+COMMAND_TIMEOUT = 120.0
 
 
 class Ledger:
@@ -51,6 +55,11 @@ class Ledger:
 
     def process(self, name: str, pid: int) -> None:
         self.record("process", name=name, pid=pid, start_time=process_start_time(pid))
+
+    def command(self, argv: Sequence[str | Path], note: str) -> None:
+        """An undo command: ``argv`` runs at tear-down (newest first, with the other kinds); ``note`` says what
+        it undoes."""
+        self.record("command", argv=[str(arg) for arg in argv], note=note)
 
     def pids(self) -> dict[str, int]:
         return {e["name"]: e["pid"] for e in self.entries if e["kind"] == "process" and same_process(e)}
@@ -113,5 +122,8 @@ def tear_down(path: Path, timeout: float = 30.0) -> bool:
             subprocess.run(["ip", "netns", "delete", entry["name"]], capture_output=True, check=False)
         elif kind == "directory":
             shutil.rmtree(entry["path"], ignore_errors=True)
+        elif kind == "command":
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(entry["argv"], capture_output=True, check=False, timeout=COMMAND_TIMEOUT)
     path.unlink(missing_ok=True)
     return True

@@ -1,4 +1,5 @@
-"""A throwaway PKI for the test bed's API server: a CA, serving and client certificates, the SA key pair.
+"""A throwaway PKI for the test bed's API server (and a real node's kubelet): a CA, serving and client
+certificates, the SA key pair.
 
 Written with the ``cryptography`` package so the bed needs no openssl binary. EC P-256 keys, as envtest uses.
 """
@@ -56,6 +57,21 @@ class CertificateAuthority:
         self.cert_path = directory / f"{name}.crt"
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         _write_key(directory / f"{name}.key", self.key)
+
+    @classmethod
+    def load(cls, directory: Path, name: str, *, issue_into: Path | None = None) -> CertificateAuthority:
+        """A CA written earlier into ``directory`` (by the bed's control plane, say), issuing into ``issue_into``
+        (default: ``directory``)."""
+        authority = cls.__new__(cls)
+        authority.cert_path = directory / f"{name}.crt"
+        authority.cert = x509.load_pem_x509_certificate(authority.cert_path.read_bytes())
+        key = serialization.load_pem_private_key((directory / f"{name}.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory / name}.key is not an EC key: not a CA of this module")
+        authority.key = key
+        authority.directory = issue_into or directory
+        authority.directory.mkdir(parents=True, exist_ok=True)
+        return authority
 
     def issue(
         self,

@@ -99,13 +99,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_properties(
-    data_dir: Path, port: int, controller_port: int, extra_listeners: dict[str, int] | None = None, extra: str = ""
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    extra_listeners: dict[str, int] | None = None,
+    extra: str = "",
+    *,
+    address_listeners: dict[str, tuple[str, int]] | None = None,
 ) -> str:
     """``extra_listeners`` maps a listener name (``SASL_SSL``...) to its port, each with the protocol of that
-    name; ``extra`` is appended (the listeners' own settings)."""
+    name; ``extra`` is appended (the listeners' own settings). ``address_listeners`` maps a listener name to an
+    (address, port) outside loopback, PLAINTEXT and advertised as it is: clients that cannot reach 127.0.0.1 (pods
+    in a network namespace) connect there."""
     extra_listeners = extra_listeners or {}
+    address_listeners = address_listeners or {}
     listeners = "".join(f",{name}://127.0.0.1:{extra_port}" for name, extra_port in extra_listeners.items())
+    listeners += "".join(f",{name}://{host}:{host_port}" for name, (host, host_port) in address_listeners.items())
     protocols = "".join(f",{name}:{name}" for name in extra_listeners)
+    protocols += "".join(f",{name}:PLAINTEXT" for name in address_listeners)
     return f"""\
 process.roles=broker,controller
 node.id=1

@@ -34,7 +34,8 @@ class LocalKafka:
     """One broker: data in ``data_dir`` (kept across restarts), log in ``log_dir/kafka.log``.
 
     ``on_spawn(pid)`` is called as soon as the JVM exists, before it is ready, so that a caller can record it
-    for clean-up even if the start never finishes."""
+    for clean-up even if the start never finishes. ``address_listeners`` (name -> (address, port)) are PLAINTEXT
+    listeners beside loopback's, for clients in other network namespaces (:meth:`listener_address`)."""
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class LocalKafka:
         controller_port: int | None = None,
         extra_listeners: dict[str, int] | None = None,
         extra_properties: str = "",
+        address_listeners: dict[str, tuple[str, int]] | None = None,
         on_spawn: Callable[[int], None] | None = None,
     ):
         self.libs_dir, self.data_dir, self.log_dir = libs_dir, data_dir, log_dir
@@ -55,12 +57,18 @@ class LocalKafka:
         self.heap_mb = heap_mb
         self.extra_listeners = extra_listeners or {}
         self.extra_properties = extra_properties
+        self.address_listeners = address_listeners or {}
         self.on_spawn = on_spawn
         self.popen: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def listener_address(self, name: str) -> str:
+        """``host:port`` of one of the ``address_listeners``: the bootstrap servers of the clients that use it."""
+        host, port = self.address_listeners[name]
+        return f"{host}:{port}"
 
     @property
     def pid(self) -> int | None:
@@ -84,7 +92,8 @@ class LocalKafka:
         (self.data_dir / "log4j2.properties").write_text(LOG4J2)
         properties = self.data_dir / "server.properties"
         properties.write_text(server_properties(self.data_dir / "log", self.port, self.controller_port,
-                                                self.extra_listeners, self.extra_properties))  # fmt: skip
+                                                self.extra_listeners, self.extra_properties,
+                                                address_listeners=self.address_listeners))  # fmt: skip
         if (self.data_dir / "log" / "meta.properties").exists():
             return
         command = self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(properties),
