@@ -64,6 +64,9 @@ class FakeConsumer:
     rebalances: deque[tuple[str, list[Key]]] = field(default_factory=deque)
     callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
     closed: bool = False
+    # The broker's answer to every commit while the group rebalances (REBALANCE_IN_PROGRESS): an asynchronous
+    # commit is lost without a word to the caller (it has no on_commit callback).
+    lose_async_commits: bool = False
 
     # --- what the test does -------------------------------------------------------------------------------
 
@@ -108,6 +111,9 @@ class FakeConsumer:
         self.events.append(("unassign", sorted((tp.topic, tp.partition) for tp in partitions)))
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+        if asynchronous and self.lose_async_commits:
+            self.events.append(("commit lost", {(tp.topic, tp.partition): tp.offset for tp in offsets}))
+            return
         for tp in offsets:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self.events.append(("commit", {(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))

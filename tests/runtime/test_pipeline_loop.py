@@ -22,7 +22,7 @@ from confluent_kafka import KafkaException
 from kinfer_runtime.kafka.client_events import STRANDED_AFTER_S, ClientEvents
 from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.metrics import RuntimeMetrics
-from kinfer_runtime.pipeline import exactly_once
+from kinfer_runtime.pipeline import at_least_once, exactly_once
 from kinfer_runtime.pipeline.loop import PipelineLoop
 from kinfer_runtime.pipeline.parts import LoopParts
 from kinfer_runtime.predictors import PredictorUnavailable
@@ -165,6 +165,25 @@ def test_at_least_once_commits_only_what_is_acknowledged_in_order() -> None:
     acked = max(i for i, e in enumerate(producer.events) if e[0] == "acked")
     first_commit = next(i for i, e in enumerate(producer.events) if e[0] == "commit")
     assert first_commit > acked, "no offset is committed before every output up to it is acknowledged"
+
+
+def test_offsets_whose_commit_was_lost_in_a_rebalance_are_committed_again_while_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found on a real node: a pod drained a partition while the group waited for a scaled-in static member, every
+    commit was refused, and the partition's committed offset stayed behind for good (its lag never reached zero,
+    so the pipeline never scaled to zero and the partition was reported stuck)."""
+    monkeypatch.setattr(at_least_once, "IDLE_RECOMMIT_S", 0.0)
+    loop, consumer, _ = pipeline_loop("atLeastOnce")
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(1, 2, 3, 4))
+    consumer.lose_async_commits = True
+    for _ in range(3):
+        loop.step()
+    assert not consumer.committed and any(e[0] == "commit lost" for e in consumer.events)
+    consumer.lose_async_commits = False  # the rebalance is over; no record arrives any more
+    loop.step()
+    assert consumer.committed == {(IN, 0): 4}
 
 
 def test_a_failed_delivery_is_produced_again_before_its_offset_is_committed() -> None:

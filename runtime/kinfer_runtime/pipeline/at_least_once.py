@@ -29,6 +29,7 @@ from kinfer_runtime.pipeline.tally import Tally
 
 log = logging.getLogger("kinfer.loop")
 
+IDLE_RECOMMIT_S = 5.0  # while idle, the acknowledged offsets are committed again this often (see input_idle)
 COMMIT_INTERVAL_S = 0.1  # longest an acknowledged offset waits for its asynchronous commit (see CommitPacer)
 REVOKE_DRAIN_S = 30.0
 
@@ -59,6 +60,7 @@ class AtLeastOnce:
         # Offsets whose batches (and all before them) are acknowledged: what a synchronous commit may commit.
         self.acknowledged: dict[TopicPartitionKey, int] = {}
         self.pacer = CommitPacer(max_batch, COMMIT_INTERVAL_S)
+        self.idle_commit_at = 0.0
 
     def start(self) -> None:
         """Nothing to set up: an at-least-once producer needs no initialisation."""
@@ -102,7 +104,15 @@ class AtLeastOnce:
             self._commit(due, asynchronous=True)
 
     def input_idle(self) -> None:
-        """Nothing is held back while the input is idle: acknowledged offsets are committed by ``serve``."""
+        """While the input is idle, commit the acknowledged offsets again every IDLE_RECOMMIT_S (as Kafka's
+        auto-commit does). An asynchronous commit can fail without a word: the broker answers
+        REBALANCE_IN_PROGRESS to every commit while the group waits for a member, e.g. a static member whose pod
+        was scaled in. A partition drained meanwhile would keep its stale committed offset for good: lag that
+        never reaches zero (no scale to zero, a partition reported stuck) and a redelivery after a restart."""
+        now = time.monotonic()
+        if self.acknowledged and now - self.idle_commit_at >= IDLE_RECOMMIT_S:
+            self.idle_commit_at = now
+            self._commit(dict(self.acknowledged), asynchronous=True)
 
     def before_hold(self) -> None:
         """A batch held for an unavailable predictor needs nothing from this side."""
