@@ -1,4 +1,4 @@
-"""Figures the autoscaling tests measure, merged into ``.bench/autoscaling.json`` for the lead's report."""
+"""Figures the bed tests measure, merged into ``.bench/<report>.json`` (autoscaling, cluster) for the closing note."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPORT = Path(__file__).resolve().parents[2] / ".bench" / "autoscaling.json"
+BENCH = Path(__file__).resolve().parents[2] / ".bench"
 
 
-def record(section: str, figures: dict[str, Any]) -> None:
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+def record(section: str, figures: dict[str, Any], report: str = "autoscaling") -> None:
+    path = BENCH / f"{report}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else {}
     current[section] = figures
-    REPORT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    print(f"\n[autoscaling] {section}: {json.dumps(figures, sort_keys=True)}")
+    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    print(f"\n[{report}] {section}: {json.dumps(figures, sort_keys=True)}")

@@ -1,0 +1,55 @@
+"""Fixtures of the real-cluster tests: one ``helm install`` of kinfer per session on the bed's real node (two
+operator replicas, as a production install has them), and a namespace per test with pipelines on that node."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.cluster.cluster import ClusterBed, chart_values, helm_install
+from tests.helm.release import Release, adopt_crd, external_metrics_api_free, kubectl_json
+from tests.testbed import TestBed
+from tests.testbed.node import NodeAccess
+
+OPERATOR_REPLICAS = 2
+
+
+@dataclass(frozen=True)
+class Installed:
+    release: Release
+    node: NodeAccess
+    values: dict[str, Any]
+
+    @property
+    def runtime_image(self) -> str:
+        return self.node.images["runtime"]
+
+    def operator_pods(self, bed: TestBed) -> list[dict[str, Any]]:
+        selector = "app.kubernetes.io/name=kinfer-operator"
+        listed = kubectl_json(bed, "get", "pods", "-n", self.release.namespace, "-l", selector)
+        return [p for p in (listed or {}).get("items", []) if not p["metadata"].get("deletionTimestamp")]
+
+
+@pytest.fixture(scope="session")
+def installed(testbed: TestBed, real_node: NodeAccess) -> Iterator[Installed]:
+    suffix = uuid.uuid4().hex[:6]
+    release = Release(f"kinfer-{suffix}", f"kinfer-system-{suffix}")
+    values = chart_values(real_node, f"kinfer-{suffix}", OPERATOR_REPLICAS)
+    testbed.kubectl("create", "namespace", release.namespace)
+    with external_metrics_api_free(testbed):
+        adopt_crd(testbed, release)
+        helm_install(testbed, release, values)
+        try:
+            yield Installed(release, real_node, values)
+        finally:
+            testbed.helm("uninstall", release.name, "-n", release.namespace, "--wait", check=False)
+            testbed.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+
+
+@pytest.fixture
+def cluster(testbed: TestBed, kube_api: Any, kafka_bootstrap: str, namespace: str, installed: Installed) -> ClusterBed:
+    return ClusterBed(testbed, kube_api, kafka_bootstrap, namespace, installed.node)
