@@ -1,5 +1,7 @@
-"""Fixtures of the real-cluster tests: one ``helm install`` of kinfer per session on the bed's real node (two
-operator replicas, as a production install has them), and a namespace per test with pipelines on that node."""
+"""Fixtures of the real-cluster tests: one ``helm install`` of kinfer for this package on the bed's real node (two
+operator replicas, as a production install has them), watching one namespace of its own where the tests put their
+pipelines. Namespaced, and uninstalled after the package: the other tests run operators of their own, and an
+operator watching every namespace would reconcile their pipelines too."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Installed:
     release: Release
     node: NodeAccess
     values: dict[str, Any]
+    pipelines_namespace: str  # the one namespace the operator watches
 
     @property
     def runtime_image(self) -> str:
@@ -34,22 +37,29 @@ class Installed:
         return [p for p in (listed or {}).get("items", []) if not p["metadata"].get("deletionTimestamp")]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def installed(testbed: TestBed, real_node: NodeAccess) -> Iterator[Installed]:
     suffix = uuid.uuid4().hex[:6]
     release = Release(f"kinfer-{suffix}", f"kinfer-system-{suffix}")
-    values = chart_values(real_node, f"kinfer-{suffix}", OPERATOR_REPLICAS)
-    testbed.kubectl("create", "namespace", release.namespace)
+    pipelines = f"kinfer-cluster-{suffix}"
+    values = {**chart_values(real_node, f"kinfer-{suffix}", OPERATOR_REPLICAS), "watchNamespaces": [pipelines]}
+    for namespace in (release.namespace, pipelines):
+        testbed.kubectl("create", "namespace", namespace)
     with external_metrics_api_free(testbed):
         adopt_crd(testbed, release)
         helm_install(testbed, release, values)
         try:
-            yield Installed(release, real_node, values)
+            yield Installed(release, real_node, values, pipelines)
         finally:
             testbed.helm("uninstall", release.name, "-n", release.namespace, "--wait", check=False)
-            testbed.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+            for namespace in (release.namespace, pipelines):
+                testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 @pytest.fixture
-def cluster(testbed: TestBed, kube_api: Any, kafka_bootstrap: str, namespace: str, installed: Installed) -> ClusterBed:
-    return ClusterBed(testbed, kube_api, kafka_bootstrap, namespace, installed.node)
+def cluster(testbed: TestBed, kube_api: Any, kafka_bootstrap: str, installed: Installed) -> Iterator[ClusterBed]:
+    bed = ClusterBed(testbed, kube_api, kafka_bootstrap, installed.pipelines_namespace, installed.node)
+    try:
+        yield bed
+    finally:
+        bed.delete_all_pipelines(timeout=180)  # the next test starts with an idle operator

@@ -27,7 +27,8 @@ RATE, SECONDS, REPLICAS = 500, 36, 3
 def active_operator_pod(cluster: ClusterBed, installed: Installed) -> str:
     """The operator pod kopf's peering names as active: the live peer with the highest priority (kopf's peer ids
     start with ``user@hostname``, and a pod's hostname is its name)."""
-    peering = kubectl_json(cluster.testbed, "get", "clusterkopfpeering", installed.values["peering"]["name"])
+    peering_name = installed.values["peering"]["name"]  # namespaced mode: a KopfPeering in the watched namespace
+    peering = kubectl_json(cluster.testbed, "get", "kopfpeering", peering_name, "-n", installed.pipelines_namespace)
     peers = ((peering or {}).get("status") or {}).items()
     names = [pod["metadata"]["name"] for pod in installed.operator_pods(cluster.testbed)]
     ranked = sorted(((int(p.get("priority", 0)), pid) for pid, p in peers if isinstance(p, dict)), reverse=True)

@@ -24,6 +24,8 @@ def bed(action: str, root: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.testbed", action, "--root", str(root), *extra],
         cwd=REPO_ROOT,
+        # A bed of kwok nodes only: the session's bed may hold this machine's one real node (KINFER_REAL_NODE=1).
+        env={**os.environ, "KINFER_REAL_NODE": "0"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
