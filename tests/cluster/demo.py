@@ -56,14 +56,17 @@ def output_count(bootstrap: str, topic: str) -> int:
 def watch(cluster: ClusterBed, name: str, manifest: dict, seconds: float) -> None:
     spec = manifest["spec"]
     bootstrap, deployment = cluster.bootstrap, f"{name}-consumer"
-    group, source, sink = spec["consumer"]["group"], spec["topics"]["input"]["name"], spec["topics"]["output"]["name"]
+    group = spec["consumer"].get("group") or f"kinfer-{name}"  # the spec's default group
+    source, sink = spec["topics"]["input"]["name"], spec["topics"]["output"]["name"]
     print(f"{'time':>6} {'scored/s':>9} {'lag':>8} {'pods wanted/ready':>18}")
     started, last_out, last_at, drained_at = time.monotonic(), output_count(bootstrap, sink), time.monotonic(), None
+    most = 1
     while time.monotonic() - started < seconds:
         time.sleep(2)
         out, now = output_count(bootstrap, sink), time.monotonic()
         lag, _ = lag_and_end(bootstrap, source, group)
         wanted, ready = cluster.deployment_replicas(deployment)
+        most = max(most, ready)
         rate = (out - last_out) / (now - last_at)
         last_out, last_at = out, now
         print(f"{now - started:5.0f}s {rate:9.0f} {lag:8d} {wanted:>9}/{ready}", flush=True)
@@ -71,13 +74,13 @@ def watch(cluster: ClusterBed, name: str, manifest: dict, seconds: float) -> Non
             drained_at = now
             print(f"backlog drained after {now - started:.0f} s; waiting for the scale-in (cooldown)", flush=True)
         if drained_at is not None and wanted == 1 and ready == 1 and now - drained_at > 5:
-            print(f"back to one pod after {now - started:.0f} s", flush=True)
+            print(f"back to one pod after {now - started:.0f} s (at most {most} ready pods)", flush=True)
             return
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=60_000)
+    parser.add_argument("--records", type=int, default=600_000)
     parser.add_argument("--seconds", type=float, default=300)
     args = parser.parse_args()
     bed = TestBed(ROOT, real_node=True)
