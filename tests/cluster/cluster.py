@@ -66,6 +66,11 @@ def helm_install(bed: TestBed, release: Release, values: dict[str, Any]) -> str:
     return bed.helm(*args, "-f", "-", input=yaml.safe_dump(values)).stdout
 
 
+def topic(manifest: dict[str, Any], role: str) -> str:
+    """The name of a pipeline's ``input``, ``output`` or ``deadLetter`` topic."""
+    return str(manifest["spec"]["topics"][role]["name"])
+
+
 class ClusterBed(Bed):
     """One test's namespace, with pipelines whose pods run on the real node."""
 

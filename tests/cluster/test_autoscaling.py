@@ -17,17 +17,13 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.autoscaling.report import record
-from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, metric_value, produce, scrape
+from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, metric_value, produce, scrape, topic
 from tests.cluster.conftest import Installed
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.realnode
 PARTITIONS = 3
 OPERATOR_METRICS_PORT = 8080
-
-
-def topic(manifest: dict[str, Any], role: str) -> str:
-    return str(manifest["spec"]["topics"][role]["name"])
 
 
 def scaling(**changes: Any) -> dict[str, Any]:

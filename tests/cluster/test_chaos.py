@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.autoscaling.report import record
-from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records
+from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, topic
 from tests.cluster.conftest import Installed
 from tests.helm.release import kubectl_json
 from tests.polling import wait_until
@@ -70,11 +70,9 @@ def test_no_record_is_lost_when_pods_and_the_operator_die(
     wait_until(lambda: len(cluster.ready_pods(name)) == REPLICAS, 240, "every consumer pod Ready")
     records = fraud_records(RATE * SECONDS, seed=31 if delivery == "atLeastOnce" else 32)
     keys = {key for key, _ in records}
-    output = TopicReader(kafka_bootstrap, manifest["spec"]["topics"]["output"]["name"])
+    output = TopicReader(kafka_bootstrap, topic(manifest, "output"))
     done = threading.Event()
-    sender = threading.Thread(
-        target=paced_produce, args=(kafka_bootstrap, manifest["spec"]["topics"]["input"]["name"], records, done)
-    )
+    sender = threading.Thread(target=paced_produce, args=(kafka_bootstrap, topic(manifest, "input"), records, done))
     events: list[tuple[float, str]] = []
     started = time.monotonic()
     sender.start()

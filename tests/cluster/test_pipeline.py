@@ -24,17 +24,13 @@ import pytest
 from kinfer_runtime.records.dead_letter import ERROR_CLASS, ERROR_MESSAGE
 from kinfer_runtime.tools.demo import BAD_VALUES
 from tests.autoscaling.report import record
-from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, metric_value, pod_log, produce, scrape
+from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, metric_value, pod_log, produce, scrape, topic
 from tests.cluster.conftest import Installed
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.realnode
 REPO = Path(__file__).resolve().parents[2]
 METRICS_PORT = 9400
-
-
-def topic(manifest: dict[str, Any], role: str) -> str:
-    return str(manifest["spec"]["topics"][role]["name"])
 
 
 def input_topic_exists(cluster: ClusterBed, manifest: dict[str, Any]) -> bool:

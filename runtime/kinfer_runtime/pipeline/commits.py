@@ -53,6 +53,10 @@ class InFlightBatch:
     def done(self) -> bool:
         return self.pending == 0 and not self.failed
 
+    def input_of(self, index: int) -> Any:
+        """The input message of record ``index``, or None when not known."""
+        return self.source(index) if self.source is not None else None
+
     def delivery_callback(self, index: int) -> Callable[[Any, Any], None]:
         """The ``on_delivery`` for record ``index`` (confluent-kafka passes (error, message))."""
 

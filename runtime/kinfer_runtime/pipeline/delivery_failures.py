@@ -118,7 +118,7 @@ class DeliveryFailures:
         record = batch.records[index]
         where = fields(topic=record.topic, bytes=record_size(record), error=describe(error))
         if record.reason is None:  # an output: dead-letter its input instead
-            message = batch.source(index) if batch.source is not None else None
+            message = batch.input_of(index)
             if message is None or self.dead_letter_topic is None:
                 return None
             size, version = record_size(record), _header(record.headers, MODEL_VERSION)

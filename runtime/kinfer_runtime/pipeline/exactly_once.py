@@ -58,6 +58,10 @@ RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S = 0.2, 5.0
 InputKey = tuple[str, int, int]  # an input record: topic, partition, offset
 
 
+def input_key(message: Any) -> InputKey:
+    return message.topic(), message.partition(), message.offset()
+
+
 class Undeliverable(Exception):
     """A record of the open transaction cannot be delivered: abort it and hold the input for a while."""
 
@@ -284,10 +288,10 @@ class ExactlyOnce:
                 elif undelivered is None:
                     undelivered = (record.topic, error)
         for _, batch, index, error in largest.values():
-            message = batch.source(index) if batch.source is not None else None
+            message = batch.input_of(index)
             replacement = self.failures.smaller(batch, index, error)
             if replacement is not None and message is not None:
-                self.replacements[(message.topic(), message.partition(), message.offset())] = replacement
+                self.replacements[input_key(message)] = replacement
             elif undelivered is None:
                 undelivered = (batch.records[index].topic, error)
         return undelivered
@@ -305,9 +309,9 @@ class ExactlyOnce:
     def _use_replacements(self, batch: InFlightBatch) -> None:
         """Produce the smaller forms of records the broker refused before, for inputs read again."""
         for index in range(len(batch.records)):
-            message = batch.source(index) if batch.source is not None else None
+            message = batch.input_of(index)
             if message is not None:
-                replacement = self.replacements.get((message.topic(), message.partition(), message.offset()))
+                replacement = self.replacements.get(input_key(message))
                 if replacement is not None:
                     batch.records[index] = replacement
 
@@ -326,9 +330,9 @@ class ExactlyOnce:
             if replacement is None:
                 raise Undeliverable(record.topic, error)
             batch.records[index] = replacement
-            message = batch.source(index) if batch.source is not None else None
+            message = batch.input_of(index)
             if message is not None:  # an abort reads the input again: produce the smaller form straight away
-                self.replacements[(message.topic(), message.partition(), message.offset())] = replacement
+                self.replacements[input_key(message)] = replacement
             again += produce_records(self.producer, batch, [index], self.heartbeat, self.stop)
         return again
 
