@@ -21,6 +21,7 @@ from kinfer_operator.builders import naming
 from kinfer_operator.connect import sync as connectors
 from kinfer_operator.k8s.client import Kube
 from kinfer_operator.kafka import admin as kafka_admin
+from kinfer_operator.kafka.fencing import fence_departed_pod
 from kinfer_operator.kafka.topic_plan import topics_to_delete
 from kinfer_operator.kafka.topic_sync import admin_for
 from kinfer_operator.reconcile import Passes
@@ -73,6 +74,15 @@ def register(registry: kopf.OperatorRegistry, passes: Passes, options: HandlerOp
                 connectors.on_pipeline_deleted(name, namespace, spec)
 
     kopf.on.event(*resource, registry=registry, id="delete-connectors")(on_gone)
+
+    # An exactly-once consumer pod whose object is gone: its transaction is ended now, not by the broker's timeout
+    # (kinfer_operator.kafka.fencing). A raw event handler: nothing is written to the pods, no finalizer.
+    def on_consumer_pod(event: kopf.RawEvent, name: str, namespace: str, labels: kopf.Labels, **_: Any) -> None:
+        if event.get("type") == "DELETED" and labels.get(naming.LABEL_PIPELINE):
+            fence_departed_pod(kube, passes.services.access, namespace, labels[naming.LABEL_PIPELINE], name)
+
+    consumer_pods = {naming.LABEL_MANAGED_BY: "kinfer", naming.LABEL_COMPONENT: naming.COMPONENT_CONSUMER}
+    kopf.on.event("v1", "pods", registry=registry, id="fence-gone-pods", labels=consumer_pods)(on_consumer_pod)
 
     def on_delete(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> None:
         delete_topics(kube, body, meta, spec, options.delete_give_up_seconds, passes.services.access)

@@ -20,6 +20,7 @@ from kubernetes.utils import parse_quantity
 from kinfer_operator import metrics
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.manifests import spec_hash_of
+from kinfer_runtime.spec import KafkaSpec
 
 logger = logging.getLogger(__name__)
 
@@ -186,3 +187,8 @@ def secret_values(kube: Kube, namespace: str, name: str, keys: list[str]) -> dic
     secret = kube.request("GET", object_path("v1", "Secret", namespace, name)) or {}
     data = secret.get("data") or {}
     return {key: base64.b64decode(data[key]).decode() for key in keys if key in data}
+
+
+def kafka_secrets(kube: Kube, namespace: str, kafka: KafkaSpec) -> dict[str, dict[str, str]]:
+    """The SASL/TLS values the spec's Kafka Secrets hold, by Secret name, for the operator's own Kafka clients."""
+    return {name: secret_values(kube, namespace, name, keys) for name, keys in kafka.secret_keys().items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from kinfer_operator.k8s.client import Kube, secret_values
+from kinfer_operator.k8s.client import Kube, kafka_secrets
 from kinfer_operator.kafka import admin as kafka_admin
 from kinfer_operator.kafka.topic_plan import TopicPlan, TopicState, plan_topics
 from kinfer_operator.status.conditions import Condition
@@ -48,8 +48,8 @@ def topic_admin_for(kube: Kube, pipeline: InferencePipeline) -> TopicAdmin:
 
 
 def admin_for(kube: Kube, pipeline: InferencePipeline) -> Any:
-    kafka, namespace = pipeline.spec.kafka, pipeline.metadata.namespace
-    secrets = {name: secret_values(kube, namespace, name, keys) for name, keys in kafka.secret_keys().items()}
+    kafka = pipeline.spec.kafka
+    secrets = kafka_secrets(kube, pipeline.metadata.namespace, kafka)
     return kafka_admin.admin_client(kafka_admin.admin_config(kafka, secrets))
 
 

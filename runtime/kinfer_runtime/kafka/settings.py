@@ -208,7 +208,7 @@ def transactional_producer_config(
     leaving read_committed readers stuck behind it until ``transaction.timeout.ms`` expires."""
     config = producer_config(pipeline, bootstrap_servers, credentials)
     member = pod_name or os.uname().nodename
-    config["transactional.id"] = f"kinfer-{pipeline.metadata.namespace}-{pipeline.metadata.name}-{member}"
+    config["transactional.id"] = pipeline.transactional_id(member)
     return config
 
 

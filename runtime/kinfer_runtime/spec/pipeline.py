@@ -295,6 +295,12 @@ class InferencePipeline(BaseModel):
             return tfserving.endpoint
         return f"{tfserving_service(self.metadata.name)}.{self.metadata.namespace}.svc:{tfserving.grpc_port}"
 
+    def transactional_id(self, member: str) -> str:
+        """The exactly-once producer's ``transactional.id`` for one consumer pod: stable for as long as the pod's
+        name is, so that whoever starts a producer with it (the pod restarted in place, or the operator once the pod
+        is gone) fences the old producer and aborts its open transaction at once."""
+        return f"kinfer-{self.metadata.namespace}-{self.metadata.name}-{member}"
+
     @model_validator(mode="after")
     def _kind(self) -> InferencePipeline:
         if self.kind != KIND or self.api_version != f"{API_GROUP}/{API_VERSION}":
