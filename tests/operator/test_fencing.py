@@ -18,12 +18,8 @@ from tests.polling import wait_until
 ZOMBIE_TRANSACTION_TIMEOUT_MS = 300_000  # far beyond the wait below: only fencing can end the transaction in time
 
 
-def read_values(reader: Consumer, seconds: float) -> list[bytes]:
-    values = []
-    for message in reader.consume(100, seconds):
-        if message.error() is None:
-            values.append(message.value())
-    return values
+def read_values(reader: Consumer, seconds: float) -> list[bytes | None]:
+    return [message.value() for message in reader.consume(100, seconds) if message.error() is None]
 
 
 def test_a_gone_exactly_once_pods_open_transaction_is_aborted_at_once(bed: Bed, operator: OperatorProcess) -> None:
@@ -65,8 +61,13 @@ def test_a_gone_exactly_once_pods_open_transaction_is_aborted_at_once(bed: Bed, 
         assert read_values(reader, 5) == [], "a read_committed reader must wait behind the open transaction"
 
         bed.core.delete_namespaced_pod(pod, bed.namespace, grace_period_seconds=0)
-        seen: list[bytes] = []
-        wait_until(lambda: seen.extend(read_values(reader, 1)) or b"written after it" in seen, 30, "the reader")
+        seen: list[bytes | None] = []
+
+        def reads_on() -> bool:
+            seen.extend(read_values(reader, 1))
+            return b"written after it" in seen
+
+        wait_until(reads_on, 30, "the reader to read past the gone pod's transaction")
         assert b"never committed" not in seen, "the gone pod's transaction must be aborted, not committed"
     finally:
         reader.close()

@@ -33,7 +33,7 @@ def kube_with(delivery: str, bootstrap: str = "kafka.data:9092") -> FakeKube:
 
 
 def test_the_gone_pod_of_an_exactly_once_pipeline_is_fenced_under_the_runtimes_id(fenced: list) -> None:
-    fenced_id = fencing.fence_departed_pod(kube_with("exactlyOnce"), AccessPolicy(), "team", "p", "p-consumer-x")
+    fenced_id = fencing.fence_departed_pod(kube_with("exactlyOnce"), AccessPolicy(), "team", "p", "p-consumer-x")  # type: ignore[arg-type]
     assert fenced == [("kafka.data:9092", "kinfer-team-p-p-consumer-x")]
     assert fenced_id == "kinfer-team-p-p-consumer-x"
 
@@ -48,5 +48,5 @@ def test_the_gone_pod_of_an_exactly_once_pipeline_is_fenced_under_the_runtimes_i
     ids=["at-least-once", "pipeline-gone", "bootstrap-not-allowed"],
 )
 def test_nothing_else_is_fenced(fenced: list, kube: FakeKube, policy: AccessPolicy) -> None:
-    assert fencing.fence_departed_pod(kube, policy, "team", "p", "p-consumer-x") is None
+    assert fencing.fence_departed_pod(kube, policy, "team", "p", "p-consumer-x") is None  # type: ignore[arg-type]
     assert fenced == []
