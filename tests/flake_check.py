@@ -23,17 +23,22 @@ from pathlib import Path
 from tests.testbed import REPO_ROOT
 from tests.testbed.bed import DEFAULT_ROOT
 from tests.testbed.ledger import Ledger, same_process
+from tests.testbed.ports import ephemeral_low
 
 CYCLE_ROOT = REPO_ROOT / ".testbed-flake-check"
 
 
 def listening_ports() -> set[int]:
+    """TCP ports listened on below the kernel's ephemeral range: where the bed's ports come from
+    (tests/testbed/ports.py). Listeners above it belong to other processes of the machine (e.g. a test elsewhere
+    that bound port 0), which must not count as the bed's leftovers."""
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if fields[3] == "0A":
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[3] == "0A" and port < ephemeral_low():
+                ports.add(port)
     return ports
 
 
