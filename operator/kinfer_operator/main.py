@@ -27,6 +27,7 @@ from kubernetes import client, config
 from kinfer_operator import __version__, metrics
 from kinfer_operator.autoscaling import service as autoscaling
 from kinfer_operator.builders import naming
+from kinfer_operator.builders.network_policy import NetworkPolicies, parse_peers
 from kinfer_operator.handlers import HandlerOptions, register
 from kinfer_operator.k8s.client import Kube
 from kinfer_operator.k8s.peering import ActiveReplica
@@ -55,6 +56,7 @@ class OperatorOptions:
     reconcile_seconds: float = 30.0
     delete_give_up_seconds: float = 120.0
     access: AccessPolicy = field(default_factory=AccessPolicy)
+    network_policies: NetworkPolicies | None = None
 
 
 def parse_args(argv: list[str]) -> OperatorOptions:
@@ -103,8 +105,28 @@ def parse_args(argv: list[str]) -> OperatorOptions:
     parser.add_argument(
         "--secret-label", default="", help="label (key or key=value) every Secret a pipeline names must carry"
     )
+    parser.add_argument(
+        "--network-policies",
+        action="store_true",
+        help="give every pipeline's consumer and TF Serving pods a NetworkPolicy that admits only what they serve "
+        "(needs get, list, create, patch, delete on networkpolicies)",
+    )
+    parser.add_argument(
+        "--network-policy-metrics-from",
+        metavar="JSON",
+        help="with --network-policies: who may reach the pods' metrics ports, a JSON list of NetworkPolicyPeer "
+        "objects (default: any source)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
+    network_policies = None
+    if args.network_policy_metrics_from is not None and not args.network_policies:
+        parser.error("--network-policy-metrics-from needs --network-policies")
+    if args.network_policies:
+        try:
+            network_policies = NetworkPolicies(parse_peers(args.network_policy_metrics_from or "[]"))
+        except ValueError as error:
+            parser.error(f"--network-policy-metrics-from: {error}")
     configure_logging(args.log_level, component="operator")
     return OperatorOptions(
         namespaces=args.namespace,
@@ -121,6 +143,7 @@ def parse_args(argv: list[str]) -> OperatorOptions:
         reconcile_seconds=args.reconcile_seconds,
         delete_give_up_seconds=args.delete_give_up_seconds,
         access=AccessPolicy(tuple(args.allowed_bootstrap), tuple(args.allowed_connect_url), args.secret_label),
+        network_policies=network_policies,
     )
 
 
@@ -208,7 +231,15 @@ def build_registry(
     active = ActiveReplica(kube, peering_name(options), options.priority, list(options.namespaces))
     service = autoscaling.start(options, registry, kube, active.active)
     runtime_image = os.environ.get("KINFER_RUNTIME_IMAGE") or naming.DEFAULT_RUNTIME_IMAGE  # the chart's runtimeImage
-    passes = Passes(Services(kube, monitor=service.monitor, runtime_image=runtime_image, access=options.access))
+    passes = Passes(
+        Services(
+            kube,
+            monitor=service.monitor,
+            runtime_image=runtime_image,
+            access=options.access,
+            network_policies=options.network_policies,
+        )
+    )
     register(registry, passes, HandlerOptions(options.delete_give_up_seconds))
     resync = Resync(passes.services, passes, active, [] if options.all_namespaces else options.namespaces,
                     options.reconcile_seconds, track_s=options.lag_poll_seconds)  # fmt: skip

@@ -30,6 +30,7 @@ from kinfer_operator.autoscaling.plan import AutoscalerContext, plan_autoscaler
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.desired import desired_children
 from kinfer_operator.builders.manifests import Owner
+from kinfer_operator.builders.network_policy import NetworkPolicies
 from kinfer_operator.builders.volumes import referenced_secrets, split_model_uri
 from kinfer_operator.connect.connectors import RestartBackoff
 from kinfer_operator.connect.sync import sync_connectors
@@ -68,6 +69,7 @@ class Services:
     runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE  # the consumers' image when a pipeline names none
     topic_claims: TopicClaims = field(default_factory=TopicClaims)
     access: AccessPolicy = field(default_factory=AccessPolicy)  # what pipelines may make the operator reach
+    network_policies: NetworkPolicies | None = None  # None: the installation makes no NetworkPolicies
 
 
 @dataclass
@@ -158,6 +160,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         autoscaler.tfserving_replicas,
         extra=autoscaler.manifests + connectors.manifests,
         runtime_image=services.runtime_image,
+        network_policies=services.network_policies,
     )
     initial = {
         naming.consumer_name(name): pipeline.spec.autoscaling.min_replicas,

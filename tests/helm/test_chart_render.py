@@ -11,6 +11,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from kinfer_operator.builders.network_policy import NetworkPolicies
+from kinfer_operator.main import parse_args
 from tests.helm.chart import CHART, NAMESPACE, REPO_ROOT, find, helm, one, render, render_error
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -25,6 +27,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "replicas-2": {"replicaCount": 2},
     "no-external-metrics": {"externalMetrics.enabled": False, "crds.install": False},
     "cert-manager": {"externalMetrics.certificate.source": "certManager"},
+    "network-policy": {
+        "networkPolicy.enabled": True,
+        "networkPolicy.metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}],
+    },
 }
 
 
@@ -121,6 +127,7 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
         ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "create", "patch", "delete"},
         ("", "events"): {"create"},
         ("", "persistentvolumeclaims"): {"get"},
+        ("", "pods"): {"list", "watch"},
         ("", "secrets"): {"get"},
         ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -250,6 +257,9 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"podDisruptionBudget.maxUnavailable": "half"}, "/podDisruptionBudget/maxUnavailable"),
     ({"watchNamespace": ["typo"]}, "additional properties 'watchNamespace' not allowed"),
     ({"crds.install": "yes"}, "/crds/install"),
+    ({"networkPolicy.metricsFrom": [{"namespaceSelecter": {}}]}, "/networkPolicy/metricsFrom/0"),
+    ({"networkPolicy.metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}, "0/podSelector"),
+    ({"networkPolicy.metricsFrom": [{"ipBlock": {}}]}, "/networkPolicy/metricsFrom/0/ipBlock"),
 ]
 
 
@@ -298,3 +308,44 @@ def test_security_values_become_operator_flags() -> None:
     assert "--secret-label=kinfer.io/use=true" in args
     defaults = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in defaults if a.startswith(("--allowed-", "--secret-label"))]
+
+
+def _network_policy_rules(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for rule in all_rules(manifests) if rule["apiGroups"] == ["networking.k8s.io"]]
+
+
+def test_network_policies_only_when_enabled() -> None:
+    default = render()
+    assert not find(default, "NetworkPolicy") and not _network_policy_rules(default)
+    assert not [a for a in operator_container(default)["args"] if a.startswith("--network-polic")]
+
+    manifests = render(VARIANTS["network-policy"])
+    peers = VARIANTS["network-policy"]["networkPolicy.metricsFrom"]
+    policy = one(manifests, "NetworkPolicy", "kinfer-kinfer-operator")
+    assert policy["metadata"]["namespace"] == NAMESPACE
+    operator_pods = one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": operator_pods}
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress stays open (the API server, Kafka by host name)"
+    metrics, metrics_api = policy["spec"]["ingress"]
+    assert metrics == {"ports": [{"protocol": "TCP", "port": 8080}], "from": peers}
+    assert metrics_api == {"ports": [{"protocol": "TCP", "port": 6443}]}, "the aggregator is no selectable pod"
+    (rule,) = _network_policy_rules(manifests)
+    assert rule["resources"] == ["networkpolicies"]
+    assert set(rule["verbs"]) == {"get", "list", "create", "patch", "delete"}
+
+    # The flags reach the operator as it parses them.
+    args = [a for a in operator_container(manifests)["args"] if a.startswith("--network-polic")]
+    assert parse_args(args).network_policies == NetworkPolicies(tuple(peers))
+
+
+def test_network_policies_defaults_and_namespaced_mode() -> None:
+    manifests = render({"networkPolicy.enabled": True, "externalMetrics.enabled": False})
+    (metrics,) = one(manifests, "NetworkPolicy")["spec"]["ingress"]
+    assert metrics == {"ports": [{"protocol": "TCP", "port": 8080}]}, "no metricsFrom: any source"
+    assert [a for a in operator_container(manifests)["args"] if a.startswith("--network-polic")] == [
+        "--network-policies"
+    ]
+    namespaced = render({"networkPolicy.enabled": True, **VARIANTS["namespaced"]})
+    for role in find(namespaced, "Role"):
+        assert "networkpolicies" in {r for rule in role["rules"] for r in rule["resources"]}, role["metadata"]
+    assert one(namespaced, "NetworkPolicy")["metadata"]["namespace"] == NAMESPACE, "the operator's own, once"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from kubernetes import client
 
 from tests.operator.bed import RECONCILE_SECONDS, Bed
 from tests.operator.conftest import OperatorProcess
@@ -281,3 +284,37 @@ def test_missing_model_claim_is_reported_until_it_exists(bed: Bed, operator: Ope
     assert set(bed.children("noclaim")) == _names(EMBEDDED_CHILDREN, "noclaim")  # applied: pods start with the claim
     bed.make_bound_claim("absent-models")
     bed.wait_ready("noclaim")
+
+
+def test_network_policies_are_accepted_and_pruned_with_tfserving(bed: Bed, tmp_path: Path) -> None:
+    """``--network-policies``: the API server accepts the pipeline's policies as built, an idle pass leaves them
+    alone, and the TF Serving one goes when the spec drops TF Serving. The bed enforces no NetworkPolicy (no
+    network plugin does), so what they block is not tested here."""
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    args = ["--network-policies", f"--network-policy-metrics-from={json.dumps([peer])}"]
+    operator = OperatorProcess(bed.testbed, bed.namespace, tmp_path / "operator.log", extra_args=args).start()
+    networking = client.NetworkingV1Api(bed.api)
+
+    def policies() -> dict[str, dict[str, Any]]:
+        listed = networking.list_namespaced_network_policy(bed.namespace, label_selector="kinfer.io/pipeline=fenced")
+        return {item.metadata.name: bed.api.sanitize_for_serialization(item) for item in listed.items}
+
+    try:
+        bed.apply(bed.manifest("fenced", SENSOR))
+        bed.wait_ready("fenced")
+        stored = policies()
+        assert set(stored) == {"fenced-consumer", "fenced-tfserving"}
+        (consumer_rule,) = stored["fenced-consumer"]["spec"]["ingress"]
+        assert consumer_rule["from"] == [peer] and [p["port"] for p in consumer_rule["ports"]] == [9400]
+        from_consumers = stored["fenced-tfserving"]["spec"]["ingress"][0]["from"]
+        consumer_pods = {"kinfer.io/pipeline": "fenced", "app.kubernetes.io/component": "consumer"}
+        assert from_consumers == [{"podSelector": {"matchLabels": consumer_pods}}]
+        versions = {name: p["metadata"]["resourceVersion"] for name, p in stored.items()}
+        time.sleep(RECONCILE_SECONDS * 2 + 1)
+        assert {name: p["metadata"]["resourceVersion"] for name, p in policies().items()} == versions
+        bed.patch_spec("fenced", {"serving": {"mode": "embedded"}})
+        wait_until(lambda: set(policies()) == {"fenced-consumer"}, 30, "the TF Serving policy pruned")
+        assert "Pruned" in bed.event_reasons("fenced")
+    finally:
+        bed.delete_all_pipelines(timeout=90)
+        operator.stop()

@@ -46,6 +46,7 @@ CONFIGMAPS = object_path("v1", "ConfigMap", NS)
 DEPLOYMENTS = object_path("apps/v1", "Deployment", NS)
 HPAS = object_path("autoscaling/v2", "HorizontalPodAutoscaler", NS)
 SCALEDOBJECTS = object_path("keda.sh/v1alpha1", "ScaledObject", NS)
+NETWORKPOLICIES = object_path("networking.k8s.io/v1", "NetworkPolicy", NS)
 
 
 def prune(api: ListingApi, children: list[dict[str, Any]]) -> tuple[dict[str, str], list[Event]]:
@@ -79,3 +80,17 @@ def test_an_unused_opt_in_kind_refused_is_quiet_but_a_used_one_or_another_error_
     assert len(messages) == 2, messages
     assert all("ScaledObject" in m and NS in m for m in messages)
     assert "403" in messages[0] and "500" in messages[1]
+
+
+def test_network_policies_are_opt_in_like_scaled_objects(caplog: pytest.LogCaptureFixture) -> None:
+    # The chart grants networkpolicies only with networkPolicy.enabled: without the option a 403 is expected.
+    with caplog.at_level(logging.WARNING, logger="kinfer_operator.k8s.children"):
+        pruned, _ = prune(ListingApi({CONFIGMAPS: [owned("fraud-old")]}, {NETWORKPOLICIES: 403}), [])
+    assert not caplog.records and pruned == {"ConfigMap/fraud-old": "deleted"}
+    wanted = [child("networking.k8s.io/v1", "NetworkPolicy", "fraud-consumer")]
+    with caplog.at_level(logging.WARNING, logger="kinfer_operator.k8s.children"):
+        prune(ListingApi({}, {NETWORKPOLICIES: 403}), wanted)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "NetworkPolicy" in message and "403" in message
+    api = ListingApi({NETWORKPOLICIES: [owned("fraud-consumer"), owned("fraud-tfserving")]}, {})
+    assert prune(api, wanted)[0] == {"NetworkPolicy/fraud-tfserving": "deleted"}

@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from kinfer_operator.builders import naming
+from kinfer_operator.builders.network_policy import NetworkPolicies
 from kinfer_operator.k8s.client import object_path
 from kinfer_operator.reconcile import Outcome, Services, reconcile
 from tests.operator.fake_cluster import FakeKube, FakeTopics
@@ -112,3 +113,19 @@ def test_a_spec_change_prunes_the_children_it_no_longer_wants() -> None:
     outcome = cluster.run(pipeline)
     assert tfserving not in cluster.kube.objects
     assert any(e.reason == "Pruned" for e in outcome.events)
+
+
+def test_network_policies_are_made_when_the_installation_asks_and_pruned_with_tfserving() -> None:
+    cluster, pipeline = Cluster(), body(SENSOR)
+    cluster.services.network_policies = NetworkPolicies()
+    name = pipeline["metadata"]["name"]
+    consumer = object_path("networking.k8s.io/v1", "NetworkPolicy", NS, naming.consumer_name(name))
+    tfserving = object_path("networking.k8s.io/v1", "NetworkPolicy", NS, naming.tfserving_name(name))
+    first = cluster.run(pipeline)
+    assert {consumer, tfserving} <= set(cluster.kube.objects)
+    assert list(first.applied)[:2] == [f"NetworkPolicy/{name}-consumer", f"NetworkPolicy/{name}-tfserving"]
+    pipeline["spec"]["serving"] = {"mode": "embedded"}
+    pipeline["metadata"]["generation"] = 2
+    outcome = cluster.run(pipeline)
+    assert consumer in cluster.kube.objects and tfserving not in cluster.kube.objects
+    assert outcome.applied[f"NetworkPolicy/{name}-tfserving"] == "deleted"

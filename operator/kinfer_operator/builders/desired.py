@@ -1,7 +1,8 @@
 """The complete desired set of children for one pipeline, from the spec and the autoscaler's plan (pure).
 
-Order matters: ConfigMaps before the Deployments that mount them, Services after, so a first reconcile that
-is interrupted leaves a prefix of this list, never a Deployment whose config doesn't exist yet.
+Order matters: NetworkPolicies first, so no pod of the pipeline runs before the policy that selects it;
+ConfigMaps before the Deployments that mount them, Services after. A first reconcile that is interrupted leaves
+a prefix of this list, never a Deployment whose config doesn't exist yet.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kinfer_operator.builders.consumer import (
     rollout_hash,
 )
 from kinfer_operator.builders.manifests import Owner, child, content_hash
+from kinfer_operator.builders.network_policy import NetworkPolicies, build_network_policies
 from kinfer_operator.builders.tfserving import (
     build_tfserving_configmap,
     build_tfserving_deployment,
@@ -32,10 +34,14 @@ def desired_children(
     tfserving_replicas: int | None,
     extra: list[dict[str, Any]] | None = None,
     runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE,
+    network_policies: NetworkPolicies | None = None,
 ) -> list[dict[str, Any]]:
     """Every child manifest the pipeline should have, in apply order. ``runtime_image``: the consumers' image
-    when the pipeline names none (the operator's installation decides it)."""
+    when the pipeline names none; ``network_policies``: None unless the installation wants them (both are the
+    operator's installation's choice)."""
     children: list[dict[str, Any]] = []
+    if network_policies is not None:
+        children += build_network_policies(pipeline, owner, network_policies)
     if pipeline.spec.serving.deploys_tfserving:
         tf_config = build_tfserving_configmap(pipeline, owner)
         children += [

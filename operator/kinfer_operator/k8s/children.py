@@ -25,8 +25,11 @@ PRUNABLE_KINDS = (
     ("apps/v1", "Deployment"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
-OPT_IN_KINDS = {("keda.sh/v1alpha1", "ScaledObject")}  # the operator may lack access unless a pipeline uses it
+# Kinds the operator may lack access to unless it makes them: the chart grants ScaledObjects only with rbac.keda,
+# NetworkPolicies only with networkPolicy.enabled (the operator's --network-policies).
+OPT_IN_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("networking.k8s.io/v1", "NetworkPolicy")}
 
 
 def prune_children(
@@ -43,7 +46,7 @@ def prune_children(
             listed = kube.request("GET", object_path(api_version, kind, namespace), query=selector)
         except KubeError as error:
             # Never fatal (the pass still reports status), but a refusal must not go unnoticed: the stale
-            # child would stay. An opt-in kind this pipeline doesn't use is refused by design (chart's rbac.keda).
+            # child would stay. An opt-in kind this pipeline doesn't use is refused by design (OPT_IN_KINDS).
             optional = (api_version, kind) in OPT_IN_KINDS and (api_version, kind) not in wanted_kinds
             if error.status != 404:
                 log = logger.debug if optional and error.status == 403 else logger.warning
