@@ -99,6 +99,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         found = {secret: secret_keys(kube, namespace, secret) for secret in needed}
         problems += secret_problems(needed, {secret: f[0] if f else None for secret, f in found.items()})
         labels = {secret: f[1] for secret, f in found.items() if f is not None}
+        secret_versions = {secret: f[2] for secret, f in found.items() if f is not None}
         problems += secret_label_problems(list(needed), labels, services.access.secret_label)
     topic_plan, topic_condition, topics = None, None, None
     if pipeline is not None and not problems:
@@ -161,6 +162,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         extra=autoscaler.manifests + connectors.manifests,
         runtime_image=services.runtime_image,
         network_policies=services.network_policies,
+        secret_versions=secret_versions,
     )
     initial = {
         naming.consumer_name(name): pipeline.spec.autoscaling.min_replicas,

@@ -241,7 +241,7 @@ def test_consumer_scale_out_held_while_model_server_not_ready(
 
 
 def test_poller_credentials_come_from_the_named_secrets(kube_api: Any, namespace: str) -> None:
-    from kinfer_operator.autoscaling.monitor import kafka_secrets
+    from kinfer_operator.k8s.client import kafka_secrets
 
     kube = Kube(kube_api)
     data = {"username": "YWxpY2U=", "password": "czNjcjN0", "ca.crt": "Q0E="}  # alice / s3cr3t / CA
@@ -252,7 +252,7 @@ def test_poller_credentials_come_from_the_named_secrets(kube_api: Any, namespace
         "sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "kafka"},
         "tls": {"secretName": "kafka"},
     }
-    secrets = kafka_secrets(kube, namespace, InferencePipelineSpec.model_validate(raw))
+    secrets = kafka_secrets(kube, namespace, InferencePipelineSpec.model_validate(raw).kafka)
     assert secrets == {"kafka": {"username": "alice", "password": "s3cr3t", "ca.crt": "CA"}}
 
 

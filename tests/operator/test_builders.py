@@ -273,3 +273,16 @@ def test_tfserving_pods_go_where_their_placement_says() -> None:
     assert (pod["nodeSelector"], pod["tolerations"]) == ({"pool": "gpu"}, [gpu])
     consumers = build_consumer_deployment(p, owner(p), 1, "h")["spec"]["template"]["spec"]
     assert "nodeSelector" not in consumers, "the consumers' placement is their own"
+
+
+def test_a_changed_secret_version_rolls_the_consumers_and_no_value_is_hashed() -> None:
+    p = pipeline(FRAUD)
+
+    def template_hash(versions: dict[str, str] | None) -> str:
+        children = desired_children(p, owner(p), 1, 1, secret_versions=versions)
+        consumer = next(c for c in children if c["metadata"]["name"] == naming.consumer_name(p.metadata.name))
+        return str(consumer["spec"]["template"]["metadata"]["annotations"][naming.ANNOTATION_CONFIG_HASH])
+
+    assert template_hash({"kafka-login": "41"}) == template_hash({"kafka-login": "41"})
+    assert template_hash({"kafka-login": "41"}) != template_hash({"kafka-login": "42"})
+    assert template_hash(None) == template_hash({}), "no Secret mounted: the hash of the spec alone"

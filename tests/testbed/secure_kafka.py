@@ -68,6 +68,7 @@ class SecureKafka:
         log_dir: Path,
         users: dict[str, str],
         on_spawn: Callable[[int], None] | None = None,
+        extra_properties: str = "",
     ):
         self.users = users
         self.tls = make_tls_files(data_dir / "tls")
@@ -79,7 +80,7 @@ class SecureKafka:
             port=free_port(),
             controller_port=free_port(),
             extra_listeners=self.ports,
-            extra_properties=listener_properties(users, self.tls),
+            extra_properties=listener_properties(users, self.tls) + extra_properties,
             on_spawn=on_spawn,
         )
 

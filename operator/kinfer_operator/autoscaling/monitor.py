@@ -4,6 +4,10 @@ The reconcile registers pipelines (``track``/``forget``) and reads the latest de
 external metrics API reads it for the HPA. Per poll and pipeline: read offsets (``poller``), read the
 consumer (and TF Serving) Deployment, run the pure ``PipelineAutoscaler``, and act only for scale to or from
 zero (the one move the HPA can't make). Everything is in memory: after a restart the first polls rebuild it.
+
+The Kafka Secrets a pipeline names are read again every :data:`SECRETS_REFRESH_SECONDS` and after a failed poll,
+so that a rotated password reaches the poller without a spec change; a poller whose settings no tracked pipeline
+uses any more is closed.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from kinfer_operator.autoscaling.engine import Decision, PipelineAutoscaler, rea
 from kinfer_operator.autoscaling.poller import KafkaLagPoller
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.manifests import content_hash
-from kinfer_operator.k8s.client import Kube, object_path, secret_values
+from kinfer_operator.k8s.client import Kube, kafka_secrets, object_path
 from kinfer_operator.kafka.admin import admin_config
 from kinfer_runtime.spec import AutoscalingProvider, InferencePipelineSpec
 
 log = logging.getLogger(__name__)
 POLL_WORKERS = 8
+SECRETS_REFRESH_SECONDS = 30.0
 
 
 @dataclass
@@ -37,6 +42,8 @@ class TrackedPipeline:
     spec: InferencePipelineSpec
     autoscaler: PipelineAutoscaler
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets_read_at: float | None = None  # monotonic; None: read them at the next poll
+    poller_key: str | None = None  # which cached poller the last poll used
     decision: Decision | None = None
     error: str | None = None
     polled_at: float | None = None  # monotonic time of the last successful poll
@@ -73,9 +80,9 @@ class LagMonitor:
             elif tracked.spec != spec:
                 tracked.spec = spec
                 tracked.autoscaler.configure(spec)
-                tracked.secrets = {}  # re-read: the spec may name other Secrets now
+                tracked.secrets_read_at = None  # re-read: the spec may name other Secrets now
             if tracked is not None and secrets is not None:
-                tracked.secrets = dict(secrets)
+                tracked.secrets, tracked.secrets_read_at = dict(secrets), time.monotonic()
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -135,6 +142,7 @@ class LagMonitor:
             pipelines = list(self._pipelines.values())
         # a few pipelines at a time: each poll is ~6 round trips to Kafka, mostly waiting
         list(self._workers.map(self._poll_safely, pipelines))
+        self._close_unused_pollers()
 
     def _poll_safely(self, tracked: TrackedPipeline) -> None:
         try:
@@ -145,9 +153,11 @@ class LagMonitor:
 
     def _poll(self, tracked: TrackedPipeline) -> None:
         spec = tracked.spec
-        if not tracked.secrets and self.kube is not None:
-            tracked.secrets = kafka_secrets(self.kube, tracked.namespace, spec)
-        poller = self._poller(admin_config(spec.kafka, tracked.secrets))
+        now = time.monotonic()
+        stale = tracked.secrets_read_at is None or now - tracked.secrets_read_at >= SECRETS_REFRESH_SECONDS
+        if self.kube is not None and (stale or tracked.error is not None):
+            tracked.secrets, tracked.secrets_read_at = kafka_secrets(self.kube, tracked.namespace, spec.kafka), now
+        tracked.poller_key, poller = self._poller(admin_config(spec.kafka, tracked.secrets))
         group = spec.consumer_group(tracked.name)
         reading = poller.read(spec.topics.input.name, group, read_committed(spec))
         current, serving_ready = self._workload(tracked)
@@ -159,12 +169,22 @@ class LagMonitor:
         tracked.decision, tracked.error, tracked.polled_at = decision, None, time.monotonic()
         export_gauges(tracked.namespace, tracked.name, decision)
 
-    def _poller(self, config: dict[str, Any]) -> KafkaLagPoller:
+    def _poller(self, config: dict[str, Any]) -> tuple[str, KafkaLagPoller]:
         key = content_hash(config)
         with self._lock:
             if key not in self._pollers:
                 self._pollers[key] = KafkaLagPoller(config)
-            return self._pollers[key]
+            return key, self._pollers[key]
+
+    def _close_unused_pollers(self) -> None:
+        """Close the pollers of settings no pipeline uses any more (a rotated password, a forgotten pipeline), so
+        that neither connections with old credentials nor their threads pile up. Called between polls."""
+        with self._lock:
+            used = {p.poller_key for p in self._pipelines.values()}
+            unused = [key for key in self._pollers if key not in used]
+            closing = [self._pollers.pop(key) for key in unused]
+        for poller in closing:
+            poller.close()
 
     def _workload(self, tracked: TrackedPipeline) -> tuple[int, bool]:
         """The consumer Deployment's replicas and whether the model server is Ready (True in embedded mode)."""
@@ -202,8 +222,3 @@ def export_gauges(namespace: str, name: str, decision: Decision) -> None:
     metrics.PIPELINE_CAPPED.labels(namespace, name).set(1 if decision.capped_by_partitions else 0)
     drain = decision.drain_seconds
     metrics.PIPELINE_DRAIN_SECONDS.labels(namespace, name).set(float("nan") if drain is None else drain)
-
-
-def kafka_secrets(kube: Kube, namespace: str, spec: InferencePipelineSpec) -> dict[str, dict[str, str]]:
-    """SASL/TLS Secret values for the poller's own client (kept in memory only, never logged or stored)."""
-    return {name: secret_values(kube, namespace, name, keys) for name, keys in spec.kafka.secret_keys().items()}

@@ -160,8 +160,12 @@ _NOT_FOR_THE_RUNTIME = {
 }
 
 
-def rollout_hash(pipeline: InferencePipeline) -> str:
-    """Hash of the runtime config the consumers act on: stamped on the pod template so a change rolls them."""
+def rollout_hash(pipeline: InferencePipeline, secret_versions: dict[str, str] | None = None) -> str:
+    """Hash of the runtime config the consumers act on: stamped on the pod template so a change rolls them.
+
+    ``secret_versions``: the resourceVersion of each Secret the pods mount. The runtime reads its credentials
+    once, at start, so a rotated password must roll the pods to reach them (the version, never a value, is
+    hashed: the template is readable with ``view``)."""
     spec = pipeline.spec.to_wire()
     for key, fields in _NOT_FOR_THE_RUNTIME.items():
         if fields is None:
@@ -174,4 +178,6 @@ def rollout_hash(pipeline: InferencePipeline) -> str:
     tfserving = spec.get("serving", {}).get("tfserving", {})
     for name in ("replicas", "resources", "image", "batching"):
         tfserving.pop(name, None)
+    if secret_versions:
+        spec["secretVersions"] = dict(sorted(secret_versions.items()))
     return content_hash(spec)

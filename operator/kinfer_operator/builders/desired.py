@@ -35,10 +35,12 @@ def desired_children(
     extra: list[dict[str, Any]] | None = None,
     runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE,
     network_policies: NetworkPolicies | None = None,
+    secret_versions: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every child manifest the pipeline should have, in apply order. ``runtime_image``: the consumers' image
     when the pipeline names none; ``network_policies``: None unless the installation wants them (both are the
-    operator's installation's choice)."""
+    operator's installation's choice); ``secret_versions``: resourceVersions of the Secrets the consumers mount
+    (a change rolls them)."""
     children: list[dict[str, Any]] = []
     if network_policies is not None:
         children += build_network_policies(pipeline, owner, network_policies)
@@ -50,9 +52,10 @@ def desired_children(
             build_tfserving_service(pipeline, owner),
         ]
     runtime_config = build_runtime_configmap(pipeline, owner)
+    consumer_hash = rollout_hash(pipeline, secret_versions)
     children += [
         runtime_config,
-        build_consumer_deployment(pipeline, owner, consumer_replicas, rollout_hash(pipeline), runtime_image),
+        build_consumer_deployment(pipeline, owner, consumer_replicas, consumer_hash, runtime_image),
         build_metrics_service(pipeline, owner),
     ]
     children += [adopt(manifest, owner) for manifest in extra or []]

@@ -171,13 +171,15 @@ def _resource_version(obj: dict[str, Any] | None) -> str | None:
     return ((obj or {}).get("metadata") or {}).get("resourceVersion")
 
 
-def secret_keys(kube: Kube, namespace: str, name: str) -> tuple[set[str], dict[str, str]] | None:
-    """The key names and labels of a Secret (values are dropped at once), or None when it doesn't exist."""
+def secret_keys(kube: Kube, namespace: str, name: str) -> tuple[set[str], dict[str, str], str] | None:
+    """The key names, labels and resourceVersion of a Secret (values are dropped at once), or None when it
+    doesn't exist."""
     secret = kube.request("GET", object_path("v1", "Secret", namespace, name))
     if secret is None:
         return None
     keys = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
-    return keys, dict((secret.get("metadata") or {}).get("labels") or {})
+    metadata = secret.get("metadata") or {}
+    return keys, dict(metadata.get("labels") or {}), str(metadata.get("resourceVersion") or "")
 
 
 def secret_values(kube: Kube, namespace: str, name: str, keys: list[str]) -> dict[str, str]:
