@@ -1,7 +1,9 @@
 """The thin layer over confluent-kafka's AdminClient: read the pipeline's topics, carry out a TopicPlan, delete.
 
 One AdminClient per distinct connection (bootstrap servers + security), shared by all pipelines on that cluster:
-a client holds threads and sockets, and 200 pipelines on one cluster must not mean 200 clients. Credentials
+a client holds threads and sockets, and 200 pipelines on one cluster must not mean 200 clients. A client no pass
+has asked for in :data:`IDLE_CLIENT_SECONDS` is dropped (destroyed with its last reference): its settings went
+away with a rotated password or a deleted pipeline, and it would otherwise keep reconnecting with them. Credentials
 come from the Secrets the spec names, are passed to librdkafka in memory (``ssl.*.pem``), and never logged.
 """
 
@@ -31,11 +33,13 @@ from kinfer_runtime.kafka.settings import security_settings
 from kinfer_runtime.spec import KafkaSpec
 
 TIMEOUT_SECONDS = 10.0
+IDLE_CLIENT_SECONDS = 600.0
 
 _clients: dict[str, AdminClient] = {}
+_last_used: dict[str, float] = {}  # monotonic time each cached client was last asked for
 _clients_lock = threading.Lock()
 # What Kafka last refused each client, by id(client): a failed request then says "login refused" rather than
-# only librdkafka's "Broker transport failure". The clients live as long as the process, so their ids are stable.
+# only librdkafka's "Broker transport failure". An entry goes with its client (ids are reused after that).
 _problems: dict[int, AccessProblem] = {}
 
 
@@ -68,6 +72,11 @@ def admin_config(kafka: KafkaSpec, secrets: dict[str, dict[str, str]]) -> dict[s
 def admin_client(config: dict[str, Any]) -> AdminClient:
     key = content_hash(config)
     with _clients_lock:
+        now = time.monotonic()
+        for idle in [k for k, used in _last_used.items() if now - used > IDLE_CLIENT_SECONDS and k != key]:
+            _problems.pop(id(_clients[idle]), None)
+            del _clients[idle], _last_used[idle]
+        _last_used[key] = now
         client = _clients.get(key)
         if client is None:
             problem = AccessProblem()
