@@ -6,6 +6,8 @@
 #             Dockerfiles, in place of python:3.11-slim-bookworm (same Debian, same Python minor)
 #   pause     the pod sandbox image: the static pause binary of tests/testbed/build.sh (node/pause.c), alone
 #   runtime   images/runtime.Dockerfile      operator  images/operator.Dockerfile   (buildah bud with runc)
+#   tfserving-standin   images/tfserving-standin.Dockerfile: the TF Serving stand-in of tests/tfserving/ (a test
+#             double, never published) on this tree's runtime image, for pods of `serving.mode: tfserving`
 #   NAME=DOCKERFILE   any other Dockerfile of the repository, as localhost/kinfer/NAME:$TAG (dockerfile_image)
 #   verify    runs the runtime image as a pod would (uid of the image, read-only root, no capabilities)
 #   check     builds nothing: prints the images of this tree, or fails saying `make images`
@@ -14,7 +16,7 @@
 # wheels are downloaded once on the host into $CACHE/wheels-cp311/ and offered to pip inside the build steps as
 # find-links: a rebuild downloads nothing. Prints "<name> <image ref> <archive>" for every image asked for.
 #
-#   images/build.sh [all|base|pause|runtime|operator|verify|check|NAME=DOCKERFILE]...    (default: all)
+#   images/build.sh [all|base|pause|runtime|operator|tfserving-standin|verify|check|NAME=DOCKERFILE]...  (default: all)
 #   images/build.sh run REF [--no-entrypoint] [ARG]...   one command in an image, as `verify` runs them
 #   images/build.sh inspect REF | size REF                the image's configuration (buildah inspect), its size
 # Environment: KINFER_IMAGE_TAG (dev), KINFER_IMAGES_OFFLINE=1 (wheel directory only, no network in builds),
@@ -136,7 +138,7 @@ context_hash() { # DOCKERFILE EXTRA...
   local dockerfile=$1; shift
   {
     cat "$dockerfile"; printf '%s\n' "$@"
-    (cd "$REPO" && copy_sources "$dockerfile" | sort -u | xargs find -L | sort |
+    (cd "$REPO" && copy_sources "$dockerfile" | sort -u | xargs -r find -L | sort |
       grep -v -E '(^|/)__pycache__(/|$)|\.pyc$' | while read -r f; do
         [[ -f $f ]] && printf '%s %s\n' "$(sha256sum < "$f" | cut -c1-64)" "$f"
       done)
@@ -194,11 +196,13 @@ bud() { # DOCKERFILE REF ARCHIVE
   [[ ${KINFER_IMAGES_OFFLINE:-0} == 1 ]] && network=none
   # --layers: a Dockerfile that installs its dependencies before it copies the sources rebuilds only the latter.
   (cd "$REPO" && "${BUILDAH[@]}" bud --runtime "$RUNC" --network "$network" --layers -q \
-    --build-arg "PYTHON_IMAGE=$BASE_REF" "${BUILD_MOUNTS[@]}" -f "$1" -t "$2" . >/dev/null)
+    --build-arg "PYTHON_IMAGE=$BASE_REF" "${BUILD_MOUNTS[@]}" "${BUD_EXTRA[@]}" -f "$1" -t "$2" . >/dev/null)
   push_archive "$2" "$3"
   # The previous image of this tag is now dangling (its archive stays in the cache): drop it from the storage.
   "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
 }
+
+BUD_EXTRA=()  # more `buildah bud` arguments for the image being built (the stand-in's named context)
 
 # dockerfile_image NAME DOCKERFILE: the hook for every image built from a Dockerfile of the repository (the
 # runtime, the operator, and e.g. a stand-in service for tests): localhost/kinfer/NAME:$TAG on the base image.
@@ -308,11 +312,22 @@ if want pause; then
 fi
 if want runtime; then dockerfile_image runtime images/runtime.Dockerfile; fi
 if want operator; then dockerfile_image operator images/operator.Dockerfile; fi
+if want tfserving-standin; then
+  # FROM this tree's runtime image; tests/tfserving/ comes in as the named build context `standin` (.dockerignore
+  # keeps tests/ out of the main one), so its files are hashed here rather than found by copy_sources.
+  dockerfile_image runtime images/runtime.Dockerfile >/dev/null
+  standin_sources=$(cd "$REPO" && find tests/tfserving -name '*.py' | sort | xargs sha256sum | sha256sum | cut -c1-12)
+  BUD_EXTRA=(--build-context "standin=tests/tfserving" --build-arg "RUNTIME_IMAGE=localhost/kinfer/runtime:$TAG")
+  image_once tfserving-standin \
+    "$(context_hash "$REPO/images/tfserving-standin.Dockerfile" "$IMAGE_ID" "$standin_sources" "$RUNC_VERSION")" \
+    "localhost/kinfer/tfserving-standin:$TAG" bud "$REPO/images/tfserving-standin.Dockerfile"
+  BUD_EXTRA=()
+fi
 for w in "${WHAT[@]}"; do
   case $w in
     *=*) dockerfile_image "${w%%=*}" "${w#*=}" ;;
     verify) verify_runtime ;;
-    all | base | pause | runtime | operator | check) ;;
-    *) die "unknown image $w (all, base, pause, runtime, operator, NAME=DOCKERFILE, verify, check; or: run REF ...)" ;;
+    all | base | pause | runtime | operator | tfserving-standin | check) ;;
+    *) die "unknown image $w (all, base, pause, runtime, operator, tfserving-standin, NAME=DOCKERFILE, verify, check; or: run REF ...)" ;;
   esac
 done

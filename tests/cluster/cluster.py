@@ -8,11 +8,13 @@ or Kafka: the operator and consumers are the images' own processes, started by t
 
 from __future__ import annotations
 
+import shutil
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,6 +33,7 @@ from tests.testbed import TestBed
 from tests.testbed.node import NodeAccess
 
 BAKED_FRAUD_MODEL = "/opt/kinfer/models/fraud"  # images/runtime.Dockerfile copies models/ there
+REPO = Path(__file__).resolve().parents[2]
 RUNTIME_RESOURCES = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1536Mi"}}
 
 
@@ -234,3 +237,37 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def model_volume(cluster: ClusterBed, directory: Path) -> None:
+    """A PersistentVolume on the node holding models/fraud at fraud/, bound to the claim ``models``."""
+    shutil.copytree(REPO / "models" / "fraud", directory / "fraud")
+    for path in [directory, *directory.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the pods run as uid 10001
+    volume = f"models-{cluster.namespace}"
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": volume, "labels": {"kinfer.io/test": "true"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(directory), "type": "Directory"},
+            "claimRef": {"namespace": cluster.namespace, "name": "models"},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "models", "namespace": cluster.namespace},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": volume,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    cluster.testbed.kubectl("apply", "-f", "-", input=orjson.dumps({"apiVersion": "v1", "kind": "List",
+                                                                   "items": [pv, pvc]}).decode())  # fmt: skip

@@ -5,9 +5,12 @@ operator watching every namespace would reconcile their pipelines too."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,3 +66,14 @@ def cluster(testbed: TestBed, kube_api: Any, kafka_bootstrap: str, installed: In
         yield bed
     finally:
         bed.delete_all_pipelines(timeout=180)  # the next test starts with an idle operator
+
+
+@pytest.fixture
+def volume_directory() -> Iterator[Path]:
+    """A directory for a hostPath volume that uid 10001 can reach (pytest's tmp_path is private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="kinfer-models-", dir="/var/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

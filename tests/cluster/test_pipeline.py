@@ -11,25 +11,30 @@ and real pods on the real node that read their config, load the model, score, de
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from kinfer_runtime.records.dead_letter import ERROR_CLASS, ERROR_MESSAGE
 from kinfer_runtime.tools.demo import BAD_VALUES
 from tests.autoscaling.report import record
-from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, metric_value, pod_log, produce, scrape, topic
+from tests.cluster.cluster import (
+    ClusterBed,
+    TopicReader,
+    fraud_records,
+    metric_value,
+    model_volume,
+    pod_log,
+    produce,
+    scrape,
+    topic,
+)
 from tests.cluster.conftest import Installed
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.realnode
-REPO = Path(__file__).resolve().parents[2]
 METRICS_PORT = 9400
 
 
@@ -88,51 +93,6 @@ def test_a_pipeline_scores_on_real_pods_with_the_charts_runtime_image(
     assert all(metric_value(t, "kinfer_ready") == 1 for t in texts)
     cluster.wait_ready(name, timeout=120)
     record("first scored record", {"apply_to_first_scored_s": round(first, 1), "records": len(records)}, "cluster")
-
-
-def model_volume(cluster: ClusterBed, directory: Path) -> None:
-    """A PersistentVolume on the node holding models/fraud at fraud/, bound to the claim ``models``."""
-    shutil.copytree(REPO / "models" / "fraud", directory / "fraud")
-    for path in [directory, *directory.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)  # the pods run as uid 10001
-    volume = f"models-{cluster.namespace}"
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": volume, "labels": {"kinfer.io/test": "true"}},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadOnlyMany"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(directory), "type": "Directory"},
-            "claimRef": {"namespace": cluster.namespace, "name": "models"},
-        },
-    }
-    pvc = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "models", "namespace": cluster.namespace},
-        "spec": {
-            "accessModes": ["ReadOnlyMany"],
-            "storageClassName": "",
-            "volumeName": volume,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-    cluster.testbed.kubectl("apply", "-f", "-", input=orjson.dumps({"apiVersion": "v1", "kind": "List",
-                                                                   "items": [pv, pvc]}).decode())  # fmt: skip
-
-
-@pytest.fixture
-def volume_directory() -> Iterator[Path]:
-    """A directory for a hostPath volume that uid 10001 can reach (pytest's tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="kinfer-models-", dir="/var/tmp"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_model_on_a_persistent_volume(cluster: ClusterBed, kafka_bootstrap: str, volume_directory: Path) -> None:

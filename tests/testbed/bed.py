@@ -311,6 +311,9 @@ class TestBed:
             lines += [
                 f"export KINFER_NODE_NAME={node.name} KINFER_NODE_IP={node.ip}",
                 f"export KINFER_NODE_BOOTSTRAP_SERVERS={node.kafka_bootstrap}",
-                *(f"export KINFER_{name.upper()}_IMAGE={ref}" for name, ref in sorted(node.images.items())),
+                *(
+                    f"export KINFER_{name.upper().replace('-', '_')}_IMAGE={ref}"
+                    for name, ref in sorted(node.images.items())
+                ),
             ]
         (self.root / "env.sh").write_text("\n".join(lines) + "\n")

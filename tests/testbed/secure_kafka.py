@@ -3,8 +3,9 @@
 Listeners: the usual ``PLAINTEXT`` one (test set-up and reading results), ``SASL_PLAINTEXT`` and ``SASL_SSL``, each
 taking PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512. PLAIN users are in the listener's JAAS line; SCRAM credentials are
 stored in the cluster metadata through the Admin API once the broker is up, as ``kafka-configs --alter
---add-config SCRAM-...`` would. The TLS material is a throwaway CA and a server certificate for 127.0.0.1 from
-the bed's PKI helper (:mod:`tests.testbed.pki`); the broker reads it as a PEM keystore.
+--add-config SCRAM-...`` would. The TLS material is a throwaway CA and a server certificate for the SASL
+listeners' address (127.0.0.1, or the real node's bridge address for pods) from the bed's PKI helper
+(:mod:`tests.testbed.pki`); the broker reads it as a PEM keystore.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ class TlsFiles:
     server_keystore: Path  # PEM: the server's private key (PKCS#8, EC) followed by its certificate
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """A CA and a server certificate signed by it, for 127.0.0.1 and localhost (the bed's own PKI helper)."""
+def make_tls_files(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
+    """A CA and a server certificate signed by it, for ``host``, 127.0.0.1 and localhost (the bed's PKI helper)."""
     authority = CertificateAuthority(directory, "kafka-test-ca")
-    server = authority.issue(
-        "kafka-server", "127.0.0.1", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True
-    )
+    addresses = tuple(dict.fromkeys((host, "127.0.0.1")))
+    server = authority.issue("kafka-server", host, dns_names=("localhost",), ip_addresses=addresses, server=True)
     keystore = directory / "server-keystore.pem"
     keystore.write_text(server.key.read_text() + server.cert.read_text())
     return TlsFiles(authority.cert_path, keystore)
@@ -69,9 +69,11 @@ class SecureKafka:
         users: dict[str, str],
         on_spawn: Callable[[int], None] | None = None,
         extra_properties: str = "",
+        host: str = "127.0.0.1",
     ):
-        self.users = users
-        self.tls = make_tls_files(data_dir / "tls")
+        """``host``: the address the SASL listeners bind and advertise (the real node's, for pods to reach)."""
+        self.users, self.host = users, host
+        self.tls = make_tls_files(data_dir / "tls", host)
         self.ports = {"SASL_PLAINTEXT": free_port(), "SASL_SSL": free_port()}
         self.broker = KafkaBroker(
             libs_dir,
@@ -81,6 +83,7 @@ class SecureKafka:
             controller_port=free_port(),
             extra_listeners=self.ports,
             extra_properties=listener_properties(users, self.tls) + extra_properties,
+            extra_listeners_host=host,
             on_spawn=on_spawn,
         )
 
@@ -89,7 +92,7 @@ class SecureKafka:
         return self.broker.bootstrap_servers
 
     def bootstrap(self, protocol: str) -> str:
-        return f"127.0.0.1:{self.ports[protocol]}"
+        return f"{self.host}:{self.ports[protocol]}"
 
     def start(self) -> SecureKafka:
         self.broker.start()

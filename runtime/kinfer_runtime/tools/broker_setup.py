@@ -106,15 +106,17 @@ def server_properties(
     extra: str = "",
     *,
     address_listeners: dict[str, tuple[str, int]] | None = None,
+    extra_listeners_host: str = "127.0.0.1",
 ) -> str:
-    """``extra_listeners`` maps a listener name (``SASL_SSL``...) to its port, each with the protocol of that
-    name; ``extra`` is appended (the listeners' own settings). ``address_listeners`` maps a listener name to an
-    (address, port) outside loopback, PLAINTEXT and advertised as it is: clients that cannot reach 127.0.0.1 (pods
-    in a network namespace) connect there."""
+    """``extra_listeners`` maps a listener name (``SASL_SSL``...) to its port on ``extra_listeners_host``, each
+    with the protocol of that name; ``extra`` is appended (the listeners' own settings). ``address_listeners`` maps
+    a listener name to an (address, port) outside loopback, PLAINTEXT and advertised as it is: clients that cannot
+    reach 127.0.0.1 (pods in a network namespace) connect there."""
     extra_listeners = extra_listeners or {}
     address_listeners = address_listeners or {}
-    listeners = "".join(f",{name}://127.0.0.1:{extra_port}" for name, extra_port in extra_listeners.items())
-    listeners += "".join(f",{name}://{host}:{host_port}" for name, (host, host_port) in address_listeners.items())
+    host = extra_listeners_host
+    listeners = "".join(f",{name}://{host}:{extra_port}" for name, extra_port in extra_listeners.items())
+    listeners += "".join(f",{name}://{addr}:{addr_port}" for name, (addr, addr_port) in address_listeners.items())
     protocols = "".join(f",{name}:{name}" for name in extra_listeners)
     protocols += "".join(f",{name}:PLAINTEXT" for name in address_listeners)
     return f"""\

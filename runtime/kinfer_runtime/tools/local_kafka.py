@@ -49,6 +49,7 @@ class LocalKafka:
         extra_listeners: dict[str, int] | None = None,
         extra_properties: str = "",
         address_listeners: dict[str, tuple[str, int]] | None = None,
+        extra_listeners_host: str = "127.0.0.1",
         on_spawn: Callable[[int], None] | None = None,
     ):
         self.libs_dir, self.data_dir, self.log_dir = libs_dir, data_dir, log_dir
@@ -58,6 +59,7 @@ class LocalKafka:
         self.extra_listeners = extra_listeners or {}
         self.extra_properties = extra_properties
         self.address_listeners = address_listeners or {}
+        self.extra_listeners_host = extra_listeners_host  # where the extra (e.g. SASL) listeners bind
         self.on_spawn = on_spawn
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -93,7 +95,8 @@ class LocalKafka:
         properties = self.data_dir / "server.properties"
         properties.write_text(server_properties(self.data_dir / "log", self.port, self.controller_port,
                                                 self.extra_listeners, self.extra_properties,
-                                                address_listeners=self.address_listeners))  # fmt: skip
+                                                address_listeners=self.address_listeners,
+                                                extra_listeners_host=self.extra_listeners_host))  # fmt: skip
         if (self.data_dir / "log" / "meta.properties").exists():
             return
         command = self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(properties),

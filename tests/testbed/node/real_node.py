@@ -35,7 +35,7 @@ from .network import NodeNetwork
 from .services import allow_coredns, start_coredns, start_kube_proxy
 
 NODE_NAME = "kinfer-node-0"
-IMAGE_NAMES = ("pause", "runtime", "operator")
+IMAGE_NAMES = ("pause", "runtime", "operator", "tfserving-standin")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
