@@ -239,12 +239,13 @@ class TopicReader:
         self.consumer.close()
 
 
-def model_volume(cluster: ClusterBed, directory: Path) -> None:
-    """A PersistentVolume on the node holding models/fraud at fraud/, bound to the claim ``models``."""
+def model_volume(cluster: ClusterBed, directory: Path, claim: str) -> None:
+    """A PersistentVolume on the node holding models/fraud at fraud/, bound to the claim ``claim`` (both named
+    ``claim``: a PersistentVolume is cluster-wide, and the tests of the package share one namespace)."""
     shutil.copytree(REPO / "models" / "fraud", directory / "fraud")
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # the pods run as uid 10001
-    volume = f"models-{cluster.namespace}"
+    volume = claim
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -255,13 +256,13 @@ def model_volume(cluster: ClusterBed, directory: Path) -> None:
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "",
             "hostPath": {"path": str(directory), "type": "Directory"},
-            "claimRef": {"namespace": cluster.namespace, "name": "models"},
+            "claimRef": {"namespace": cluster.namespace, "name": claim},
         },
     }
     pvc = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "models", "namespace": cluster.namespace},
+        "metadata": {"name": claim, "namespace": cluster.namespace},
         "spec": {
             "accessModes": ["ReadOnlyMany"],
             "storageClassName": "",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.cluster import ClusterBed, chart_values, helm_install
+from tests.cluster.cluster import ClusterBed, chart_values, helm_install, model_volume
 from tests.helm.release import Release, adopt_crd, external_metrics_api_free, kubectl_json
 from tests.testbed import TestBed
 from tests.testbed.node import NodeAccess
@@ -69,11 +69,17 @@ def cluster(testbed: TestBed, kube_api: Any, kafka_bootstrap: str, installed: In
 
 
 @pytest.fixture
-def volume_directory() -> Iterator[Path]:
-    """A directory for a hostPath volume that uid 10001 can reach (pytest's tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="kinfer-models-", dir="/var/tmp"))
+def model_claim(cluster: ClusterBed) -> Iterator[str]:
+    """A claim (and its PersistentVolume, same name) of a hostPath directory on the node holding models/fraud at
+    fraud/; the model's URI is ``pvc://<claim>/fraud``. Removed with the test's pipelines, which mount it."""
+    directory = Path(tempfile.mkdtemp(prefix="kinfer-models-", dir="/var/tmp"))  # tmp_path is private to root
     directory.chmod(0o755)
+    claim = f"models-{uuid.uuid4().hex[:6]}"
     try:
-        yield directory
+        model_volume(cluster, directory, claim)
+        yield claim
     finally:
+        cluster.delete_all_pipelines(timeout=180)
+        cluster.testbed.kubectl("delete", "pvc", claim, "-n", cluster.namespace, "--wait=false", check=False)
+        cluster.testbed.kubectl("delete", "pv", claim, "--wait=false", check=False)
         shutil.rmtree(directory, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,6 @@ from tests.cluster.cluster import (
     TopicReader,
     fraud_records,
     metric_value,
-    model_volume,
     pod_log,
     produce,
     scrape,
@@ -95,11 +93,9 @@ def test_a_pipeline_scores_on_real_pods_with_the_charts_runtime_image(
     record("first scored record", {"apply_to_first_scored_s": round(first, 1), "records": len(records)}, "cluster")
 
 
-def test_a_model_on_a_persistent_volume(cluster: ClusterBed, kafka_bootstrap: str, volume_directory: Path) -> None:
-    directory = volume_directory
-    model_volume(cluster, directory)
+def test_a_model_on_a_persistent_volume(cluster: ClusterBed, kafka_bootstrap: str, model_claim: str) -> None:
     name, count = "fraud-pv", 100
-    manifest = cluster.pipeline(name, partitions=1, model={"name": "fraud", "uri": "pvc://models/fraud"})
+    manifest = cluster.pipeline(name, partitions=1, model={"name": "fraud", "uri": f"pvc://{model_claim}/fraud"})
     output = TopicReader(kafka_bootstrap, topic(manifest, "output"))
     try:
         cluster.apply(manifest)
@@ -109,9 +105,8 @@ def test_a_model_on_a_persistent_volume(cluster: ClusterBed, kafka_bootstrap: st
         scored = output.until(lambda got: len({r.key for r in got}) >= count, 300, "every record scored")
     finally:
         output.close()
-        cluster.testbed.kubectl("delete", "pv", f"models-{cluster.namespace}", "--wait=false", check=False)
     assert {r.key for r in scored} == {k for k, _ in records}
     (pod,) = cluster.wait_ready_pods(name, 1)
     volumes = {v.name: v for v in pod.spec.volumes}
-    assert volumes["model"].persistent_volume_claim.claim_name == "models"
+    assert volumes["model"].persistent_volume_claim.claim_name == model_claim
     assert json.loads(scored[0].value)["model"]["version"] == 2, "the newest version on the volume"

@@ -12,7 +12,6 @@ would stick to one pod). Not shown: TF Serving's own batching and performance.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from tests.cluster.cluster import (
     TopicReader,
     fraud_records,
     metric_value,
-    model_volume,
     produce,
     scrape,
     topic,
@@ -37,9 +35,8 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 def test_tfserving_mode_scores_through_two_model_server_pods(
-    cluster: ClusterBed, installed: Installed, kafka_bootstrap: str, volume_directory: Path
+    cluster: ClusterBed, installed: Installed, kafka_bootstrap: str, model_claim: str
 ) -> None:
-    model_volume(cluster, volume_directory)
     name = "remote"
     placement = cluster.node.placement()
     tfserving = {
@@ -52,7 +49,7 @@ def test_tfserving_mode_scores_through_two_model_server_pods(
     manifest = cluster.pipeline(
         name,
         partitions=3,
-        model={"name": "fraud", "uri": "pvc://models/fraud"},
+        model={"name": "fraud", "uri": f"pvc://{model_claim}/fraud"},
         serving={"mode": "tfserving", "tfserving": tfserving},
     )
     output = TopicReader(kafka_bootstrap, topic(manifest, "output"))
@@ -83,7 +80,6 @@ def test_tfserving_mode_scores_through_two_model_server_pods(
         scored = output.until(lambda got: {r.key for r in got} >= wanted, 300, "every record scored")
     finally:
         output.close()
-        cluster.testbed.kubectl("delete", "pv", f"models-{cluster.namespace}", "--wait=false", check=False)
 
     assert {r.key for r in scored} == wanted
     first = json.loads(scored[0].value)

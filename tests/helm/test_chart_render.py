@@ -118,7 +118,7 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
     rules = all_rules(render({"externalMetrics.enabled": False}))
     granted = {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == {
-        ("kinfer.io", "inferencepipelines"): {"list", "watch", "patch"},
+        ("kinfer.io", "inferencepipelines"): {"get", "list", "watch", "patch"},
         ("kinfer.io", "inferencepipelines/status"): {"patch"},
         ("kinfer.io", "inferencepipelines/finalizers"): {"update"},
         ("apps", "deployments"): {"get", "list", "create", "patch", "delete"},
