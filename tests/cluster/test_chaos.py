@@ -1,7 +1,8 @@
 """Chaos on real pods while records flow: a consumer pod deleted, another killed outright (grace period 0), and
 the active operator pod killed. Every input still has its output; at-least-once may repeat a bounded number of
-records (those processed but not committed when a pod died), exactly-once repeats none (read_committed); the
-consumer Deployment is back to its size and another operator replica took over.
+records (those processed but not committed when a pod died), exactly-once repeats none (read_committed) and the
+active operator fences the killed pod's transactional id once its object is gone; the consumer Deployment is back
+to its size and another operator replica took over.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.autoscaling.report import record
-from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, topic
+from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, pod_log, topic
 from tests.cluster.conftest import Installed
 from tests.helm.release import kubectl_json
 from tests.polling import wait_until
@@ -83,9 +84,19 @@ def test_no_record_is_lost_when_pods_and_the_operator_die(
         events.append((time.monotonic() - started, f"deleted consumer {first}"))
         output.poll(6)
         kill(cluster, cluster.namespace, second, grace=0)
-        events.append((time.monotonic() - started, f"killed consumer {second}"))
-        output.poll(6)
+        killed = time.monotonic()
+        events.append((killed - started, f"killed consumer {second}"))
         operator = active_operator_pod(cluster, installed)
+        if delivery == "exactlyOnce":
+            # The killed pod's open transaction is ended by the active operator, not by transaction.timeout.ms.
+            fenced = f"fenced kinfer-{cluster.namespace}-{name}-{second}"
+
+            def logged() -> bool:
+                return fenced in pod_log(cluster.core, installed.release.namespace, operator)
+
+            wait_until(logged, 30, f"the active operator to log '{fenced}'")
+            events.append((time.monotonic() - started, f"fenced {second} {time.monotonic() - killed:.1f} s after"))
+        output.poll(6)
         kill(cluster, installed.release.namespace, operator, grace=0)
         events.append((time.monotonic() - started, f"killed active operator {operator}"))
         received = output.until(lambda got: done.is_set() and {r.key for r in got} >= keys, 600, "every output")
