@@ -7,8 +7,10 @@
   reconstruction error, and the label threshold is the 99th percentile of normal windows' scores.
 
 Training data goes through kinfer's own Preprocessor, compiled from the very feature spec written into
-``kinfer.json``, so serving preprocesses exactly as training did. Each version directory is a SavedModel with a
-``serving_default`` signature (batch dimension None) plus ``kinfer.json`` (see docs/models.md).
+``kinfer.json``, so serving preprocesses exactly as training did; the distribution of each feature's columns over
+the training set goes into ``kinfer.json`` too (``training_statistics``, the baseline of the drift metric). Each
+version directory is a SavedModel with a ``serving_default`` signature (batch dimension None) plus ``kinfer.json``
+(see docs/models.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "runtime"))
 
 from kinfer_runtime.preprocess.preprocessor import Preprocessor  # noqa: E402
+from kinfer_runtime.quality.drift import dataset_statistics  # noqa: E402
 from kinfer_runtime.spec import FeatureSpec  # noqa: E402
 from kinfer_runtime.spec.model_metadata import LabelsSpec, ModelMetadata, TensorInfo  # noqa: E402
 from kinfer_runtime.tools.synthetic import (  # noqa: E402
@@ -150,6 +153,8 @@ def train_fraud(version: int, seed: int, out: Path) -> None:
             "holdout_f1": round(f1, 4),
             "epochs": 6,
         },
+        # What the runtime's drift metric compares live records with: the whole training set's columns.
+        training_statistics=dataset_statistics(preprocessor.feature_columns(), features, batch.inputs),
     )
     signature = [
         tf.TensorSpec([None, dense_width], tf.float32, name="dense"),

@@ -191,6 +191,25 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
+        "Model inputs",
+        [
+            (
+                "Input drift per feature (PSI against the training data; above 0.25: significant)",
+                "none",
+                "timeseries",
+                [(f"max by ({BY}, feature) (kinfer_feature_drift_psi{{{SEL}}})", "{{pipeline}} {{feature}}")],
+                12,
+            ),
+            (
+                "Records in the drift window, per consumer pod",
+                "short",
+                "timeseries",
+                [(f"kinfer_drift_window_records{{{SEL}}}", "{{pipeline}} {{instance}}")],
+                12,
+            ),
+        ],
+    ),
+    (
         "Operator",
         [
             (

@@ -73,6 +73,13 @@ def scraped(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """Runtime + operator + Prometheus, records flowing (some malformed, for dead letters)."""
     tmp_path = tmp_path_factory.mktemp("scrape")
     namespace = f"t-prom-{uuid.uuid4().hex[:6]}"
+    # The CRD, whether or not a test before this one installed it (the module runs alone too).
+    crd = CHART / "files" / "crds" / "kinfer.io_inferencepipelines.yaml"
+    testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    established = ("get", "crd/inferencepipelines.kinfer.io", "-o",
+                   'jsonpath={.status.conditions[?(@.type=="Established")].status}')  # fmt: skip
+    # (kubectl wait fails at once on a CRD whose status has no conditions yet)
+    wait_for(lambda: testbed.kubectl(*established).stdout == "True", 60, "the CRD to be established")
     testbed.kubectl("create", "namespace", namespace)
     topics = create_topics(testbed.bootstrap_servers, partitions=3, prefix="prom")
     pipeline = manifest("scraped", testbed.bootstrap_servers, topics)

@@ -15,6 +15,7 @@ from kinfer_runtime.kafka.client_events import (
     AccessProblem,
     ClientEvents,
     RepeatLimiter,
+    brokers_up,
 )
 from kinfer_runtime.observability.health import LoopState, probe_result
 
@@ -125,3 +126,20 @@ def test_a_client_that_knows_no_broker_for_a_while_is_stranded() -> None:
     assert events.stranded(clock.now + STRANDED_AFTER_S - 2), "counted from the first report without a broker"
     events.on_stats(stats("configured", "logical"))  # re-bootstrapping: a bootstrap server counts
     assert not events.stranded(clock.now + 3600)
+
+
+def test_the_brokers_up_count_reaches_the_metric_at_every_statistics_report() -> None:
+    heard: list[int] = []
+    events = ClientEvents("consumer", AccessProblem(), connected=heard.append)
+    brokers = {
+        "b1": {"source": "learned", "state": "UP"},
+        "b2": {"source": "learned", "state": "CONNECT"},
+        "b3": {"source": "configured", "state": "UP"},
+        "coordinator": {"source": "logical", "state": "UP"},  # a handle on one of the above, not a broker
+        "internal": {"source": "internal", "state": "UP"},
+    }
+    events.on_stats(orjson.dumps({"brokers": brokers}).decode())
+    assert heard == [2]
+    assert brokers_up({name: {**broker, "state": "DOWN"} for name, broker in brokers.items()}) == 0
+    events.on_stats(stats("configured"))  # bootstrapping again: known, not connected
+    assert heard == [2, 0]

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,11 @@ class StubFailure:
 class StubPreprocessor:
     """``{"x": number}`` is a good record; anything else is dead-lettered as MalformedJson."""
 
+    features: list[Any] = []  # no feature specs: no drift watched
+
+    def feature_columns(self) -> list[tuple[str, str, int, int]]:
+        return []
+
     def encode(self, values: Sequence[bytes | None]) -> StubEncoded:
         ok, xs, failures = [], [], []
         for i, value in enumerate(values):
@@ -69,7 +75,7 @@ class StubPrediction:
 class StubPredictor:
     model_name = "stub"
     model_version = 1
-    metadata = None
+    metadata = SimpleNamespace(features=[], training_statistics={})
 
     def __init__(self) -> None:
         self.unavailable = False

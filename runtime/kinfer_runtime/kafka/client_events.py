@@ -12,7 +12,9 @@ Here:
 - a refused login, TLS failure or missing ACL is kept in the probe state, so ``/readyz`` says why the pod is not
   ready (what ``kubectl describe pod`` shows). A password is never part of any of it: librdkafka does not put
   credentials in its messages, and the settings are never logged with them;
-- the client's statistics tell whether it still knows a broker at all (:meth:`ClientEvents.stranded`).
+- the client's statistics tell how many brokers it is connected to (the ``kinfer_kafka_brokers_up`` gauge:
+  0 on every pod of a pipeline is the alert KinferKafkaUnreachable) and whether it still knows a broker at all
+  (:meth:`ClientEvents.stranded`).
   librdkafka (2.10 and later, 2.16 included) drops every broker that a Metadata response does not list. A broker
   in controlled shutdown answers, for a few tens of milliseconds after it is fenced, with no broker at all (its
   own entry is gone) and then closes the connection. A client whose metadata request lands in that window sees
@@ -106,13 +108,28 @@ class RepeatLimiter:
         return 0 if seen is None else seen[1]
 
 
-class ClientEvents:
-    """The error callback and the logger of one Kafka client (``consumer``, ``producer``, ``admin``)."""
+def brokers_up(brokers: dict[str, Any]) -> int:
+    """Brokers (not librdkafka's internal or logical handles) whose connection is up, from the statistics'
+    ``brokers`` object."""
+    return sum(1 for broker in brokers.values() if broker.get("source") in REAL_BROKERS and broker.get("state") == "UP")
 
-    def __init__(self, client: str, problem: AccessProblem, clock: Callable[[], float] = time.monotonic) -> None:
+
+class ClientEvents:
+    """The error callback and the logger of one Kafka client (``consumer``, ``producer``, ``admin``).
+    ``connected(n)``, when given, hears the number of brokers the client is connected to at every statistics
+    report."""
+
+    def __init__(
+        self,
+        client: str,
+        problem: AccessProblem,
+        clock: Callable[[], float] = time.monotonic,
+        connected: Callable[[int], None] | None = None,
+    ) -> None:
         self.client = client
         self.problem = problem
         self.clock = clock
+        self.connected = connected
         self.limiter = RepeatLimiter(clock=clock)
         self.logger = logging.getLogger(f"kinfer.kafka.{client}")
         self.logger.filters[:] = [self._admit_log_line]
@@ -124,8 +141,10 @@ class ClientEvents:
                 "statistics.interval.ms": STATS_INTERVAL_MS}  # fmt: skip
 
     def on_stats(self, stats: str) -> None:
-        """librdkafka's statistics (served by poll and consume): does the client still know a broker?"""
+        """librdkafka's statistics (served by poll and consume): brokers connected; does the client still know one?"""
         brokers = orjson.loads(stats).get("brokers", {})
+        if self.connected is not None:
+            self.connected(brokers_up(brokers))
         if any(broker.get("source") in REAL_BROKERS for broker in brokers.values()):
             self.no_broker_since = None
         elif self.no_broker_since is None:

@@ -8,7 +8,7 @@ batch with one ``numpy.searchsorted`` instead of a Python call per record.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -129,11 +129,41 @@ class RuntimeMetrics:
             [*base, "topic"],
             registry=r,
         )
+        self._brokers_up = Gauge(
+            "kinfer_kafka_brokers_up",
+            "Kafka brokers the client (consumer, producer) is connected to, from its statistics every second.",
+            [*base, "client"],
+            registry=r,
+        )
+        self._drift = Gauge(
+            "kinfer_feature_drift_psi",
+            "Population Stability Index of a feature over the latest scored records against the training data.",
+            [*base, "feature"],
+            registry=r,
+        )
+        self.drift_window_records = Gauge(
+            "kinfer_drift_window_records", "Scored records in the drift window.", base, registry=r
+        ).labels(**ids)
+        self._drift_features: set[str] = set()
         self._ids = ids
         self._lag_partitions: set[tuple[str, str]] = set()
 
     def delivery_failed(self, topic: str, error: str, count: int = 1) -> None:
         self._delivery_failures.labels(topic=topic, error=error, **self._ids).inc(count)
+
+    def brokers_up(self, client: str) -> Callable[[int], None]:
+        """The setter of one client's ``kinfer_kafka_brokers_up``."""
+        return self._brokers_up.labels(client=client, **self._ids).set
+
+    def set_drift(self, psi: dict[str, float], records: int) -> None:
+        """PSI per watched feature; the series of features not in ``psi`` (a window still filling, a model
+        version that watches others) are removed, so that no stale value can keep an alert firing."""
+        for feature in self._drift_features - psi.keys():
+            self._drift.remove(self._ids["namespace"], self._ids["pipeline"], feature)
+        for feature, value in psi.items():
+            self._drift.labels(feature=feature, **self._ids).set(value)
+        self._drift_features = set(psi)
+        self.drift_window_records.set(records)
 
     def delivery_held(self, topic: str, held: bool) -> None:
         self._delivery_held.labels(topic=topic, **self._ids).set(1 if held else 0)

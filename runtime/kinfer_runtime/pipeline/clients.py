@@ -33,11 +33,15 @@ class Clients:
         self.producer = producer or self._new_producer()
 
     def _new_consumer(self) -> Any:
-        self.consumer_events = ClientEvents("consumer", self.parts.state.kafka_problem)
+        self.consumer_events = ClientEvents(
+            "consumer", self.parts.state.kafka_problem, connected=self.parts.metrics.brokers_up("consumer")
+        )
         return Consumer({**self.parts.consumer_config, **self.consumer_events.settings()})
 
     def _new_producer(self) -> Any:
-        self.producer_events = ClientEvents("producer", self.parts.state.kafka_problem)
+        self.producer_events = ClientEvents(
+            "producer", self.parts.state.kafka_problem, connected=self.parts.metrics.brokers_up("producer")
+        )
         return Producer({**self.parts.producer_config, **self.producer_events.settings()})
 
     def replace_stranded(self, now: float, exactly_once: bool, assignment: Assignment, users: Sequence[Any]) -> bool:

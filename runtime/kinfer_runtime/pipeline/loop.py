@@ -35,6 +35,7 @@ from kinfer_runtime.pipeline.parts import DeliverySide, LoopParts
 from kinfer_runtime.pipeline.sending import PipelineStopped
 from kinfer_runtime.pipeline.tally import LoopCounters, Tally
 from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
+from kinfer_runtime.quality.drift import DriftWindow, watched_features
 from kinfer_runtime.records.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.records.output import BatchContext
 from kinfer_runtime.spec import Delivery
@@ -88,6 +89,7 @@ class PipelineLoop:
         self.intake = Intake(self.consumer, self.delivery, self.max_batch, self.batch_wait_s, self.stop)
         self.metadata = parts.predictor.metadata
         self.preprocessor = parts.make_preprocessor(self.metadata)
+        self.drift = self._drift_window()
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
         self.held_encoded: Any = None
         self._backoff = BACKOFF_MIN_S
@@ -100,6 +102,11 @@ class PipelineLoop:
         if self.exactly_once:
             return ExactlyOnce(*common, self.assignment.seek, self.state.heartbeat, self.stop, self.max_batch, failures)
         return AtLeastOnce(*common, self.assignment.owned, self.state.heartbeat, self.stop, self.max_batch, failures)
+
+    def _drift_window(self) -> DriftWindow:
+        """Input drift of the model version in use (no feature watched when its kinfer.json has no statistics)."""
+        columns = self.preprocessor.feature_columns()
+        return DriftWindow(watched_features(columns, self.preprocessor.features, self.metadata))
 
     @property
     def counters(self) -> LoopCounters:
@@ -163,6 +170,8 @@ class PipelineLoop:
         self.tally.consumed(len(messages))
         started = time.perf_counter()
         encoded = self.preprocessor.encode([m.value() for m in messages])
+        if encoded.ok and self.drift.features:
+            self.drift.observe(encoded.inputs)  # a column operation per watched feature, for the whole batch
         preprocess_s = time.perf_counter() - started
         self.metrics.stage["preprocess"].observe(preprocess_s)
         self._predict_and_produce(messages, encoded, preprocess_s)
@@ -272,6 +281,7 @@ class PipelineLoop:
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
             self.metrics.set_lag(self.assignment.lag())
+            self.metrics.set_drift(self.drift.psi(), self.drift.records())
         if now >= self._next_reload and self.held is None:
             self._next_reload = now + RELOAD_INTERVAL_S
             predictor = self.parts.predictor
@@ -279,6 +289,7 @@ class PipelineLoop:
                 log.info("model reloaded", extra=fields(model=predictor.model_name, version=predictor.model_version))
                 self.metadata = predictor.metadata
                 self.preprocessor = self.parts.make_preprocessor(self.metadata)
+                self.drift = self._drift_window()  # compared with the new version's training data from now on
                 self.metrics.set_model_version(predictor.model_name, predictor.model_version)
                 settle_garbage_collector()
 

@@ -16,7 +16,10 @@ from kinfer_runtime.spec import InferencePipeline
 
 
 class PreprocessorLike(Protocol):
+    features: list[Any]  # the feature specs it encodes with
+
     def encode(self, values: Sequence[bytes | None]) -> Any: ...
+    def feature_columns(self) -> list[tuple[str, str, int, int]]: ...
 
 
 class PredictorLike(Protocol):

@@ -150,6 +150,10 @@ class Preprocessor:
             inputs[plan.name] = buffer.reshape((len(keep), *plan.row_shape))
         return EncodedBatch(inputs, [positions[row] for row in keep], sorted(failures.values(), key=_by_index))
 
+    def feature_columns(self) -> list[tuple[str, str, int, int]]:
+        """(feature, model input, its first column, the column after its last) for every feature."""
+        return [(column.name, plan.name, column.start, column.stop) for plan in self.plans for column in plan.columns]
+
     def empty_inputs(self, rows: int) -> dict[str, np.ndarray]:
         """Zero-filled inputs of ``rows`` rows (model warm-up, padding)."""
         return {plan.name: np.zeros((rows, *plan.row_shape), dtype=plan.dtype) for plan in self.plans}

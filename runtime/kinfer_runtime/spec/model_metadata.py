@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,28 @@ class LabelsSpec(BaseModel):
     field: str = Field(default="label", description="Name of the field added to the prediction.")
 
 
+class StatisticsKind(StrEnum):
+    NUMERIC = "numeric"  # one column, bucketed at ``edges``
+    CATEGORICAL = "categorical"  # one-hot columns, or one column of vocabulary indices
+
+
+class FeatureStatistics(BaseModel):
+    """The training distribution of one feature's encoded column(s)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: StatisticsKind
+    edges: list[float] = Field(default_factory=list, description="numeric: the bucket boundaries (deciles)")
+    shares: list[float] = Field(min_length=2, description="Share of the training records in each bucket.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureStatistics:
+        if self.kind is StatisticsKind.NUMERIC and len(self.edges) != len(self.shares) - 1:
+            raise ValueError(f"{len(self.shares)} buckets need {len(self.shares) - 1} edges, not {len(self.edges)}")
+        if abs(sum(self.shares) - 1.0) > 1e-3 or min(self.shares) < 0:
+            raise ValueError(f"shares must be >= 0 and sum to 1, not {sum(self.shares):.4f}")
+        return self
+
+
 class ModelMetadata(BaseModel):
     """The parsed ``kinfer.json`` of one model version."""
 
@@ -73,6 +96,11 @@ class ModelMetadata(BaseModel):
     labels: LabelsSpec | None = None
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict, description="Free-form provenance (seed, metrics).")
+    training_statistics: dict[str, FeatureStatistics] = Field(
+        default_factory=dict,
+        description="Feature name -> its encoded columns' distribution over the training set: what the runtime's "
+        "drift metric compares recent records with (kinfer_runtime.quality.drift).",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> ModelMetadata:
@@ -81,6 +109,9 @@ class ModelMetadata(BaseModel):
                 raise ValueError(f"feature_inputs names {input_name!r}, which is not one of the inputs")
             if not feature_names:
                 raise ValueError(f"feature_inputs[{input_name!r}] is empty")
+        unknown = set(self.training_statistics) - {feature.name for feature in self.features}
+        if unknown:
+            raise ValueError(f"training_statistics names {sorted(unknown)}, which are not features")
         if self.labels is not None and self.labels.output not in self.outputs:
             raise ValueError(f"labels.output {self.labels.output!r} is not one of the outputs")
         return self
