@@ -20,6 +20,7 @@ import orjson
 from tests.bench import baselines, kafka_io, quix_case
 from tests.bench.kinfer_case import Topics, bucket_quantile_ms, manifest, percentile, run_latency, run_throughput
 from tests.bench.report import print_table, results
+from tests.bench.tfserving_case import ModelServer, tfserving_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "models" / "fraud"
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-wait-ms", type=int, default=20)
     parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
     parser.add_argument(
-        "--cases", default="a,a+,d,d1024,eos,latency,b,c", help="subset to run, e.g. a,d (default: all)"
+        "--cases", default="a,a+,d,d1024,eos,latency,tfs,b,c", help="subset to run, e.g. a,d (default: all)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
     args = parser.parse_args(argv)
@@ -78,7 +79,8 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     values = [orjson.dumps(r) for r in records]
     keys = [r["transaction_id"].encode() for r in records]
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
-    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "f", "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq")
+    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "f", "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq",
+                   "t", "t-dlq", "tl", "tl-dlq")  # fmt: skip
     names = {c: f"{run}-{c}" for c in topic_roles}
     inputs = [names["in"], names["l-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
@@ -134,6 +136,23 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
                     figures[f"kinfer_p{q}_ms_at_{label}"] = percentile(latency[label], q)
                     figures[f"kinfer_own_p{q}_ms_at_{label}"] = bucket_quantile_ms(own.get(label, []), q)
                 figures[f"kinfer_latency_samples_at_{label}"] = len(latency[label])
+        if "tfs" in cases:
+            step("(d-tfs) kinfer run, tfserving mode: gRPC to the TF Serving stand-in (not the real server)")
+            topics = Topics(names["in"], names["t"], names["t-dlq"], parts)
+            embedded = kinfer_pipeline("tfs", topics, "atLeastOnce")
+            with ModelServer(embedded, MODEL_DIR, work) as server:
+                served = tfserving_manifest(embedded, server.grpc_port, server.rest_port)
+                tfs = run_throughput(bootstrap, topics, n, served, work, MODEL_DIR)
+                figures.update(kinfer_tfserving_rps=tfs["rps"], kinfer_tfserving_rss_mb=tfs["rss_mb"])
+                step("(d-tfs) end-to-end latency at 5,000 records/s offered")
+                topics = Topics(names["l-in"], names["tl"], names["tl-dlq"], parts)
+                served = tfserving_manifest(kinfer_pipeline("tfs-lat", topics, "atLeastOnce"), server.grpc_port,
+                                            server.rest_port)  # fmt: skip
+                latency, _ = run_latency(bootstrap, topics, served, work, MODEL_DIR,
+                                         [("warm-up", 5000.0, 2.0), ("5000", 5000.0, 10.0)], values)  # fmt: skip
+                figures["tfserving_standin_rss_mb"] = server.peak_rss_mb()
+            for q in (50, 99):
+                figures[f"kinfer_tfserving_p{q}_ms_at_5000"] = percentile(latency["5000"], q)
         if "b" in cases:
             step(f"(b) tutorial loop: poll 1, model.predict, produce, commit ({args.slow_seconds:.0f} s)")
             baselines.tutorial(bootstrap, names["in"], names["b"], MODEL_DIR / "1", f"{run}-b", args.slow_seconds)

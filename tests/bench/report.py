@@ -37,6 +37,7 @@ def results(figures: dict[str, float], args: argparse.Namespace) -> dict[str, An
     report["kinfer_vs_quixstreams"] = _round(ratio(figures.get("kinfer_rps"), figures.get("quixstreams_rps")))
     report["kinfer_vs_tutorial"] = _round(ratio(figures.get("kinfer_rps"), figures.get("tutorial_rps")))
     report["eos_vs_alo"] = _round(ratio(figures.get("kinfer_eos_rps"), figures.get("kinfer_rps")))
+    report["tfserving_vs_embedded"] = _round(ratio(figures.get("kinfer_tfserving_rps"), figures.get("kinfer_rps")))
     met: dict[str, bool | None] = {}
     for key, target, how in TARGETS:
         limit = target if target is not None else figures.get("max_batch_wait_ms", 20) + 20
@@ -77,6 +78,11 @@ def print_table(report: dict[str, Any]) -> None:
         ("  same, runtime's own metric: p99 at 10", "kinfer_own_p99_ms_at_10", "ms"),
         ("kinfer cold start (process start → first output)", "cold_start_s", "s"),
         ("kinfer peak RSS", "kinfer_rss_mb", "MB"),
+        ("(d-tfs) kinfer, tfserving mode (TF Serving stand-in)", "kinfer_tfserving_rps", "rec/s"),
+        ("  p50 end-to-end at 5,000 rec/s", "kinfer_tfserving_p50_ms_at_5000", "ms"),
+        ("  p99 end-to-end at 5,000 rec/s", "kinfer_tfserving_p99_ms_at_5000", "ms"),
+        ("  peak RSS: kinfer, the model in the server", "kinfer_tfserving_rss_mb", "MB"),
+        ("  peak RSS: the stand-in (not the real server)", "tfserving_standin_rss_mb", "MB"),
     ]
     print(f"\n{'':52}{'value':>12}")
     for label, key, unit in rows:
@@ -88,5 +94,10 @@ def print_table(report: dict[str, Any]) -> None:
     for key, _, _ in TARGETS:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[met[key]]
         print(f"  {key:28}{report.get(key)!s:>12}   target {report[f'target_{key}']:>8}   {verdict}")
-    for key in ("kinfer_vs_tutorial", "contract_floor_vs_passthrough", "kinfer_vs_contract_floor"):
+    for key in (
+        "kinfer_vs_tutorial",
+        "contract_floor_vs_passthrough",
+        "kinfer_vs_contract_floor",
+        "tfserving_vs_embedded",
+    ):
         print(f"  {key:28}{report.get(key)!s:>12}")
