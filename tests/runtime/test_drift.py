@@ -48,6 +48,13 @@ def test_categorical_statistics_have_a_bucket_for_unknown_values_in_both_encodin
     assert training_statistics(np.zeros((4, 6)), FeatureSpec(name="w", type="array", shape=[6])) is None
 
 
+def test_shares_rounded_to_six_places_never_make_the_unknown_bucket_negative() -> None:
+    # 1/6, 1/6, 4/6 round to 0.166667, 0.166667, 0.666667: one millionth more than 1 before the unknown bucket.
+    index = np.array([[0], [1], [2], [2], [2], [2]])
+    statistics = training_statistics(index, SIZE)
+    assert statistics is not None and statistics.shares == [0.166667, 0.166667, 0.666667, 0.0]
+
+
 def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
     rng = np.random.default_rng(2)
     statistics = training_statistics(rng.normal(0, 1, size=(50_000, 1)), NUMERIC)

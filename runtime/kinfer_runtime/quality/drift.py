@@ -81,7 +81,7 @@ def training_statistics(columns: np.ndarray, feature: FeatureSpec) -> FeatureSta
         buckets = FeatureStatistics(kind=StatisticsKind.CATEGORICAL, shares=[1 / width] * width)
     counts = bucket_counts(columns, buckets)
     shares = [round(float(share), 6) for share in counts / max(int(counts.sum()), 1)]
-    shares[-1] = round(1 - sum(shares[:-1]), 6)  # rounding must not break the sum
+    shares[-1] = max(0.0, round(1 - sum(shares[:-1]), 6))  # rounding must not break the sum (nor go below 0)
     return FeatureStatistics(kind=buckets.kind, edges=buckets.edges, shares=shares)
 
 
