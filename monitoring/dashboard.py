@@ -191,8 +191,38 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
-        "Model inputs",
+        "Model quality: outputs per model version, input drift",
         [
+            (
+                "Score p50 / p90 per output and model version",
+                "none",
+                "timeseries",
+                [
+                    (
+                        quantile(0.5, "kinfer_prediction_score", f"{BY}, output, model_version"),
+                        "p50 {{pipeline}} {{output}} v{{model_version}}",
+                    ),
+                    (
+                        quantile(0.9, "kinfer_prediction_score", f"{BY}, output, model_version"),
+                        "p90 {{pipeline}} {{output}} v{{model_version}}",
+                    ),
+                ],
+                12,
+            ),
+            (
+                "Predicted labels, share of outputs per model version",
+                "percentunit",
+                "timeseries",
+                [
+                    (
+                        f"sum by ({BY}, model_version, label) (rate(kinfer_predictions_total{{{SEL}}}[{RATE}]))"
+                        f" / ignoring(label) group_left sum by ({BY}, model_version) "
+                        f"(rate(kinfer_predictions_total{{{SEL}}}[{RATE}]))",
+                        "{{pipeline}} v{{model_version}} {{label}}",
+                    )
+                ],
+                12,
+            ),
             (
                 "Input drift per feature (PSI against the training data; above 0.25: significant)",
                 "none",

@@ -28,7 +28,7 @@ RUNTIME_METRICS = {
     "kinfer_records_in_total", "kinfer_records_out_total", "kinfer_records_dead_lettered_total", "kinfer_batch_size",
     "kinfer_stage_seconds", "kinfer_end_to_end_seconds", "kinfer_partition_lag", "kinfer_model_version",
     "kinfer_rebalances_total", "kinfer_ready", "kinfer_predictor_unavailable_total", "kinfer_kafka_brokers_up",
-    "kinfer_feature_drift_psi", "kinfer_drift_window_records",
+    "kinfer_feature_drift_psi", "kinfer_drift_window_records", "kinfer_prediction_score", "kinfer_predictions_total",
 }  # fmt: skip
 OPERATOR_METRICS = {
     "kinfer_pipeline_ready", "kinfer_pipeline_lag", "kinfer_pipeline_partition_lag", "kinfer_pipeline_replicas",

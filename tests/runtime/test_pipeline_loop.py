@@ -75,7 +75,7 @@ class StubPrediction:
 class StubPredictor:
     model_name = "stub"
     model_version = 1
-    metadata = SimpleNamespace(features=[], training_statistics={})
+    metadata = SimpleNamespace(features=[], training_statistics={}, labels=None)
 
     def __init__(self) -> None:
         self.unavailable = False

@@ -7,6 +7,7 @@ batch with one ``numpy.searchsorted`` instead of a Python call per record.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
@@ -16,6 +17,10 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 STAGES = ("consume", "preprocess", "predict", "produce", "commit")
+# Model scores: fine steps where probabilities and small error scores live, then decades for unbounded scores.
+SCORE_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, *(round(0.05 * i, 2) for i in range(1, 21)), 2.5, 5.0, 10.0, 100.0, 1000.0,
+)  # fmt: skip
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
@@ -145,6 +150,11 @@ class RuntimeMetrics:
             "kinfer_drift_window_records", "Scored records in the drift window.", base, registry=r
         ).labels(**ids)
         self._drift_features: set[str] = set()
+        self._scores: dict[tuple[str, int], BulkHistogram] = {}  # (output, model version) -> its histogram
+        self._predictions = Counter(
+            "kinfer_predictions", "Output records by predicted label and model version.",
+            [*base, "label", "model_version"], registry=r,
+        )  # fmt: skip
         self._ids = ids
         self._lag_partitions: set[tuple[str, str]] = set()
 
@@ -154,6 +164,20 @@ class RuntimeMetrics:
     def brokers_up(self, client: str) -> Callable[[int], None]:
         """The setter of one client's ``kinfer_kafka_brokers_up``."""
         return self._brokers_up.labels(client=client, **self._ids).set
+
+    def observe_predictions(self, model_version: int, scores: dict[str, np.ndarray], labels: list[str]) -> None:
+        """One batch's numeric outputs (one value per row) and predicted labels, for the model's owners."""
+        for output, values in scores.items():
+            histogram = self._scores.get((output, model_version))
+            if histogram is None:
+                labels_of = {**self._ids, "output": output, "model_version": str(model_version)}
+                histogram = BulkHistogram("kinfer_prediction_score", "Scores of one model output, per model version.",
+                                          labels_of, SCORE_BUCKETS)  # fmt: skip
+                self.registry.register(histogram)
+                self._scores[(output, model_version)] = histogram
+            histogram.observe_many(values[np.isfinite(values)])  # a NaN would make the sum NaN for good
+        for label, count in collections.Counter(labels).items():
+            self._predictions.labels(label=label, model_version=str(model_version), **self._ids).inc(count)
 
     def set_drift(self, psi: dict[str, float], records: int) -> None:
         """PSI per watched feature; the series of features not in ``psi`` (a window still filling, a model

@@ -38,6 +38,7 @@ from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
 from kinfer_runtime.quality.drift import DriftWindow, watched_features
 from kinfer_runtime.records.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.records.output import BatchContext
+from kinfer_runtime.records.predictions import score_columns
 from kinfer_runtime.spec import Delivery
 
 log = logging.getLogger("kinfer.loop")
@@ -189,6 +190,7 @@ class PipelineLoop:
                 prediction = self.parts.predictor.predict(encoded.inputs)
                 rows = self.parts.encode_predictions(prediction, self.metadata)
                 model_version = prediction.model_version
+                self.metrics.observe_predictions(model_version, *score_columns(prediction, self.metadata))
             except PredictorUnavailable as error:
                 self._hold(messages, encoded, error)
                 return

@@ -40,6 +40,17 @@ def encode_predictions(prediction: Prediction, metadata: ModelMetadata) -> list[
     return [template % row for row in zip(*map(_encode_column, arrays), strict=True)]
 
 
+def score_columns(prediction: Prediction, metadata: ModelMetadata) -> tuple[dict[str, np.ndarray], list[str]]:
+    """What the prediction-quality metrics count: every numeric output with one value per row (as float64), and
+    the label of each row (empty without ``labels`` in the metadata)."""
+    names, arrays = prediction_columns(prediction, metadata)
+    label_field = metadata.labels.field if metadata.labels is not None else None
+    scores = {name: array.astype(np.float64) for name, array in zip(names, arrays, strict=True)
+              if name != label_field and array.ndim == 1 and array.dtype.kind in "fiu"}  # fmt: skip
+    labels = arrays[names.index(label_field)].tolist() if label_field in names else []
+    return scores, labels
+
+
 def prediction_columns(prediction: Prediction, metadata: ModelMetadata) -> tuple[list[str], list[np.ndarray]]:
     """Field names and one array per field (a row per input): the outputs, ``[n, 1]`` squeezed, then the label."""
     names = list(prediction.outputs)
