@@ -11,16 +11,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 def create_topic(bootstrap: str, partitions: int, prefix: str = "as") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
-    # creation is acknowledged before every partition has a leader in the metadata: wait for that too
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        topic = admin.list_topics(name, timeout=10).topics.get(name)
-        complete = topic is not None and topic.error is None and len(topic.partitions) == partitions
-        if complete and all(p.leader >= 0 for p in topic.partitions.values()):  # type: ignore[union-attr]
-            return name
-        time.sleep(0.1)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:  # destroyed here, never by the collector
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+        # creation is acknowledged before every partition has a leader in the metadata: wait for that too
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            topic = admin.list_topics(name, timeout=10).topics.get(name)
+            complete = topic is not None and topic.error is None and len(topic.partitions) == partitions
+            if complete and all(p.leader >= 0 for p in topic.partitions.values()):  # type: ignore[union-attr]
+                return name
+            time.sleep(0.1)
     raise AssertionError(f"topic {name} has no leaders after 30 s")
 
 

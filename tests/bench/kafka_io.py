@@ -18,19 +18,19 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 
 def create_topics(bootstrap: str, names: Sequence[str], partitions: int, config: dict[str, str] | None = None) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     topics = [NewTopic(name, partitions, 1, config=dict(config or {})) for name in names]
-    for future in admin.create_topics(topics).values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        for future in admin.create_topics(topics).values():
+            future.result(30)
 
 
 def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.delete_topics(list(names)).values():
-        try:
-            future.result(30)
-        except Exception:
-            continue
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        for future in admin.delete_topics(list(names)).values():
+            try:
+                future.result(30)
+            except Exception:
+                continue
 
 
 def fill_topic(bootstrap: str, topic: str, values: Sequence[bytes], keys: Sequence[bytes], count: int) -> float:

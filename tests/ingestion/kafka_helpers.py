@@ -12,9 +12,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 def create_topic(bootstrap: str, prefix: str, partitions: int = 3) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+            future.result(30)
     return name
 
 

@@ -144,9 +144,9 @@ def test_a_config_connect_rejects_is_reported_with_its_message(connect: ConnectC
 def create_topic_named(bootstrap: str, name: str) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
+            future.result(30)
 
 
 def test_deleting_the_pipeline_deletes_its_connectors(

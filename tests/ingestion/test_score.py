@@ -32,9 +32,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-    return {(tp.topic, tp.partition): tp.offset for tp in future.result(30).topic_partitions}
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+        return {(tp.topic, tp.partition): tp.offset for tp in future.result(30).topic_partitions}
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,16 @@ levels), the group's committed offsets (``list_consumer_group_offsets``) and whi
 own (``describe_consumer_groups``). A small lag that stands still is checked once with a read_committed probe
 consumer: when it returns no record between the committed offset and the end, that lag is only transaction
 markers or aborted records and counts 0 (kedacore/keda#5675).
+
+``close`` destroys both clients in the caller's thread. A client left to the garbage collector can be
+collected inside librdkafka's background thread, while it runs an admin result callback: when the client
+collected is the one whose thread that is, librdkafka aborts the process ("rd_kafka_destroy() called from
+librdkafka owned thread"), which is what a request still in flight after a timed-out ``result()`` leads to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -40,7 +46,8 @@ class KafkaLagPoller:
     def __init__(self, client_config: dict[str, Any], request_timeout_seconds: float = 10.0):
         self.client_config = dict(client_config)
         self.timeout = request_timeout_seconds
-        self.admin = AdminClient(self.client_config)
+        self._clients = contextlib.ExitStack()  # the AdminClient is destroyed by its context manager exit
+        self.admin = self._clients.enter_context(AdminClient(self.client_config))
         self._probe: Consumer | None = None
         # (topic, partition, committed, end) -> verified marker-only tail length
         self._tails: dict[tuple[str, int, int, int], int] = {}
@@ -135,6 +142,9 @@ class KafkaLagPoller:
             self._probe.unassign()
 
     def close(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
-            self._probe = None
+        """Destroy the probe consumer and the admin client (once no ``read`` is running: the monitor's job)."""
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+        self._clients.close()

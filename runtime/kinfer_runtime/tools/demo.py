@@ -122,12 +122,12 @@ def create_topics(bootstrap: str, pipeline: Any) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topics = pipeline.spec.topics
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     new = [
         NewTopic(t.name, t.partitions, t.replication_factor) for t in (topics.input, topics.output, topics.dead_letter)
     ]
-    for future in admin.create_topics(new).values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        for future in admin.create_topics(new).values():
+            future.result(30)
 
 
 def riskiest(bootstrap: str, topic: str, count: int = 5) -> list[tuple[float, str, dict[str, Any]]]:

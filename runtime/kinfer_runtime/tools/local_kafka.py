@@ -129,12 +129,16 @@ class LocalKafka:
     def ready(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "socket.timeout.ms": 2000,
-                             "log_level": 0})  # fmt: skip
-        try:
-            return len(admin.list_topics(timeout=3).brokers) == 1
-        except Exception:  # not listening yet
-            return False
+        settings: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "socket.timeout.ms": 2000,
+            "log_level": 0,
+        }
+        with AdminClient(settings) as admin:
+            try:
+                return len(admin.list_topics(timeout=3).brokers) == 1
+            except Exception:  # not listening yet
+                return False
 
     def _start_error(self, what: str) -> KafkaStartError:
         try:

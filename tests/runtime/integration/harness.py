@@ -47,12 +47,12 @@ class Topics:
 def create_topics(bootstrap: str, partitions: int = 3, prefix: str = "rt") -> Topics:
     tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
     topics = Topics(f"{tag}-in", f"{tag}-out", f"{tag}-dlq")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(t, partitions, 1) for t in (topics.input, topics.output, topics.dead_letter)]
-    )
-    for future in futures.values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics(
+            [NewTopic(t, partitions, 1) for t in (topics.input, topics.output, topics.dead_letter)]
+        )
+        for future in futures.values():
+            future.result(30)
     return topics
 
 
