@@ -126,9 +126,14 @@ class LagMonitor:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=60)  # a poll is a few requests of at most 10 s each
+            if self._thread.is_alive():  # closing clients a poll still uses could crash the process: leave them
+                log.warning("lag monitor still polling after 60 s; its Kafka clients are left open")
+                return
         self._workers.shutdown(wait=True)
-        for poller in self._pollers.values():
+        with self._lock:
+            pollers, self._pollers = list(self._pollers.values()), {}
+        for poller in pollers:
             poller.close()
 
     def _run(self) -> None:
