@@ -240,6 +240,67 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
+        "Rollout: candidate version beside the live one (spec.model.rollout)",
+        [
+            (
+                "Records scored per model version (/s): a canary's split, a shadow's sample",
+                "ops",
+                "timeseries",
+                [
+                    (
+                        f"sum by ({BY}, model_version) (rate(kinfer_predictions_total{{{SEL}}}[{RATE}]))",
+                        "{{pipeline}} v{{model_version}}",
+                    )
+                ],
+                8,
+            ),
+            (
+                "Shadow: share of compared records with the same label",
+                "percentunit",
+                "timeseries",
+                [
+                    (
+                        f"sum by ({BY}, live_version, candidate_version) (rate(kinfer_rollout_label_agreement_total"
+                        f'{{{SEL}, agreement="agree"}}[{RATE}])) / sum by ({BY}, live_version, candidate_version) '
+                        f"(rate(kinfer_rollout_label_agreement_total{{{SEL}}}[{RATE}]))",
+                        "{{pipeline}} v{{candidate_version}} vs v{{live_version}}",
+                    )
+                ],
+                8,
+            ),
+            (
+                "Shadow: candidate minus live score, p10 / p50 / p90",
+                "none",
+                "timeseries",
+                [
+                    (
+                        quantile(q, "kinfer_rollout_score_difference", f"{BY}, output, candidate_version"),
+                        f"p{int(q * 100)} {{{{pipeline}}}} {{{{output}}}} v{{{{candidate_version}}}}",
+                    )
+                    for q in (0.1, 0.5, 0.9)
+                ],
+                8,
+            ),
+            (
+                "Rollout in use (0: the candidate could not be used) and candidate failures (/s)",
+                "none",
+                "timeseries",
+                [
+                    (
+                        f"max by ({BY}, mode, candidate_version, share) (kinfer_rollout_info{{{SEL}}})",
+                        "{{pipeline}} {{mode}} v{{candidate_version}} share {{share}}",
+                    ),
+                    (
+                        f"sum by ({BY}, candidate_version, reason) "
+                        f"(rate(kinfer_rollout_candidate_failures_total{{{SEL}}}[{RATE}]))",
+                        "{{pipeline}} v{{candidate_version}} failed: {{reason}}",
+                    ),
+                ],
+                24,
+            ),
+        ],
+    ),
+    (
         "Operator",
         [
             (

@@ -29,6 +29,8 @@ RUNTIME_METRICS = {
     "kinfer_stage_seconds", "kinfer_end_to_end_seconds", "kinfer_partition_lag", "kinfer_model_version",
     "kinfer_rebalances_total", "kinfer_ready", "kinfer_predictor_unavailable_total", "kinfer_kafka_brokers_up",
     "kinfer_feature_drift_psi", "kinfer_drift_window_records", "kinfer_prediction_score", "kinfer_predictions_total",
+    "kinfer_rollout_info", "kinfer_rollout_label_agreement_total", "kinfer_rollout_candidate_failures_total",
+    "kinfer_rollout_score_difference",
 }  # fmt: skip
 OPERATOR_METRICS = {
     "kinfer_pipeline_ready", "kinfer_pipeline_lag", "kinfer_pipeline_partition_lag", "kinfer_pipeline_replicas",

@@ -85,6 +85,9 @@ def scraped(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> Itera
     pipeline = manifest("scraped", testbed.bootstrap_servers, topics)
     pipeline["metadata"]["namespace"] = namespace
     pipeline["spec"]["autoscaling"] = {"enabled": True, "minReplicas": 1, "maxReplicas": 3, "lagThreshold": 50}
+    # A shadow rollout (version 2 beside the live 1) gives the rollout's series their data too.
+    pipeline["spec"]["model"] |= {"versionPolicy": "Pinned", "version": 1,
+                                  "rollout": {"candidateVersion": 2, "mode": "Shadow", "share": 0.5}}  # fmt: skip
     testbed.kubectl("apply", "-f", "-", input=json.dumps(pipeline))
 
     operator_port, prometheus_port = free_port(), free_port()

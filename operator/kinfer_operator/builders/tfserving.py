@@ -32,7 +32,8 @@ def models_config_text(pipeline: InferencePipeline) -> str:
     """``model_config_list`` in protobuf text format (tensorflow_serving/config/model_server_config.proto)."""
     model = pipeline.spec.model
     if model.version_policy is VersionPolicy.PINNED:
-        policy = f"specific {{ versions: {model.version} }}"
+        versions = [model.version, *([model.rollout.candidate_version] if model.rollout else [])]
+        policy = "specific { " + " ".join(f"versions: {v}" for v in versions) + " }"  # a rollout serves both
     else:
         policy = "latest { num_versions: 1 }"
     return (

@@ -158,6 +158,11 @@ class RuntimeMetrics:
         self._ids = ids
         self._lag_partitions: set[tuple[str, str]] = set()
 
+    @property
+    def ids(self) -> dict[str, str]:
+        """The labels every series of this pipeline carries (namespace, pipeline)."""
+        return dict(self._ids)
+
     def delivery_failed(self, topic: str, error: str, count: int = 1) -> None:
         self._delivery_failures.labels(topic=topic, error=error, **self._ids).inc(count)
 

@@ -67,6 +67,16 @@ def next_offsets(messages: Sequence[InputRecord]) -> dict[TopicPartitionKey, int
     return offsets
 
 
+@dataclass(frozen=True)
+class ScoredRows:
+    """Inputs scored by one model version: ``predictions[i]`` (its JSON) is the prediction of
+    ``messages[predicted[i]]``, and ``context`` says which version made it."""
+
+    context: BatchContext
+    predicted: Sequence[int]
+    predictions: Sequence[bytes]
+
+
 def assemble_batch(
     messages: Sequence[InputRecord],
     predicted: Sequence[int],
@@ -77,33 +87,60 @@ def assemble_batch(
     output_topic: str,
     dead_letter_topic: str,
     now_ms: float,
+    more: Sequence[ScoredRows] = (),
 ) -> AssembledBatch:
     """``predicted[i]`` is the index in ``messages`` of the input whose prediction (its JSON) is
-    ``predictions[i]``; ``failures`` pairs indices with why they failed. Together they must cover every message
-    exactly once."""
-    if len(predicted) != len(predictions):
-        raise ValueError(f"{len(predictions)} prediction rows for {len(predicted)} predicted records")
-    if len(predicted) + len(failures) != len(messages):
-        raise ValueError(f"{len(predicted)} predicted + {len(failures)} failed != {len(messages)} consumed records")
-    # The hot path of the runtime (one pass per output record): everything equal for the whole batch is built
+    ``predictions[i]``; ``failures`` pairs indices with why they failed; ``more`` holds inputs another model
+    version scored (a canary), whose outputs follow. Together they must cover every message exactly once."""
+    groups = [ScoredRows(context, predicted, predictions), *more]
+    for group in groups:
+        if len(group.predicted) != len(group.predictions):
+            raise ValueError(f"{len(group.predictions)} prediction rows for {len(group.predicted)} predicted records")
+    scored = sum(len(group.predicted) for group in groups)
+    if scored + len(failures) != len(messages):
+        raise ValueError(f"{scored} predicted + {len(failures)} failed != {len(messages)} consumed records")
+    records: list[Outgoing] = []
+    timestamps = np.empty(scored, dtype=np.float64)
+    for group in groups:
+        _outputs(records, timestamps, messages, group, output_topic, int(now_ms))
+    failed = []
+    for index, failure in failures:
+        failed.append(index)
+        records.append(dead_letter(messages[index], failure, dead_letter_topic, context.pipeline,
+                                   context.model_version, context.source_topic))  # fmt: skip
+    timestamps = timestamps[~np.isnan(timestamps)]
+    all_predicted = predicted if not more else [index for group in groups for index in group.predicted]
+    return AssembledBatch(records, next_offsets(messages), timestamps, messages, all_predicted, failed)
+
+
+def _outputs(
+    records: list[Outgoing],
+    timestamps: np.ndarray,
+    messages: Sequence[InputRecord],
+    group: ScoredRows,
+    output_topic: str,
+    now: int,
+) -> None:
+    """Append the output records of one group, and their inputs' timestamps (s, NaN for none) from
+    ``len(records)`` on in ``timestamps``."""
+    # The hot path of the runtime (one pass per output record): everything equal for the whole group is built
     # once (OutputEncoder's template, the shared headers, partition header bytes); per record there is one
     # %-format of the value and one header list: what output.output_value / output_headers describe.
-    records: list[Outgoing] = []
     append = records.append
-    shared = context.shared_headers()
-    encode = OutputEncoder(context).value
-    now = int(now_ms)
+    shared = group.context.shared_headers()
+    encode = OutputEncoder(group.context).value
+    predictions = group.predictions
+    first = len(records)
     partition_headers: dict[int, tuple[str, bytes]] = {}
-    timestamps = np.empty(len(predicted), dtype=np.float64)
-    for row_number, index in enumerate(predicted):
+    for row_number, index in enumerate(group.predicted):
         message = messages[index]
         partition, offset = message.partition() or 0, message.offset() or 0
         kind, timestamp_ms = message.timestamp()
         if kind == TIMESTAMP_NOT_AVAILABLE or timestamp_ms <= 0:
-            timestamps[row_number] = np.nan
+            timestamps[first + row_number] = np.nan
             value = encode(predictions[row_number], partition, offset, None, now)
         else:
-            timestamps[row_number] = timestamp_ms / 1000.0
+            timestamps[first + row_number] = timestamp_ms / 1000.0
             value = encode(predictions[row_number], partition, offset, timestamp_ms, now)
         partition_header = partition_headers.get(partition)
         if partition_header is None:
@@ -117,13 +154,6 @@ def assemble_batch(
         headers.append(partition_header)
         headers.append((SOURCE_OFFSET, str(offset).encode()))
         append(Outgoing(output_topic, message.key(), value, headers))
-    failed = []
-    for index, failure in failures:
-        failed.append(index)
-        append(dead_letter(messages[index], failure, dead_letter_topic, context.pipeline, context.model_version,
-                           context.source_topic))  # fmt: skip
-    timestamps = timestamps[~np.isnan(timestamps)]
-    return AssembledBatch(records, next_offsets(messages), timestamps, messages, predicted, failed)
 
 
 def dead_letter(

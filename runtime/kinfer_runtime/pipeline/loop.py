@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Message
 
 from kinfer_runtime.observability.logs import fields
-from kinfer_runtime.pipeline.assemble import assemble_batch
+from kinfer_runtime.pipeline.assemble import ScoredRows, assemble_batch
 from kinfer_runtime.pipeline.assignment import Assignment
 from kinfer_runtime.pipeline.at_least_once import AtLeastOnce
 from kinfer_runtime.pipeline.clients import Clients
@@ -32,13 +32,13 @@ from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, InputHol
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
 from kinfer_runtime.pipeline.intake import Intake
 from kinfer_runtime.pipeline.parts import DeliverySide, LoopParts
+from kinfer_runtime.pipeline.scoring import Scorer
 from kinfer_runtime.pipeline.sending import PipelineStopped
 from kinfer_runtime.pipeline.tally import LoopCounters, Tally
-from kinfer_runtime.predictors import PredictionFailed, PredictorUnavailable
+from kinfer_runtime.predictors import PredictorUnavailable
 from kinfer_runtime.quality.drift import DriftWindow, watched_features
-from kinfer_runtime.records.dead_letter import PREDICTION_FAILED, Failure
+from kinfer_runtime.records.dead_letter import Failure
 from kinfer_runtime.records.output import BatchContext
-from kinfer_runtime.records.predictions import score_columns
 from kinfer_runtime.spec import Delivery
 
 log = logging.getLogger("kinfer.loop")
@@ -91,6 +91,9 @@ class PipelineLoop:
         self.metadata = parts.predictor.metadata
         self.preprocessor = parts.make_preprocessor(self.metadata)
         self.drift = self._drift_window()
+        self.scorer = Scorer(
+            parts.predictor, parts.encode_predictions, self.metrics, spec.model.rollout, parts.candidate
+        )
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
         self.held_encoded: Any = None
         self._backoff = BACKOFF_MIN_S
@@ -180,44 +183,38 @@ class PipelineLoop:
     def _predict_and_produce(self, messages: list[Message], encoded: Any, preprocess_s: float) -> None:
         # str(getattr(...)): reasons may be a str-valued Enum, whose str() is "Class.MEMBER" on Python 3.11.
         failures = [(f.index, Failure(str(getattr(f.reason, "value", f.reason)), f.message)) for f in encoded.failures]
-        predicted: list[int] = list(encoded.ok)
-        rows: list[bytes] = []
-        predict_s = 0.0
-        model_version = self.parts.predictor.model_version
-        if predicted:
-            started = time.perf_counter()
-            try:
-                prediction = self.parts.predictor.predict(encoded.inputs)
-                rows = self.parts.encode_predictions(prediction, self.metadata)
-                model_version = prediction.model_version
-                self.metrics.observe_predictions(model_version, *score_columns(prediction, self.metadata))
-            except PredictorUnavailable as error:
-                self._hold(messages, encoded, error)
-                return
-            except PredictionFailed as error:
-                failures += [(i, Failure(PREDICTION_FAILED, str(error))) for i in predicted]
-                predicted, rows = [], []
-            predict_s = time.perf_counter() - started
-            self.metrics.stage["predict"].observe(predict_s)
+        try:
+            scored, failed = self.scorer.score(messages, list(encoded.ok), encoded.inputs, self.metadata)
+        except PredictorUnavailable as error:
+            self._hold(messages, encoded, error)
+            return
+        if encoded.ok:
+            self.metrics.stage["predict"].observe(sum(group.predict_s for group in scored))
+        failures += failed
         failures.sort(key=lambda failure: failure[0])
-        context = BatchContext(
-            self.name,
-            self.parts.predictor.model_name,
-            model_version,
-            self.input_topic,
-            round(preprocess_s * 1000, 3),
-            round(predict_s * 1000, 3),
-        )
+        contexts = [
+            BatchContext(
+                self.name,
+                self.parts.predictor.model_name,
+                group.version,
+                self.input_topic,
+                round(preprocess_s * 1000, 3),
+                round(group.predict_s * 1000, 3),
+            )
+            for group in scored
+        ]
         started = time.perf_counter()
+        live = scored[0]
         batch = assemble_batch(
             messages,
-            predicted,
-            rows,
+            live.predicted,
+            live.rows,
             failures,
-            context,
+            contexts[0],
             output_topic=self.output_topic,
             dead_letter_topic=self.dead_letter_topic,
             now_ms=time.time() * 1000,
+            more=[ScoredRows(c, g.predicted, g.rows) for c, g in zip(contexts[1:], scored[1:], strict=True)],
         )
         self.delivery.submit(messages, batch)
         self.metrics.stage["produce"].observe(time.perf_counter() - started)

@@ -71,3 +71,4 @@ class LoopParts:
     encode_predictions: Callable[[Any, Any], list[bytes]]
     metrics: RuntimeMetrics
     state: LoopState = field(default_factory=LoopState)
+    candidate: Any = None  # a pipeline.scoring.Candidate while spec.model.rollout tries another version

@@ -75,6 +75,7 @@ def build_loop_parts(
     state = state or LoopState()
     state.model_loaded = True
     return LoopParts(
+        candidate=load_candidate(pipeline, options, predictor),
         pipeline=pipeline,
         consumer_config=consumer,
         producer_config=producer,
@@ -86,15 +87,54 @@ def build_loop_parts(
     )
 
 
+def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) -> Any:
+    """The rollout's candidate version, loaded beside the live one, or None (no rollout, or a candidate that
+    cannot be used: logged, and kinfer_rollout_info says 0; the live version serves all records)."""
+    from kinfer_runtime.pipeline.scoring import Candidate
+    from kinfer_runtime.predictors import build_predictor
+    from kinfer_runtime.preprocess.preprocessor import Preprocessor
+    from kinfer_runtime.quality.rollout import incompatibility
+
+    rollout = pipeline.spec.model.rollout
+    if rollout is None:
+        return None
+    version = rollout.candidate_version
+    predictor = build_predictor(
+        pipeline, model_path=options.model_path, tfserving_endpoint=options.tfserving_endpoint, version=version
+    )
+    try:
+        predictor.load()
+        problem = incompatibility(live.metadata, predictor.metadata)
+        if problem is not None:
+            raise ValueError(problem)
+        candidate = Candidate(predictor, Preprocessor.from_spec(pipeline.spec, predictor.metadata))
+    except Exception as error:  # the live version keeps serving: a rollout must never take the pipeline down
+        log.error(
+            "rollout candidate not used; the live version serves every record",
+            extra=fields(candidate_version=version, live_version=live.model_version, error=str(error)),
+        )
+        predictor.close()
+        return None
+    log.info(
+        "rollout candidate ready",
+        extra=fields(mode=rollout.mode.value, share=rollout.share, candidate_version=version),
+    )
+    return candidate
+
+
+def close_predictors(parts: LoopParts) -> None:
+    parts.predictor.close()
+    if parts.candidate is not None:
+        parts.candidate.predictor.close()
+
+
 def run_pipeline(parts: LoopParts, stop: threading.Event) -> LoopCounters:
     """Run the loop on this thread until ``stop`` is set; drains, commits and closes before returning."""
     loop = PipelineLoop(parts, stop)
     try:
         return loop.run()
     finally:
-        close = getattr(parts.predictor, "close", None)
-        if close is not None:
-            close()
+        close_predictors(parts)
 
 
 class PipelineThread:
@@ -144,4 +184,4 @@ class PipelineThread:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-        self.parts.predictor.close()
+        close_predictors(self.parts)

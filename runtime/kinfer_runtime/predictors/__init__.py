@@ -36,12 +36,18 @@ def default_tfserving_endpoint(pipeline: InferencePipeline) -> str:
 
 
 def build_predictor(
-    pipeline: InferencePipeline, *, model_path: Path | None = None, tfserving_endpoint: str | None = None
+    pipeline: InferencePipeline,
+    *,
+    model_path: Path | None = None,
+    tfserving_endpoint: str | None = None,
+    version: int | None = None,
 ) -> Predictor:
-    """The predictor the spec asks for. ``model_path`` replaces the model URI with a local directory."""
+    """The predictor the spec asks for. ``model_path`` replaces the model URI with a local directory; ``version``
+    pins another version than the spec's (a rollout's candidate)."""
     spec = pipeline.spec
     model_dir = Path(model_path) if model_path is not None else resolve_model_dir(spec.model.uri)
     pinned = spec.model.version if spec.model.version_policy is VersionPolicy.PINNED else None
+    pinned = version if version is not None else pinned
     if spec.serving.mode is ServingMode.TFSERVING:
         from kinfer_runtime.predictors.tfserving import TfServingPredictor
 

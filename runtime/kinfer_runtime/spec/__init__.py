@@ -67,6 +67,7 @@ from kinfer_runtime.spec.pipeline import (
     parse_spec,
     tfserving_service,
 )
+from kinfer_runtime.spec.rollout import RolloutMode, RolloutSpec
 
 __all__ = [
     "API_GROUP",
@@ -97,6 +98,8 @@ __all__ = [
     "OffsetReset",
     "PreprocessingSpec",
     "ResourcesSpec",
+    "RolloutMode",
+    "RolloutSpec",
     "SaslMechanism",
     "SaslSpec",
     "Scaling",

@@ -17,6 +17,7 @@ from kinfer_runtime.spec.base import (
     ResourcesSpec,
     SpecModel,
 )
+from kinfer_runtime.spec.rollout import RolloutSpec
 
 # --- Model and preprocessing ----------------------------------------------------------------------------------
 
@@ -55,6 +56,13 @@ class ModelSpec(SpecModel):
         "model (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); none for pvc:// or image paths.",
     )
 
+    rollout: RolloutSpec | None = Field(
+        default=None,
+        description="A candidate version tried beside the live one (canary or shadow); needs versionPolicy Pinned "
+        "(model.version is the live version). Promote: set version to the candidate and remove rollout; roll back: "
+        "remove rollout.",
+    )
+
     @model_validator(mode="after")
     def _uri_and_version(self) -> ModelSpec:
         scheme = uri_scheme(self.uri)
@@ -64,6 +72,16 @@ class ModelSpec(SpecModel):
             )
         if self.version_policy is VersionPolicy.PINNED and self.version is None:
             raise ValueError("model.versionPolicy is Pinned: set model.version")
+        if self.rollout is not None and self.version_policy is not VersionPolicy.PINNED:
+            raise ValueError(
+                "model.rollout needs model.versionPolicy Pinned and model.version set to the live version (with "
+                "Latest, a newer candidate directory would go live for all traffic at once)"
+            )
+        if self.rollout is not None and self.rollout.candidate_version == self.version:
+            raise ValueError(
+                f"model.rollout.candidateVersion is the live version {self.version}: name another version, or "
+                "remove rollout to serve this one alone"
+            )
         return self
 
 

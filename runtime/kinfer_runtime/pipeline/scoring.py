@@ -1,0 +1,142 @@
+"""Score one batch: the live model version, and a candidate version where ``spec.model.rollout`` says so.
+
+The loop hands over the batch's messages and what the live version's preprocessor made of them; back come the
+outputs per version (the live version's first) and the records that failed. A canary's records (a share of
+keys) are preprocessed again with the candidate's own kinfer.json (a retrained version may scale its inputs
+differently) and scored by it alone; a refusal by the candidate dead-letters only its records. A shadow's
+candidate scores a sample of the records after the live version; its predictions are compared and counted, and
+nothing that happens to it reaches the published path. ``PredictorUnavailable`` from a version whose
+predictions are published holds the batch, as without a rollout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kinfer_runtime.observability.logs import fields
+from kinfer_runtime.observability.metrics import RuntimeMetrics
+from kinfer_runtime.observability.rollout_metrics import RolloutMetrics
+from kinfer_runtime.pipeline.parts import PredictorLike, PreprocessorLike
+from kinfer_runtime.predictors import PredictionFailed
+from kinfer_runtime.quality.rollout import candidate_mask, compare
+from kinfer_runtime.records.dead_letter import PREDICTION_FAILED, Failure
+from kinfer_runtime.records.predictions import score_columns
+from kinfer_runtime.spec import RolloutMode, RolloutSpec
+
+log = logging.getLogger("kinfer.scoring")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A loaded candidate version and its preprocessor (built from its own kinfer.json)."""
+
+    predictor: PredictorLike
+    preprocessor: PreprocessorLike
+
+
+@dataclass
+class VersionRows:
+    """``rows[i]`` (the JSON of a prediction object) is what ``version`` predicted for ``messages[predicted[i]]``."""
+
+    version: int
+    predicted: list[int]
+    rows: list[bytes]
+    predict_s: float = 0.0
+
+
+class Scorer:
+    def __init__(
+        self,
+        live: PredictorLike,
+        encode_predictions: Any,
+        metrics: RuntimeMetrics,
+        rollout: RolloutSpec | None,
+        candidate: Candidate | None,
+    ):
+        self.live = live
+        self.encode_predictions = encode_predictions
+        self.metrics = metrics
+        self.rollout = rollout
+        self.candidate = candidate if rollout is not None else None
+        self.rollout_metrics = RolloutMetrics(metrics.registry, metrics.ids) if rollout is not None else None
+        if rollout is not None and self.rollout_metrics is not None:
+            # 0 when the candidate could not be loaded or used (the runtime logged why): the live version serves
+            self.rollout_metrics.set_rollout(
+                rollout.mode.value, live.model_version, rollout.candidate_version, rollout.share, candidate is not None
+            )
+
+    def score(
+        self, messages: list[Any], predicted: list[int], inputs: dict[str, np.ndarray], metadata: Any
+    ) -> tuple[list[VersionRows], list[tuple[int, Failure]]]:
+        """Outputs per version (the live version's first, possibly empty) and the failed records."""
+        candidate, rollout = self.candidate, self.rollout
+        if candidate is None or rollout is None or not predicted:
+            live, failures, _ = self._predict(self.live, predicted, inputs, metadata)
+            return [live], failures
+        keys = [messages[i].key() for i in predicted]
+        places = [(messages[i].partition() or 0, messages[i].offset() or 0) for i in predicted]
+        chosen = candidate_mask(keys, places, rollout.share)
+        if rollout.mode is RolloutMode.SHADOW:
+            live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
+            if scored is not None and chosen.any():
+                self._shadow(messages, predicted, np.flatnonzero(chosen), live.version, scored)
+            return [live], failures
+        staying = np.flatnonzero(~chosen)
+        live, failures, _ = self._predict(
+            self.live, [predicted[p] for p in staying], {k: v[staying] for k, v in inputs.items()}, metadata
+        )
+        moving = [predicted[p] for p in np.flatnonzero(chosen)]
+        encoded = candidate.preprocessor.encode([messages[i].value() for i in moving])
+        failures += [(moving[f.index], Failure(str(getattr(f.reason, "value", f.reason)), f.message))
+                     for f in encoded.failures]  # fmt: skip
+        tried, more, _ = self._predict(
+            candidate.predictor, [moving[j] for j in encoded.ok], encoded.inputs, candidate.predictor.metadata
+        )
+        return [live, tried], failures + more
+
+    def _predict(
+        self, predictor: PredictorLike, predicted: list[int], inputs: dict[str, np.ndarray], metadata: Any
+    ) -> tuple[VersionRows, list[tuple[int, Failure]], tuple[dict[str, np.ndarray], list[str]] | None]:
+        """One version's outputs for ``predicted`` (or their failures), and its score columns."""
+        if not predicted:
+            return VersionRows(predictor.model_version, [], []), [], None
+        started = time.perf_counter()
+        try:
+            prediction = predictor.predict(inputs)
+        except PredictionFailed as error:
+            return (
+                VersionRows(predictor.model_version, [], []),
+                [(i, Failure(PREDICTION_FAILED, str(error))) for i in predicted],
+                None,
+            )
+        rows = self.encode_predictions(prediction, metadata)
+        scores = score_columns(prediction, metadata)
+        self.metrics.observe_predictions(prediction.model_version, *scores)
+        return VersionRows(prediction.model_version, predicted, rows, time.perf_counter() - started), [], scores
+
+    def _shadow(
+        self, messages: list[Any], predicted: list[int], sampled: np.ndarray, live_version: int, live: Any
+    ) -> None:
+        """The candidate scores the sampled records; compared with the live scores, never published."""
+        assert self.candidate is not None and self.rollout_metrics is not None
+        predictor, version = self.candidate.predictor, self.candidate.predictor.model_version
+        encoded = self.candidate.preprocessor.encode([messages[predicted[p]].value() for p in sampled])
+        self.rollout_metrics.candidate_failed(version, "Preprocessing", len(encoded.failures))
+        if not encoded.ok:
+            return
+        try:
+            prediction = predictor.predict(encoded.inputs)
+        except Exception as error:  # the candidate must never stop or slow down what is published
+            self.rollout_metrics.candidate_failed(version, type(error).__name__, len(encoded.ok))
+            log.warning("shadow candidate failed", extra=fields(error=str(error), candidate_version=version))
+            return
+        scores, labels = score_columns(prediction, predictor.metadata)
+        self.metrics.observe_predictions(prediction.model_version, scores, labels)
+        live_scores, live_labels = live
+        comparison = compare(live_scores, live_labels, scores, labels, sampled[encoded.ok])
+        self.rollout_metrics.observe(live_version, prediction.model_version, comparison)
