@@ -20,6 +20,7 @@ from typing import Any
 
 from kinfer_operator.builders.tfserving import batching_config_text
 from kinfer_runtime.spec import parse_pipeline
+from tests.bench.kinfer_case import peak_rss_mb
 from tests.testbed import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,10 +75,7 @@ class ModelServer:
 
     def peak_rss_mb(self) -> float:
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return peak_rss_mb(self.process.pid)
 
     def __exit__(self, *_exc: object) -> None:
         assert self.process is not None
