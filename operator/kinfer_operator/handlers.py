@@ -85,16 +85,27 @@ def register(registry: kopf.OperatorRegistry, passes: Passes, options: HandlerOp
     kopf.on.event("v1", "pods", registry=registry, id="fence-gone-pods", labels=consumer_pods)(on_consumer_pod)
 
     def on_delete(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, **_: Any) -> None:
-        delete_topics(kube, body, meta, spec, options.delete_give_up_seconds, passes.services.access)
+        status = dict(body.get("status") or {})
+        created = passes.services.created_topics.merged(
+            meta["namespace"], meta["name"], str(meta.get("uid")), status.get("createdTopics")
+        )
+        delete_topics(kube, body, meta, spec, created, options.delete_give_up_seconds, passes.services.access)
 
     kopf.on.delete(*resource, registry=registry, id="delete-topics", when=_wants_finalizer)(on_delete)
 
 
 def delete_topics(
-    kube: Kube, body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, give_up_seconds: float, access: AccessPolicy
+    kube: Kube,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    created: list[str],
+    give_up_seconds: float,
+    access: AccessPolicy,
 ) -> None:
-    """deletionPolicy Delete: delete the topics this pipeline created (``status.createdTopics``), never one that
-    existed before it; give up after a bounded time if Kafka is down."""
+    """deletionPolicy Delete: delete the topics this pipeline created (``created``: its ``status.createdTopics``
+    and what this process's passes created), never one that existed before it; give up after a bounded time if
+    Kafka is down."""
     pipeline, _ = parse_or_problems(meta["name"], meta["namespace"], dict(spec))
     if pipeline is None:
         kopf.warn(body, reason="TopicsKept", message="the spec is invalid, so no topics are known to delete")
@@ -102,7 +113,7 @@ def delete_topics(
     if refused := access_problems(pipeline, access):
         kopf.warn(body, reason="TopicsKept", message=f"topics not deleted: {refused[0]}")
         return
-    managed, kept = topics_to_delete(pipeline.spec, dict(body.get("status") or {}))
+    managed, kept = topics_to_delete(pipeline.spec, {"createdTopics": created})
     if kept:
         kopf.info(body, reason="TopicsKept", message=f"kept topics {', '.join(kept)}: not created by this pipeline")
     if not managed:

@@ -36,7 +36,7 @@ from kinfer_operator.connect.connectors import RestartBackoff
 from kinfer_operator.connect.sync import sync_connectors
 from kinfer_operator.k8s.children import apply_children, prune_children
 from kinfer_operator.k8s.client import Kube, KubeError, object_path, secret_keys
-from kinfer_operator.kafka.claims import TopicClaims
+from kinfer_operator.kafka.claims import CreatedTopics, TopicClaims
 from kinfer_operator.kafka.client_keys import client_config_problems
 from kinfer_operator.kafka.topic_sync import TopicAdmin, apply_topics, read_topics, topic_admin_for
 from kinfer_operator.status import conditions
@@ -68,6 +68,7 @@ class Services:
     topic_admin: Callable[[Kube, InferencePipeline], TopicAdmin] = topic_admin_for
     runtime_image: str = naming.DEFAULT_RUNTIME_IMAGE  # the consumers' image when a pipeline names none
     topic_claims: TopicClaims = field(default_factory=TopicClaims)
+    created_topics: CreatedTopics = field(default_factory=CreatedTopics)  # what passes created (see CreatedTopics)
     access: AccessPolicy = field(default_factory=AccessPolicy)  # what pipelines may make the operator reach
     network_policies: NetworkPolicies | None = None  # None: the installation makes no NetworkPolicies
 
@@ -89,6 +90,9 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
     meta, spec, previous = body["metadata"], body.get("spec") or {}, dict(body.get("status") or {})
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     generation = int(meta.get("generation") or 0)
+    created = services.created_topics.merged(namespace, name, uid, previous.get("createdTopics"))
+    if created:  # the status this pass read may predate an earlier pass's write
+        previous["createdTopics"] = created
 
     # 1. observe
     pipeline, problems = parse_or_problems(name, namespace, spec)
@@ -136,6 +140,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
     if topic_plan is not None and topics is not None:
         topic_condition, created_now = apply_topics(topics, topic_plan, events)
         created_topics = sorted(set(topic_plan.owned) | created_now)  # a topic the spec no longer names is let go
+        services.created_topics.record(namespace, name, uid, created_topics)
     assert topic_condition is not None
     connectors = sync_connectors(pipeline, kube, services.connect_restarts)
 
@@ -282,3 +287,4 @@ class Passes:
         with self._guard:
             self._locks.pop((namespace, name), None)
         self.services.topic_claims.release(namespace, name)
+        self.services.created_topics.release(namespace, name)

@@ -129,3 +129,17 @@ def test_network_policies_are_made_when_the_installation_asks_and_pruned_with_tf
     outcome = cluster.run(pipeline)
     assert consumer in cluster.kube.objects and tfserving not in cluster.kube.objects
     assert outcome.applied[f"NetworkPolicy/{name}-tfserving"] == "deleted"
+
+
+def test_a_pass_that_read_the_status_before_the_last_write_keeps_the_created_topics() -> None:
+    """The resync lists a pipeline before it takes its lock, and kopf writes a handler's status after it returns:
+    a pass can start from a status older than the previous pass's write. It must not forget the topics that pass
+    created (deletionPolicy Delete would keep them)."""
+    cluster, stale = Cluster(), body()
+    first = copy.deepcopy(stale)
+    cluster.run(first)
+    created = ["transactions", "transactions-dlq", "transactions-scored"]
+    assert first["status"]["createdTopics"] == created
+    late = cluster.run(copy.deepcopy(stale))  # this pass read the pipeline before the first pass's status landed
+    stored = {**first["status"], **late.status_patch}  # the API server's merge patch of the late pass's status
+    assert stored["createdTopics"] == created

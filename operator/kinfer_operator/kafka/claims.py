@@ -65,3 +65,31 @@ class TopicClaims:
         with self._lock:
             for asks in self._asks.values():
                 asks.pop((namespace, name), None)
+
+
+class CreatedTopics:
+    """The topics each pipeline created, as this process's passes learnt them, merged into ``status.createdTopics``.
+
+    The status is the record that survives a restart, but a pass can begin with a status read before an earlier
+    pass's write landed: the resync lists pipelines before it takes a pipeline's lock, and kopf patches the status
+    after its handler returns. Such a pass found the topics existing and, trusting the stale status alone, would
+    have written that the pipeline created none, and ``deletionPolicy: Delete`` would then keep them. Keyed by uid:
+    a pipeline deleted and created again under its name starts afresh."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._created: dict[tuple[str, str, str], frozenset[str]] = {}
+
+    def merged(self, namespace: str, name: str, uid: str, recorded: list[str] | None) -> list[str]:
+        with self._lock:
+            known = self._created.get((namespace, name, uid), frozenset())
+        return sorted(set(recorded or []) | known)
+
+    def record(self, namespace: str, name: str, uid: str, topics: list[str]) -> None:
+        with self._lock:
+            self._created[(namespace, name, uid)] = frozenset(topics)
+
+    def release(self, namespace: str, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self._created if k[:2] == (namespace, name)]:
+                del self._created[key]
