@@ -22,6 +22,8 @@ from tests.cluster.cluster import (
     TopicReader,
     fraud_records,
     metric_value,
+    pod_log,
+    pod_ready,
     produce,
     scrape,
     topic,
@@ -75,7 +77,10 @@ def test_tfserving_mode_scores_through_two_model_server_pods(
                 answered[pod.metadata.name] = metric_value(text, ":tensorflow:serving:request_count", status="OK")
             return all(calls > 0 for calls in answered.values())
 
-        wait_until(both_servers_answered, 120, "Predict calls on both model servers", interval=2.0)
+        try:
+            wait_until(both_servers_answered, 120, "Predict calls on both model servers", interval=2.0)
+        except AssertionError as error:  # say what the consumers saw: which server they resolved, what failed
+            raise AssertionError(f"{error}; OK calls per server {answered}; {consumers_seen(cluster, name)}") from None
         wanted = {key for key, _ in produced}
         scored = output.until(lambda got: {r.key for r in got} >= wanted, 300, "every record scored")
     finally:
@@ -84,3 +89,15 @@ def test_tfserving_mode_scores_through_two_model_server_pods(
     assert {r.key for r in scored} == wanted
     first = json.loads(scored[0].value)
     assert first["model"] == {"name": "fraud", "version": 2} and first["prediction"], first
+
+
+def consumers_seen(cluster: ClusterBed, name: str) -> str:
+    """Each consumer pod's phase and readiness, and its log's last lines (for a failure message)."""
+    seen = []
+    for pod in cluster.pods(name):
+        try:
+            tail = pod_log(cluster.core, cluster.namespace, pod.metadata.name).splitlines()[-15:]
+        except Exception as error:  # a pod that never started has no log
+            tail = [f"(no log: {error})"]
+        seen.append(f"{pod.metadata.name} {pod.status.phase} ready={pod_ready(pod)}:\n" + "\n".join(tail))
+    return "consumer pods:\n" + "\n".join(seen)

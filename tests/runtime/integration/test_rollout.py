@@ -1,13 +1,15 @@
 """A canary through the real loop and a real broker: ``kinfer run`` with version 1 live and version 2 as the
 candidate for 30 % of keys. Every input gets one output; every output says, in its value and its header, which
-version scored it; a key seen twice is scored by the same version both times; and the runtime's metrics count
-predictions per version."""
+version scored it; a key is scored by the same version every time, across a restart; the runtime's metrics count
+predictions per version; and promoting (version 2 pinned, no rollout) moves every key to version 2."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +24,8 @@ from tests.runtime.integration.harness import (
     transactions,
 )
 
+KEYS = 1500
+
 
 def predictions_by_version(runtime: RuntimeProcess) -> dict[int, float]:
     status, body = runtime.get("/metrics")
@@ -34,40 +38,65 @@ def predictions_by_version(runtime: RuntimeProcess) -> dict[int, float]:
     return dict(counts)
 
 
-def test_canary_scores_a_share_of_keys_with_the_candidate(kafka_bootstrap: str, tmp_path: Path) -> None:
+def run_phase(pipeline: dict[str, Any], workdir: Path, bootstrap: str, model_dir: Path, topic: str,
+              rounds: int, reader: TopicReader, output_topic: str) -> tuple[float, dict[int, float]]:  # fmt: skip
+    """One ``kinfer run`` that scores ``rounds`` times every key; returns kinfer_rollout_info and the counts."""
+    workdir.mkdir()
+    runtime = RuntimeProcess(pipeline, workdir, bootstrap, model_path=model_dir)
+    output = reader.seen[output_topic]
+    expected = output.total + rounds * KEYS
+    try:
+        runtime.start()
+        runtime.wait_ready()
+        for _ in range(rounds):
+            produce(bootstrap, topic, transactions(KEYS))
+        reader.wait_for(lambda: output.total >= expected, timeout=120, describe=f"{expected} outputs")
+        info, counts = runtime.metric("kinfer_rollout_info"), predictions_by_version(runtime)
+        assert runtime.terminate() == 0, runtime.log_tail()
+    finally:
+        runtime.stop()
+    return info, counts
+
+
+def test_canary_scores_a_share_of_keys_with_the_candidate_then_promotion_moves_all(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     model_dir = tmp_path / "models" / "fraud"
     for version in ("1", "2"):
         shutil.copytree(FRAUD_MODEL / version, model_dir / version)
     topics = create_topics(kafka_bootstrap, partitions=2, prefix="canary")
-    pipeline = manifest("canary", kafka_bootstrap, topics)
-    pipeline["spec"]["model"] |= {"versionPolicy": "Pinned", "version": 1,
-                                  "rollout": {"candidateVersion": 2, "mode": "Canary", "share": 0.3}}  # fmt: skip
-    runtime = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, model_path=model_dir)
+    canary = manifest("canary", kafka_bootstrap, topics)
+    canary["spec"]["model"] |= {"versionPolicy": "Pinned", "version": 1,
+                                "rollout": {"candidateVersion": 2, "mode": "Canary", "share": 0.3}}  # fmt: skip
+    promoted = copy.deepcopy(canary)
+    promoted["spec"]["model"] |= {"version": 2}
+    del promoted["spec"]["model"]["rollout"]
     reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
     output = reader.seen[topics.output]
-    records = transactions(1500)
     try:
-        runtime.start()
-        runtime.wait_ready()
-        produce(kafka_bootstrap, topics.input, records)
-        produce(kafka_bootstrap, topics.input, records)  # every key a second time
-        reader.wait_for(lambda: output.total >= 3000, timeout=120, describe="3,000 outputs")
-        rollout_info = runtime.metric("kinfer_rollout_info")
-        by_version = predictions_by_version(runtime)
-        assert runtime.terminate() == 0, runtime.log_tail()
+        args = (kafka_bootstrap, model_dir, topics.input)
+        info, counts = run_phase(canary, tmp_path / "canary", *args, 2, reader, topics.output)  # every key twice
+        before_restart = len(output.messages)
+        run_phase(canary, tmp_path / "restarted", *args, 1, reader, topics.output)
+        before_promotion = len(output.messages)
+        _, promoted_counts = run_phase(promoted, tmp_path / "promoted", *args, 1, reader, topics.output)
         reader.poll(1.0)
     finally:
-        runtime.stop()
         reader.close()
 
-    assert output.total == 3000 and reader.totals()[topics.dead_letter] == 0
+    assert output.total == 4 * KEYS and reader.totals()[topics.dead_letter] == 0
     versions_of_key: dict[bytes, set[int]] = defaultdict(set)
-    for message in output.messages:
+    for number, message in enumerate(output.messages):
         version = orjson.loads(message.value())["model"]["version"]
         assert dict(message.headers() or [])["kinfer.model.version"] == str(version).encode()
-        versions_of_key[message.key()].add(version)
-    assert all(len(versions) == 1 for versions in versions_of_key.values())  # a key sees one version
+        if number < before_promotion:
+            versions_of_key[message.key()].add(version)
+        else:
+            assert version == 2  # promoted: every key
+    assert all(len(versions) == 1 for versions in versions_of_key.values())  # a key sees one version, restart or not
     candidate_keys = sum(1 for versions in versions_of_key.values() if versions == {2})
-    assert 0.2 < candidate_keys / len(versions_of_key) < 0.4
-    assert rollout_info == 1.0
-    assert by_version == {1: 2 * (1500 - candidate_keys), 2: 2 * candidate_keys}
+    assert 0.2 < candidate_keys / KEYS < 0.4
+    assert info == 1.0
+    assert counts == {1: 2 * (KEYS - candidate_keys), 2: 2 * candidate_keys}
+    assert promoted_counts == {2: KEYS}
+    assert before_restart == 2 * KEYS
