@@ -32,12 +32,11 @@ from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, InputHol
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
 from kinfer_runtime.pipeline.intake import Intake
 from kinfer_runtime.pipeline.parts import DeliverySide, LoopParts
-from kinfer_runtime.pipeline.scoring import Scorer
+from kinfer_runtime.pipeline.scoring import Scorer, failures_of
 from kinfer_runtime.pipeline.sending import PipelineStopped
 from kinfer_runtime.pipeline.tally import LoopCounters, Tally
 from kinfer_runtime.predictors import PredictorUnavailable
 from kinfer_runtime.quality.drift import DriftWindow, watched_features
-from kinfer_runtime.records.dead_letter import Failure
 from kinfer_runtime.records.output import BatchContext
 from kinfer_runtime.spec import Delivery
 
@@ -181,8 +180,7 @@ class PipelineLoop:
         self._predict_and_produce(messages, encoded, preprocess_s)
 
     def _predict_and_produce(self, messages: list[Message], encoded: Any, preprocess_s: float) -> None:
-        # str(getattr(...)): reasons may be a str-valued Enum, whose str() is "Class.MEMBER" on Python 3.11.
-        failures = [(f.index, Failure(str(getattr(f.reason, "value", f.reason)), f.message)) for f in encoded.failures]
+        failures = failures_of(encoded.failures)
         try:
             scored, failed = self.scorer.score(messages, list(encoded.ok), encoded.inputs, self.metadata)
         except PredictorUnavailable as error:

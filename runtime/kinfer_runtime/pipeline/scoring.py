@@ -31,6 +31,19 @@ from kinfer_runtime.spec import RolloutMode, RolloutSpec
 log = logging.getLogger("kinfer.scoring")
 
 
+def failures_of(encoded_failures: list[Any], indices: list[int] | None = None) -> list[tuple[int, Failure]]:
+    """A preprocessor's failures as (message index, Failure); ``indices[i]``: the message index of the i-th value
+    encoded (None: the values were the whole batch). str(getattr(...)): reasons may be a str-valued Enum, whose
+    str() is "Class.MEMBER" on Python 3.11."""
+    return [
+        (
+            f.index if indices is None else indices[f.index],
+            Failure(str(getattr(f.reason, "value", f.reason)), f.message),
+        )
+        for f in encoded_failures
+    ]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A loaded candidate version and its preprocessor (built from its own kinfer.json)."""
@@ -64,8 +77,9 @@ class Scorer:
         self.rollout = rollout
         self.candidate = candidate if rollout is not None else None
         self.rollout_metrics = RolloutMetrics(metrics.registry, metrics.ids) if rollout is not None else None
-        if rollout is not None and self.rollout_metrics is not None:
+        if rollout is not None:
             # 0 when the candidate could not be loaded or used (the runtime logged why): the live version serves
+            assert self.rollout_metrics is not None
             self.rollout_metrics.set_rollout(
                 rollout.mode.value, live.model_version, rollout.candidate_version, rollout.share, candidate is not None
             )
@@ -92,8 +106,7 @@ class Scorer:
         )
         moving = [predicted[p] for p in np.flatnonzero(chosen)]
         encoded = candidate.preprocessor.encode([messages[i].value() for i in moving])
-        failures += [(moving[f.index], Failure(str(getattr(f.reason, "value", f.reason)), f.message))
-                     for f in encoded.failures]  # fmt: skip
+        failures += failures_of(encoded.failures, moving)
         tried, more, _ = self._predict(
             candidate.predictor, [moving[j] for j in encoded.ok], encoded.inputs, candidate.predictor.metadata
         )
