@@ -93,15 +93,19 @@ def _signal_group(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def stop_processes(entries: list[dict[str, Any]], timeout: float = 30.0) -> None:
-    live = [e for e in entries if same_process(e)]
-    for entry in reversed(live):
+def stop_processes(entries: list[dict[str, Any]], timeout: float = 30.0, grace: float = 10.0) -> None:
+    """Newest first, one at a time: SIGTERM, wait up to ``grace`` (and within ``timeout`` for all), then SIGKILL.
+
+    One at a time because the components depend on each other: a kube-apiserver told to stop while its etcd
+    stops too can wait on the storage it lost until SIGKILL (seen: 30 s downs, the whole timeout), while the
+    same apiserver stopped before its etcd ends in about a second."""
+    deadline = time.monotonic() + timeout
+    for entry in reversed([e for e in entries if same_process(e)]):
         _signal_group(int(entry["pid"]), signal.SIGCONT)
         _signal_group(int(entry["pid"]), signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(same_process(e) for e in live):
-        time.sleep(0.2)
-    for entry in live:
+        own = min(deadline, time.monotonic() + grace)
+        while time.monotonic() < own and same_process(entry):
+            time.sleep(0.05)
         if same_process(entry):
             _signal_group(int(entry["pid"]), signal.SIGKILL)
 
