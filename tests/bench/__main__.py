@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-wait-ms", type=int, default=20)
     parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
     parser.add_argument(
-        "--cases", default="a,a+,d,d1024,eos,latency,tfs,b,c", help="subset to run, e.g. a,d (default: all)"
+        "--cases", default="a,a+,d,q0,shadow,d1024,eos,latency,tfs,b,c", help="subset to run, e.g. a,d (default: all)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
     args = parser.parse_args(argv)
@@ -79,8 +79,8 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     values = [orjson.dumps(r) for r in records]
     keys = [r["transaction_id"].encode() for r in records]
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
-    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "f", "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq",
-                   "t", "t-dlq", "tl", "tl-dlq")  # fmt: skip
+    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "q", "q-dlq", "s", "s-dlq", "f", "f-dlq", "e", "e-dlq",
+                   "l-in", "l", "l-dlq", "t", "t-dlq", "tl", "tl-dlq")  # fmt: skip
     names = {c: f"{run}-{c}" for c in topic_roles}
     inputs = [names["in"], names["l-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
@@ -114,6 +114,20 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             alo = run_throughput(bootstrap, topics, n, kinfer_pipeline("alo", topics, "atLeastOnce"), work, MODEL_DIR)
             figures.update(kinfer_rps=alo["rps"], cold_start_s=alo["cold_start_s"], kinfer_rss_mb=alo["rss_mb"])
             figures.update({f"kinfer_{k}": v for k, v in alo.items() if k.startswith("stage_")})
+        if "q0" in cases:
+            step("(d-q0) kinfer run, at-least-once, quality metrics off (no score histograms, label counts, drift)")
+            topics = Topics(names["in"], names["q"], names["q-dlq"], parts)
+            bare = kinfer_pipeline("q0", topics, "atLeastOnce")
+            bare["spec"]["monitoring"]["qualityMetrics"] = False
+            figures["kinfer_quality_off_rps"] = run_throughput(bootstrap, topics, n, bare, work, MODEL_DIR)["rps"]
+        if "shadow" in cases:
+            step("(d-shadow) kinfer run, at-least-once, version 2 shadowing version 1 on every record")
+            topics = Topics(names["in"], names["s"], names["s-dlq"], parts)
+            shadowed = kinfer_pipeline("shadow", topics, "atLeastOnce")
+            shadowed["spec"]["model"]["rollout"] = {"candidateVersion": 2, "mode": "Shadow", "share": 1.0}
+            shadow = run_throughput(bootstrap, topics, n, shadowed, work, MODEL_DIR)
+            figures.update(kinfer_shadow_rps=shadow["rps"], kinfer_shadow_rss_mb=shadow["rss_mb"])
+            figures.update({f"kinfer_shadow_{k}": v for k, v in shadow.items() if k.startswith("stage_")})
         if "d1024" in cases:
             step("(d) kinfer run, at-least-once, maxBatchSize 1024 (a tuning knob, for comparison)")
             topics = Topics(names["in"], names["f"], names["f-dlq"], parts)

@@ -37,6 +37,14 @@ def results(figures: dict[str, float], args: argparse.Namespace) -> dict[str, An
     report["kinfer_vs_quixstreams"] = _round(ratio(figures.get("kinfer_rps"), figures.get("quixstreams_rps")))
     report["kinfer_vs_tutorial"] = _round(ratio(figures.get("kinfer_rps"), figures.get("tutorial_rps")))
     report["eos_vs_alo"] = _round(ratio(figures.get("kinfer_eos_rps"), figures.get("kinfer_rps")))
+    # Quality metrics' cost (issue 14: <= 5 %) and a shadow's (about one more predict per record).
+    report["quality_on_vs_off"] = _round(ratio(figures.get("kinfer_rps"), figures.get("kinfer_quality_off_rps")))
+    report["shadow_vs_alone"] = _round(ratio(figures.get("kinfer_shadow_rps"), figures.get("kinfer_rps")))
+    alone, shadowed = (
+        figures.get("kinfer_stage_predict_us_per_record"),
+        figures.get("kinfer_shadow_stage_predict_us_per_record"),
+    )
+    report["shadow_predict_vs_alone"] = _round(ratio(shadowed, alone))
     report["tfserving_vs_embedded"] = _round(ratio(figures.get("kinfer_tfserving_rps"), figures.get("kinfer_rps")))
     met: dict[str, bool | None] = {}
     for key, target, how in TARGETS:
@@ -66,6 +74,9 @@ def print_table(report: dict[str, Any]) -> None:
         ("(b) tutorial loop (model.predict per record)", "tutorial_rps", "rec/s"),
         ("(c) quixstreams, signature per record", "quixstreams_rps", "rec/s"),
         ("(d) kinfer, at-least-once", "kinfer_rps", "rec/s"),
+        ("(d-q0) kinfer, at-least-once, quality metrics off", "kinfer_quality_off_rps", "rec/s"),
+        ("(d-shadow) kinfer, at-least-once, a shadow version", "kinfer_shadow_rps", "rec/s"),
+        ("  peak RSS with the shadow version", "kinfer_shadow_rss_mb", "MB"),
         ("(d) kinfer, at-least-once, maxBatchSize 1024", "kinfer_rps_max_batch_1024", "rec/s"),
         ("(d) kinfer, exactly-once", "kinfer_eos_rps", "rec/s"),
         ("kinfer p50 end-to-end at 5,000 rec/s", "kinfer_p50_ms_at_5000", "ms"),
@@ -99,5 +110,8 @@ def print_table(report: dict[str, Any]) -> None:
         "contract_floor_vs_passthrough",
         "kinfer_vs_contract_floor",
         "tfserving_vs_embedded",
+        "quality_on_vs_off",
+        "shadow_vs_alone",
+        "shadow_predict_vs_alone",
     ):
         print(f"  {key:28}{report.get(key)!s:>12}")

@@ -214,3 +214,26 @@ def test_a_tfserving_canary_is_served_both_versions_by_the_operators_config(tmp_
         candidate.predictor.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("quality", [True, False])
+def test_quality_metrics_can_be_turned_off_and_a_shadow_still_compares(quality: bool) -> None:
+    """spec.monitoring.qualityMetrics false: no score histogram and no label counts, for either version; the
+    shadow's comparison (which needs the live scores) is still made."""
+    metrics = RuntimeMetrics("risk", "fraud")
+    scorer, preprocessor, live = scorer_for("Shadow", 1.0, metrics)
+    scorer.quality = quality
+    messages = batch(100)
+    encoded = preprocessor.encode([m.value() for m in messages])
+    scorer.score(messages, list(encoded.ok), encoded.inputs, live.metadata)
+    exposed = generate_latest(metrics.registry).decode()
+    for version in ("1", "2"):
+        histogram = f'kinfer_prediction_score_count{{model_version="{version}",namespace="risk",'
+        assert (histogram in exposed) is quality
+        assert (f'model_version="{version}"' in exposed.split("kinfer_predictions_total{", 1)[-1]) is quality
+    versions = {"namespace": "risk", "pipeline": "fraud", "live_version": "1", "candidate_version": "2"}
+    agreement = sum(
+        metrics.registry.get_sample_value("kinfer_rollout_label_agreement_total", {**versions, "agreement": a}) or 0
+        for a in ("agree", "disagree")
+    )
+    assert agreement == len(encoded.ok)

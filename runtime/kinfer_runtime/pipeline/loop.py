@@ -91,7 +91,12 @@ class PipelineLoop:
         self.preprocessor = parts.make_preprocessor(self.metadata)
         self.drift = self._drift_window()
         self.scorer = Scorer(
-            parts.predictor, parts.encode_predictions, self.metrics, spec.model.rollout, parts.candidate
+            parts.predictor,
+            parts.encode_predictions,
+            self.metrics,
+            spec.model.rollout,
+            parts.candidate,
+            spec.monitoring.quality_metrics,
         )
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
         self.held_encoded: Any = None
@@ -108,6 +113,8 @@ class PipelineLoop:
 
     def _drift_window(self) -> DriftWindow:
         """Input drift of the model version in use (no feature watched when its kinfer.json has no statistics)."""
+        if not self.parts.pipeline.spec.monitoring.quality_metrics:
+            return DriftWindow([])
         columns = self.preprocessor.feature_columns()
         return DriftWindow(watched_features(columns, self.preprocessor.features, self.metadata))
 
@@ -181,13 +188,14 @@ class PipelineLoop:
 
     def _predict_and_produce(self, messages: list[Message], encoded: Any, preprocess_s: float) -> None:
         failures = failures_of(encoded.failures)
+        started = time.perf_counter()
         try:
             scored, failed = self.scorer.score(messages, list(encoded.ok), encoded.inputs, self.metadata)
         except PredictorUnavailable as error:
             self._hold(messages, encoded, error)
             return
-        if encoded.ok:
-            self.metrics.stage["predict"].observe(sum(group.predict_s for group in scored))
+        if encoded.ok:  # every version's work: a canary's own preprocessing and a shadow's scoring included
+            self.metrics.stage["predict"].observe(time.perf_counter() - started)
         failures += failed
         failures.sort(key=lambda failure: failure[0])
         contexts = [

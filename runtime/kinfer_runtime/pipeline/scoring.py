@@ -70,8 +70,10 @@ class Scorer:
         metrics: RuntimeMetrics,
         rollout: RolloutSpec | None,
         candidate: Candidate | None,
+        quality: bool = True,
     ):
         self.live = live
+        self.quality = quality  # score histograms and label counts (spec.monitoring.qualityMetrics)
         self.encode_predictions = encode_predictions
         self.metrics = metrics
         self.rollout = rollout
@@ -128,8 +130,11 @@ class Scorer:
                 None,
             )
         rows = self.encode_predictions(prediction, metadata)
-        scores = score_columns(prediction, metadata)
-        self.metrics.observe_predictions(prediction.model_version, *scores)
+        scores = None
+        if self.quality or self.rollout is not None:  # a shadow compares the live version's scores
+            scores = score_columns(prediction, metadata)
+            if self.quality:
+                self.metrics.observe_predictions(prediction.model_version, *scores)
         return VersionRows(prediction.model_version, predicted, rows, time.perf_counter() - started), [], scores
 
     def _shadow(
@@ -149,7 +154,8 @@ class Scorer:
             log.warning("shadow candidate failed", extra=fields(error=str(error), candidate_version=version))
             return
         scores, labels = score_columns(prediction, predictor.metadata)
-        self.metrics.observe_predictions(prediction.model_version, scores, labels)
+        if self.quality:
+            self.metrics.observe_predictions(prediction.model_version, scores, labels)
         live_scores, live_labels = live
         comparison = compare(live_scores, live_labels, scores, labels, sampled[encoded.ok])
         self.rollout_metrics.observe(live_version, prediction.model_version, comparison)

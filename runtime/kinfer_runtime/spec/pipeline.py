@@ -217,6 +217,13 @@ class MonitoringSpec(SpecModel):
         pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
         description="Level of the consumer pods' JSON logs: DEBUG, INFO, WARNING or ERROR.",
     )
+    quality_metrics: bool = Field(
+        default=True,
+        description="Prediction-quality metrics for the model's owners: a score histogram per numeric output, "
+        "counts per predicted label, and input drift (PSI per feature against the training statistics in "
+        "kinfer.json). false drops them (the records, dead-letter and rollout metrics stay); their cost is "
+        "measured by make bench.",
+    )
 
 
 class InferencePipelineSpec(SpecModel):
