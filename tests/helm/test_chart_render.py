@@ -92,6 +92,8 @@ def test_operator_deployment_runs_kinfer_operator_hardened() -> None:
     args = container["args"]
     assert "--all-namespaces" in args and "--peering=kinfer" in args
     assert "--external-metrics-port=6443" in args and "--metrics-port=8080" in args
+    assert "--log-level=INFO" in args
+    assert "--log-level=DEBUG" in operator_container(render({"operator.logLevel": "DEBUG"}))["args"]
     assert {
         "--tls-cert-file=/etc/kinfer/metrics-api-tls/tls.crt",
         "--tls-key-file=/etc/kinfer/metrics-api-tls/tls.key",
@@ -257,6 +259,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"podDisruptionBudget.maxUnavailable": "half"}, "/podDisruptionBudget/maxUnavailable"),
     ({"watchNamespace": ["typo"]}, "additional properties 'watchNamespace' not allowed"),
     ({"crds.install": "yes"}, "/crds/install"),
+    ({"operator.logLevel": "verbose"}, "/operator/logLevel"),
     ({"networkPolicy.metricsFrom": [{"namespaceSelecter": {}}]}, "/networkPolicy/metricsFrom/0"),
     ({"networkPolicy.metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}, "0/podSelector"),
     ({"networkPolicy.metricsFrom": [{"ipBlock": {}}]}, "/networkPolicy/metricsFrom/0/ipBlock"),

@@ -46,6 +46,19 @@ def test_status_fields() -> None:
     assert build_status({}, _observed(), pinned, "fraud", "T")["modelVersion"] == "4"
 
 
+def test_a_rollout_is_shown_while_it_is_in_the_spec() -> None:
+    trying = pipeline(model={"versionPolicy": "Pinned", "version": 1,
+                             "rollout": {"candidateVersion": 2, "mode": "Canary", "share": 0.1}})  # fmt: skip
+    status = build_status({}, _observed(), trying, "fraud", "T1")
+    assert status["rollout"] == {"summary": "Canary 2 at 10%, live 1", "liveVersion": 1, "candidateVersion": 2,
+                                 "mode": "Canary", "share": 0.1}  # fmt: skip
+    promoted = build_status(
+        status, _observed(), pipeline(model={"versionPolicy": "Pinned", "version": 2}), "fraud", "T2"
+    )
+    assert "rollout" not in promoted and promoted["modelVersion"] == "2"
+    assert status_patch(status, promoted)["rollout"] is None  # removed from the live object, not left stale
+
+
 def test_idle_pass_gives_empty_patch() -> None:
     first = build_status({}, _observed(), pipeline(), "fraud", "T1")
     assert status_patch({}, first) == first

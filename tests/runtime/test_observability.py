@@ -69,6 +69,35 @@ def test_json_log_lines_carry_static_and_extra_fields() -> None:
     assert line["pipeline"] == "fraud" and line["error"] == "timeout" and line["timestamp"].endswith("Z")
 
 
+def test_an_error_is_logged_with_its_class_for_grouping() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from kinfer_runtime.records.dead_letter import Failure, dead_letter_summary
+    from tests.runtime.fake_kafka import FakeMessage
+
+    def line(**values: object) -> dict[str, object]:
+        record = logging.LogRecord("kinfer.loop", logging.WARNING, __file__, 1, "failed", None, None)
+        record.__dict__.update(fields(**values))
+        return dict(orjson.loads(JsonFormatter().format(record)))
+
+    assert (
+        line(error=TimeoutError("no answer")).items()
+        >= {
+            "error": "no answer",
+            "error_class": "TimeoutError",
+        }.items()
+    )
+    kafka = line(error=KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down")))
+    assert kafka["error_class"] == "_TRANSPORT" and "broker down" in str(kafka["error"])
+    assert "error_class" not in line(error="text only")
+    messages = [FakeMessage("in", 2, 40 + i, b"x", None) for i in range(4)]
+    failures = [(1, Failure("MalformedJson", "bad")), (3, Failure("MissingField", "no amount")),
+                (2, Failure("MalformedJson", "bad"))]  # fmt: skip
+    summary = line(**dead_letter_summary(messages, failures))
+    assert summary.items() >= {"records": 3, "partition": 2, "offset": 41, "error_class": "MalformedJson",
+                                         "reasons": {"MalformedJson": 2, "MissingField": 1}}.items()  # fmt: skip
+
+
 def test_the_operator_logs_the_same_json_with_the_object_kopf_names() -> None:
     record = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "Handler 'reconcile' succeeded.", None, None)
     record.__dict__["k8s_ref"] = {"namespace": "shop", "name": "fraud", "uid": "u"}

@@ -46,6 +46,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KINFER_CACHE", Path.home() / ".cache" / "kinfer"))
 
 
+OTELCOL_DIR = HERE / "go" / "otelcol"
+OTELCOL_SOURCES = ("main.go", "go.sum")  # what build.sh hashes into the collector's cache key
+
+
 def component_dir(component: str) -> Path:
     """The cache directory of a built component, or an error that says how to build it (build.sh's names)."""
     versions = read_versions()
@@ -60,6 +64,7 @@ def component_dir(component: str) -> Path:
         "runc": versions["RUNC_VERSION"],
         "coredns": f"{versions['COREDNS_VERSION']}-{_content_hash(HERE / 'go' / 'coredns' / 'main.go')}",
         "pause": _content_hash(HERE / "node" / "pause.c"),
+        "otelcol": f"{versions['OTELCOL_VERSION']}-{_content_hash(*(OTELCOL_DIR / f for f in OTELCOL_SOURCES))}",
     }[component]
     path = cache_dir() / f"{component}-{version}"
     if not (path / ".done").exists():
@@ -69,9 +74,9 @@ def component_dir(component: str) -> Path:
     return path
 
 
-def _content_hash(path: Path) -> str:
-    """build.sh's key of a component built from one file (its sha256, 12 digits)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+def _content_hash(*paths: Path) -> str:
+    """build.sh's key of a component built from these files (the sha256 of their contents in a row, 12 digits)."""
+    return hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest()[:12]
 
 
 class TestBed:

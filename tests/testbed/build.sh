@@ -6,7 +6,8 @@
 #
 #   build.sh [all] [node] [COMPONENT]...
 # `all` is the control plane and Kafka. `node` is the opt-in real node (README.md beside this file): the
-# static pause binary, runc, containerd (+ its runc shim and ctr), the kubelet and kube-proxy, CoreDNS; it
+# static pause binary, runc, containerd (+ its runc shim and ctr), the kubelet and kube-proxy, CoreDNS, and the
+# OpenTelemetry Collector that ships the pods' logs in tests/cluster/test_log_shipping.py; it
 # first installs the Debian packages they need (install-packages.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -109,10 +110,15 @@ build_coredns() {
     -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$1/coredns" .)
 }
 
+# An OpenTelemetry Collector with the components of docs/otelcol.yaml (go/otelcol/main.go), for the log-shipping test.
+build_otelcol() {
+  (cd "$HERE/go/otelcol" && go build -trimpath -ldflags "-s -w" -o "$1/otelcol" .)
+}
+
 # A file's content hash: the cache key of components built from a file of this directory.
 content_hash() { sha256sum "$1" | cut -c1-12; }
 
-NODE_TARGETS=(pause runc containerd kubernetes-node coredns)
+NODE_TARGETS=(pause runc containerd kubernetes-node coredns otelcol)
 targets=()
 for what in "${@:-all}"; do
   case $what in
@@ -146,6 +152,8 @@ for what in "${targets[@]}"; do
     coredns) run_once "$CACHE/coredns-$COREDNS_VERSION-$(content_hash "$HERE/go/coredns/main.go")" \
       "CoreDNS $COREDNS_VERSION (plugins $(sed -n 's/^var directives = \[\]string{\(.*\)}/\1/p' "$HERE/go/coredns/main.go" | tr -d '"'))" \
       build_coredns ;;
+    otelcol) run_once "$CACHE/otelcol-$OTELCOL_VERSION-$(cat "$HERE/go/otelcol/main.go" "$HERE/go/otelcol/go.sum" | sha256sum | cut -c1-12)" \
+      "OpenTelemetry Collector $OTELCOL_VERSION (log shipping)" build_otelcol ;;
     *) echo "build.sh: unknown target $what (all, node, ${NODE_TARGETS[*]}, kafka, connect, etcd, helm, kwok," \
          "kubernetes)" >&2; exit 2 ;;
   esac

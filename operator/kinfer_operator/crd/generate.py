@@ -81,6 +81,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Partitions", "type": "integer", "jsonPath": ".status.partitions"},
     {"name": "Lag", "type": "integer", "jsonPath": ".status.lag"},
     {"name": "Model version", "type": "string", "jsonPath": ".status.modelVersion"},
+    {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.summary", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

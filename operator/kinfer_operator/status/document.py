@@ -39,6 +39,21 @@ def model_version_text(pipeline: InferencePipeline | None) -> str | None:
     return str(model.version) if model.version_policy is VersionPolicy.PINNED else "Latest"
 
 
+def rollout_status(pipeline: InferencePipeline | None) -> dict[str, Any] | None:
+    """The rollout in force, or None (then the key is removed from the status)."""
+    model = pipeline.spec.model if pipeline is not None else None
+    if model is None or model.rollout is None or model.version is None:
+        return None
+    rollout = model.rollout
+    return {
+        "summary": f"{rollout.mode.value} {rollout.candidate_version} at {rollout.share:.0%}, live {model.version}",
+        "liveVersion": model.version,
+        "candidateVersion": rollout.candidate_version,
+        "mode": rollout.mode.value,
+        "share": rollout.share,
+    }
+
+
 def build_status(
     previous: dict[str, Any], observed: Observed, pipeline: InferencePipeline | None, name: str, now: str
 ) -> dict[str, Any]:
@@ -55,6 +70,7 @@ def build_status(
         "partitions": observed.partitions.get(observed.input_topic) if observed.input_topic else None,
         "lag": observed.lag,
         "modelVersion": model_version_text(pipeline),
+        "rollout": rollout_status(pipeline),
         "servingEndpoint": observed.serving_endpoint,
         "autoscaling": observed.autoscaling,
         "createdTopics": observed.created_topics,
@@ -62,7 +78,7 @@ def build_status(
     for key, value in optional.items():
         if value is not None:
             status[key] = value
-        elif key in previous and key not in ("servingEndpoint", "modelVersion"):
+        elif key in previous and key not in ("servingEndpoint", "modelVersion", "rollout"):
             status[key] = previous[key]
     PipelineStatus.model_validate(status)  # the shape the CRD declares: a mistake here fails the pass, not the API
     return status

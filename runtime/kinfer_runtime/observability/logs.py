@@ -2,7 +2,8 @@
 
 Every line has ``timestamp`` (UTC, ms), ``level``, ``logger`` and ``message``, plus the static fields given to
 ``configure_logging`` (``component``, and ``pipeline`` and ``namespace`` in the runtime). Extra fields go through
-``logger.info("...", extra=fields(key=value))`` and are merged into the object. kopf's per-object log records
+``logger.info("...", extra=fields(key=value))`` and are merged into the object; their names are stable (the list
+is in docs/logging.md, which log shippers' configurations rely on). kopf's per-object log records
 (its ``k8s_ref``) give ``namespace`` and ``pipeline`` in the operator. Secrets never reach a log call
 (``kinfer_runtime.kafka.settings.redacted`` is what gets logged of the client settings).
 """
@@ -52,5 +53,21 @@ def configure_logging(level: str = "INFO", **static: Any) -> None:
 
 
 def fields(**values: Any) -> dict[str, Any]:
-    """``extra=`` argument for a log call with structured fields."""
+    """``extra=`` argument for a log call with structured fields. An ``error`` that is not text (an exception, a
+    KafkaError) is logged as its text, with ``error_class`` beside it: the field to group and alert on."""
+    error = values.get("error")
+    if error is not None and not isinstance(error, str):
+        values["error"] = str(error)
+        values.setdefault("error_class", error_class(error))
     return {"fields": values}
+
+
+def error_class(error: Any) -> str:
+    """The name that classifies an error: a KafkaError's code name (also inside a KafkaException, whose own class
+    says nothing), else the exception's class."""
+    inner = error.args[0] if isinstance(error, BaseException) and error.args else None
+    for candidate in (error, inner):
+        name = getattr(candidate, "name", None)
+        if callable(name):
+            return str(name())
+    return type(error).__name__

@@ -167,5 +167,5 @@ class AtLeastOnce:
             self.consumer.commit(offsets=partitions, asynchronous=asynchronous)
         except KafkaException as error:
             # Not fatal: a later commit carries higher offsets; the worst case is redelivery after a restart.
-            log.warning("commit failed", extra=fields(error=str(error)))
+            log.warning("commit failed", extra=fields(error=error))
         self.metrics.stage["commit"].observe(time.perf_counter() - started)

@@ -85,4 +85,4 @@ def _close_quietly(consumer: Any) -> None:
     try:
         consumer.close()
     except (KafkaException, RuntimeError) as error:
-        log.warning("closing the replaced consumer failed", extra=fields(error=str(error)))
+        log.warning("closing the replaced consumer failed", extra=fields(error=error))

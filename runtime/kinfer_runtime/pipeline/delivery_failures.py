@@ -35,7 +35,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from kinfer_runtime.observability.health import LoopState
-from kinfer_runtime.observability.logs import fields
+from kinfer_runtime.observability.logs import error_class, fields
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.assemble import dead_letter
 from kinfer_runtime.pipeline.commits import InFlightBatch, Outgoing, first_offsets
@@ -116,7 +116,9 @@ class DeliveryFailures:
     def smaller(self, batch: InFlightBatch, index: int, error: Any) -> Outgoing | None:
         """What to produce instead of ``batch.records[index]``, which Kafka refused (None: nothing smaller)."""
         record = batch.records[index]
-        where = fields(topic=record.topic, bytes=record_size(record), error=describe(error))
+        where = fields(
+            topic=record.topic, bytes=record_size(record), error=describe(error), error_class=error_class(error)
+        )
         if record.reason is None:  # an output: dead-letter its input instead
             message = batch.input_of(index)
             if message is None or self.dead_letter_topic is None:
@@ -142,7 +144,7 @@ class DeliveryFailures:
             return
         if topic not in self.held_topics:
             log.error("cannot deliver to topic; holding its records and pausing the input",
-                      extra=fields(topic=topic, error=text))  # fmt: skip
+                      extra=fields(topic=topic, error=text, error_class=error_class(error)))  # fmt: skip
         self.held_topics[topic] = text
         self.metrics.delivery_held(topic, True)
         self._publish()

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     try:
         pipeline = load_pipeline(args.pipeline)
     except (OSError, yaml.YAMLError, SpecError) as error:
-        log.error("invalid pipeline manifest", extra=fields(path=str(args.pipeline), error=str(error)))
+        log.error("invalid pipeline manifest", extra=fields(path=str(args.pipeline), error=error))
         print(f"kinfer run: {args.pipeline}: {error}", file=sys.stderr)
         return 2
     meta = pipeline.metadata

@@ -193,7 +193,7 @@ class ExactlyOnce:
         try:
             self.commit()
         except KafkaException as error:  # fatal (fenced): the successor reads from the last commit
-            log.warning("final transaction not committed", extra=fields(error=str(error)))
+            log.warning("final transaction not committed", extra=fields(error=error))
 
     def commit_if_due(self) -> None:
         if self.open is not None and self.open.due(time.monotonic(), self.max_records):
@@ -232,7 +232,7 @@ class ExactlyOnce:
         try:
             self.producer.abort_transaction(60)
         except KafkaException as error:
-            log.warning("abort failed", extra=fields(error=str(error)))
+            log.warning("abort failed", extra=fields(error=error))
         self.tally.counters.transactions_aborted += 1
         self.seek(transaction.first_offsets)
 
@@ -240,7 +240,7 @@ class ExactlyOnce:
         error: KafkaError = exception.args[0]
         if not error.txn_requires_abort():
             raise exception  # fatal (e.g. fenced by a newer instance of this member): exit, the restart recovers
-        log.warning("transaction aborted; rewinding its batches", extra=fields(error=str(error)))
+        log.warning("transaction aborted; rewinding its batches", extra=fields(error=error))
         undelivered = self._failed_deliveries()
         if self.open is not None and classify(error if undelivered is None else undelivered[1]) in (
             Kind.UNREACHABLE,
@@ -340,7 +340,7 @@ class ExactlyOnce:
         """Keep the input paused for the backoff (doubling up to PROBE_MAX_S until a transaction commits)."""
         self.hold_until = self.clock() + self.hold_backoff
         log.warning("holding the input before trying the transaction again",
-                    extra=fields(topic=topic, error=str(error), seconds=self.hold_backoff))  # fmt: skip
+                    extra=fields(topic=topic, error=error, seconds=self.hold_backoff))  # fmt: skip
         self.hold_backoff = min(PROBE_MAX_S, self.hold_backoff * 2)
         if topic is not None:
             if self.held_topic is not None and self.held_topic != topic:
@@ -359,6 +359,6 @@ class ExactlyOnce:
                 error: KafkaError = exception.args[0]
                 if not error.retriable() or attempt == COMMIT_ATTEMPTS - 1 or self.stop.is_set():
                     raise
-                log.warning("commit_transaction retry", extra=fields(error=str(error)))
+                log.warning("commit_transaction retry", extra=fields(error=error))
                 self.heartbeat()  # waiting on the coordinator is not being stuck
                 time.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_MIN_S * 2**attempt))

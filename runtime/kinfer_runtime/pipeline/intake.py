@@ -70,5 +70,5 @@ def _valid(messages: list[Message]) -> list[Message]:
         elif error.fatal():
             raise KafkaException(error)
         else:
-            log.warning("consumer error", extra=fields(error=str(error)))
+            log.warning("consumer error", extra=fields(error=error))
     return valid

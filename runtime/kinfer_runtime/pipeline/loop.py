@@ -37,6 +37,7 @@ from kinfer_runtime.pipeline.sending import PipelineStopped
 from kinfer_runtime.pipeline.tally import LoopCounters, Tally
 from kinfer_runtime.predictors import PredictorUnavailable
 from kinfer_runtime.quality.drift import DriftWindow, watched_features
+from kinfer_runtime.records.dead_letter import dead_letter_summary
 from kinfer_runtime.records.output import BatchContext
 from kinfer_runtime.spec import Delivery
 
@@ -197,7 +198,10 @@ class PipelineLoop:
         if encoded.ok:  # every version's work: a canary's own preprocessing and a shadow's scoring included
             self.metrics.stage["predict"].observe(time.perf_counter() - started)
         failures += failed
-        failures.sort(key=lambda failure: failure[0])
+        if failures:
+            failures.sort(key=lambda failure: failure[0])
+            log.warning("records dead-lettered", extra=fields(**dead_letter_summary(messages, failures),
+                        topic=self.input_topic, model_version=self.parts.predictor.model_version))  # fmt: skip
         contexts = [
             BatchContext(
                 self.name,
@@ -238,7 +242,7 @@ class PipelineLoop:
     # --- predictor outages ----------------------------------------------------------------------------------
 
     def _hold(self, messages: list[Message], encoded: Any, error: Exception) -> None:
-        log.warning("predictor unavailable; pausing partitions", extra=fields(error=str(error)))
+        log.warning("predictor unavailable; pausing partitions", extra=fields(error=error))
         self.delivery.before_hold()
         self.metrics.predictor_unavailable.inc()
         self.held, self.held_encoded = messages, encoded
@@ -291,7 +295,8 @@ class PipelineLoop:
             self._next_reload = now + RELOAD_INTERVAL_S
             predictor = self.parts.predictor
             if predictor.maybe_reload():
-                log.info("model reloaded", extra=fields(model=predictor.model_name, version=predictor.model_version))
+                loaded = fields(model=predictor.model_name, model_version=predictor.model_version)
+                log.info("model reloaded", extra=loaded)
                 self.metadata = predictor.metadata
                 self.preprocessor = self.parts.make_preprocessor(self.metadata)
                 self.drift = self._drift_window()  # compared with the new version's training data from now on
@@ -307,7 +312,7 @@ class PipelineLoop:
         try:
             self.consumer.close()
         except (KafkaException, RuntimeError) as error:
-            log.warning("consumer close failed", extra=fields(error=str(error)))
+            log.warning("consumer close failed", extra=fields(error=error))
         self.producer.flush(5)
         log.info(
             "stopped",

@@ -69,7 +69,9 @@ def build_loop_parts(
     log.info(
         "model ready",
         extra=fields(
-            model=predictor.model_name, version=predictor.model_version, seconds=round(time.monotonic() - started, 3)
+            model=predictor.model_name,
+            model_version=predictor.model_version,
+            seconds=round(time.monotonic() - started, 3),
         ),
     )
     state = state or LoopState()
@@ -111,7 +113,7 @@ def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) 
     except Exception as error:  # the live version keeps serving: a rollout must never take the pipeline down
         log.error(
             "rollout candidate not used; the live version serves every record",
-            extra=fields(candidate_version=version, live_version=live.model_version, error=str(error)),
+            extra=fields(candidate_version=version, model_version=live.model_version, error=error),
         )
         predictor.close()
         return None

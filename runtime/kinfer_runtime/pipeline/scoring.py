@@ -151,7 +151,7 @@ class Scorer:
             prediction = predictor.predict(encoded.inputs)
         except Exception as error:  # the candidate must never stop or slow down what is published
             self.rollout_metrics.candidate_failed(version, type(error).__name__, len(encoded.ok))
-            log.warning("shadow candidate failed", extra=fields(error=str(error), candidate_version=version))
+            log.warning("shadow candidate failed", extra=fields(error=error, candidate_version=version))
             return
         scores, labels = score_columns(prediction, predictor.metadata)
         if self.quality:

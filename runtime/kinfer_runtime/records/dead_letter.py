@@ -15,8 +15,10 @@ the full value can be matched with the input, which ``kinfer.source.*`` locate.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from kinfer_runtime.records.output import (
     MODEL_VERSION,
@@ -109,3 +111,18 @@ def smaller_dead_letter(value: bytes | None, headers: Headers) -> tuple[bytes | 
             return original[:TRUNCATED_VALUE_BYTES], [*headers, (TRUNCATED, CUT_VALUE)]
     own = [(k, v) for k, v in headers if k.startswith("kinfer.") and k != TRUNCATED]
     return (None if value is None else value[:MINIMAL_VALUE_BYTES]), [*own, (TRUNCATED, CUT_VALUE_AND_HEADERS)]
+
+
+def dead_letter_summary(messages: list[Any], failures: list[tuple[int, Failure]]) -> dict[str, Any]:
+    """Log fields for one batch's dead letters (``failures``: (message index, Failure), sorted, not empty): the
+    first record's place and reason, and the count by reason. One log line per batch, not per record, so that a
+    stream of bad records cannot flood the logs; the records themselves are in the dead-letter topic."""
+    index, first = failures[0]
+    return {
+        "records": len(failures),
+        "reasons": dict(collections.Counter(failure.reason for _, failure in failures)),
+        "partition": messages[index].partition(),
+        "offset": messages[index].offset(),
+        "error_class": first.reason,
+        "error": first.message,
+    }

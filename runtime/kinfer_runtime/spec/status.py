@@ -25,6 +25,16 @@ class ConditionStatus(SpecModel):
     observed_generation: int | None = Field(default=None, json_schema_extra={"format": "int64"})
 
 
+class RolloutStatus(SpecModel):
+    """The rollout in force (spec.model.rollout), as kubectl shows it."""
+
+    summary: str = Field(description="E.g. 'Canary 2 at 10%, live 1': the Rollout column of kubectl get.")
+    live_version: int
+    candidate_version: int
+    mode: str = Field(description="Canary or Shadow.")
+    share: float = Field(description="Canary: the share of keys the candidate scores. Shadow: of records.")
+
+
 class PipelineStatus(SpecModel):
     """Observed state, written by the operator only."""
 
@@ -40,6 +50,12 @@ class PipelineStatus(SpecModel):
     topics: dict[str, int] | None = Field(default=None, description="Partitions of each topic, by topic name.")
     lag: int | None = Field(default=None, description="Total consumer lag of the input topic (records).")
     model_version: str | None = Field(default=None, description="Pinned version, or Latest.")
+    rollout: RolloutStatus | None = Field(
+        default=None,
+        description="The candidate version being tried, and how (absent without a rollout). Per-version counts "
+        "and the comparison of the two are metrics: kinfer_predictions_total by model_version, "
+        "kinfer_rollout_* (docs/models.md).",
+    )
     serving_endpoint: str | None = Field(default=None, description="host:port of TF Serving (tfserving mode).")
     created_topics: list[str] | None = Field(
         default=None,

@@ -89,6 +89,7 @@ class NodeAccess:
     ip: str
     kafka_bootstrap: str  # Kafka's NODE listener: the bootstrap servers of pods
     images: dict[str, str]  # runtime, operator, pause -> image reference in the node's containerd
+    pod_logs: str = ""  # the kubelet's podLogsDir (/var/log/pods on a production node): what log shippers tail
 
     def placement(self) -> dict[str, Any]:
         """Pod spec fields that put a pod on the real node (and on no kwok node)."""
@@ -176,7 +177,9 @@ class RealNode:
         self.processes.clear()
 
     def access(self, kafka_bootstrap: str) -> NodeAccess:
-        return NodeAccess(self.name, self.network.node_ip, kafka_bootstrap, dict(self.images.refs))
+        return NodeAccess(
+            self.name, self.network.node_ip, kafka_bootstrap, dict(self.images.refs), str(self.root / "pod-logs")
+        )
 
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
         started = time.monotonic()
