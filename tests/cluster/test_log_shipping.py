@@ -197,7 +197,8 @@ def test_kinfer_logs_arrive_parsed_through_the_opentelemetry_collector(
     assert first["severity"] == "WARNING"
     assert attributes["partition"] == 0 and attributes["offset"] >= 0
     assert attributes["error_class"] in {"MalformedJson", "EmptyValue", "NotAnObject", "MissingField", "WrongType"}
-    assert attributes["model_version"] == 1 and attributes["records"] >= 1
+    (ready,) = [r for r in kinfer if r["body"] == "model ready"]  # the version loaded (the latest: 2)
+    assert attributes["model_version"] == ready["attributes"]["model_version"] == 2 and attributes["records"] >= 1
     assert any(r["body"] == "loop started" and r["severity"] == "INFO" for r in kinfer)
     assert all(r["resource"]["k8s.container.name"] == "operator" for r in operator_lines)
     print(f"\nshipped: {len(kinfer)} runtime lines of pod {pod_name} (all {len(written)} it had written), "
