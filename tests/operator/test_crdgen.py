@@ -71,6 +71,7 @@ def test_cel_rules_and_subresources() -> None:
         "Partitions",
         "Lag",
         "Model version",
+        "Rollout",
         "Age",
     ]
     assert crd["spec"]["names"]["shortNames"] == ["ipl"]
