@@ -45,12 +45,18 @@ def listening_ports() -> set[int]:
     return ports
 
 
+def without_real_node() -> dict[str, str]:
+    """The environment without KINFER_REAL_NODE: there is one real node per machine, and the real-node test among
+    the timing tests needs it free (it starts a bed of its own). The other tests must not ask for one either: with
+    KINFER_REAL_NODE=1 each run would start a session bed of its own with a real node instead of attaching to the
+    shared one."""
+    return {key: value for key, value in os.environ.items() if key != "KINFER_REAL_NODE"}
+
+
 def bed(action: str, root: Path) -> subprocess.CompletedProcess[str]:
-    """A bed without a real node, whatever KINFER_REAL_NODE says: there is one real node per machine, and the
-    real-node test among the timing tests needs it free (it starts a bed of its own)."""
-    environment = {key: value for key, value in os.environ.items() if key != "KINFER_REAL_NODE"}
-    return subprocess.run([sys.executable, "-m", "tests.testbed", action, "--root", str(root)], cwd=REPO_ROOT,
-                          env=environment, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    command = [sys.executable, "-m", "tests.testbed", action, "--root", str(root)]
+    return subprocess.run(command, cwd=REPO_ROOT, env=without_real_node(), capture_output=True, text=True,
+                          timeout=600, check=False)  # fmt: skip
 
 
 def one_cycle(root: Path) -> str | None:
@@ -73,18 +79,19 @@ def one_cycle(root: Path) -> str | None:
     return None
 
 
-def timing_tests() -> list[str]:
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "timing", "-p", "no:cacheprovider"]
+def timing_tests(marks: str = "timing") -> list[str]:
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", marks, "-p", "no:cacheprovider"]
     listed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     return [line for line in listed.stdout.splitlines() if "::" in line]
 
 
-def run_test(node: str) -> tuple[str, float, str]:
+def run_test(node: str, real_node: bool) -> tuple[str, float, str]:
     """One pytest process for one test: ("pass" | "skip" | "FAIL", seconds, why). A skip is not a pass: a test
     that needs the real node (KINFER_REAL_NODE=1) is skipped without it and measured nothing."""
     started = time.monotonic()
+    environment = os.environ.copy() if real_node else without_real_node()
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", node],
-                            cwd=REPO_ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+                            cwd=REPO_ROOT, env=environment, capture_output=True, text=True, check=False)  # fmt: skip
     lines = (result.stdout + result.stderr).strip().splitlines()
     summary = lines[-1] if lines else ""
     if result.returncode == 0 and " passed" not in summary and " skipped" in summary:
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nbed start/stop: {len(problems)} of {args.cycles} cycles failed", flush=True)
         failed += len(problems)
     tests = [t for t in timing_tests() if args.select in t] if args.runs else []
+    on_real_node = set(timing_tests("timing and realnode")) if tests else set()
     if tests:
         up = bed("up", DEFAULT_ROOT)  # shared by every run (the fixtures attach to a running bed)
         if up.returncode != 0:
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             for node in tests:
                 outcomes = []
                 for run in range(1, args.runs + 1):
-                    outcome, seconds, reason = run_test(node)
+                    outcome, seconds, reason = run_test(node, node in on_real_node)
                     outcomes.append(outcome)
                     print(f"{node} run {run}/{args.runs}: {outcome}{'' if outcome == 'pass' else ' ' + reason} "
                           f"({seconds:.0f} s)", flush=True)  # fmt: skip
