@@ -19,6 +19,7 @@ import orjson
 
 from tests.bench import baselines, kafka_io, quix_case
 from tests.bench.kinfer_case import Topics, bucket_quantile_ms, manifest, percentile, run_latency, run_throughput
+from tests.bench.quality_cost import quality_cost
 from tests.bench.report import print_table, results
 from tests.bench.tfserving_case import ModelServer, tfserving_manifest
 
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-wait-ms", type=int, default=20)
     parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
     parser.add_argument(
-        "--cases", default="a,a+,d,q0,shadow,d1024,eos,latency,tfs,b,c", help="subset to run, e.g. a,d (default: all)"
+        "--cases",
+        default="a,a+,d,q0,qcost,shadow,d1024,eos,latency,tfs,b,c",
+        help="subset to run, e.g. a,d (default: all)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
     args = parser.parse_args(argv)
@@ -79,8 +82,8 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     values = [orjson.dumps(r) for r in records]
     keys = [r["transaction_id"].encode() for r in records]
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
-    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "q", "q-dlq", "s", "s-dlq", "f", "f-dlq", "e", "e-dlq",
-                   "l-in", "l", "l-dlq", "t", "t-dlq", "tl", "tl-dlq")  # fmt: skip
+    topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "q", "q-dlq", "q1", "q1-dlq", "s", "s-dlq", "f",
+                   "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq", "t", "t-dlq", "tl", "tl-dlq")  # fmt: skip
     names = {c: f"{run}-{c}" for c in topic_roles}
     inputs = [names["in"], names["l-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
@@ -119,7 +122,18 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             topics = Topics(names["in"], names["q"], names["q-dlq"], parts)
             bare = kinfer_pipeline("q0", topics, "atLeastOnce")
             bare["spec"]["monitoring"]["qualityMetrics"] = False
-            figures["kinfer_quality_off_rps"] = run_throughput(bootstrap, topics, n, bare, work, MODEL_DIR)["rps"]
+            off = run_throughput(bootstrap, topics, n, bare, work, MODEL_DIR)
+            figures["kinfer_quality_off_rps"] = off["rps"]
+            figures.update({f"kinfer_quality_off_{k}": v for k, v in off.items() if k.startswith("stage_")})
+            # On, off, on again (ABA): the off run is compared with the mean of the on runs around it, so that a
+            # drift of the machine during the three runs does not pass for the metrics' cost.
+            step("(d-q1) kinfer run, at-least-once, quality metrics on again")
+            topics = Topics(names["in"], names["q1"], names["q1-dlq"], parts)
+            again = run_throughput(bootstrap, topics, n, kinfer_pipeline("q1", topics, "atLeastOnce"), work, MODEL_DIR)
+            figures["kinfer_quality_on_again_rps"] = again["rps"]
+        if "qcost" in cases:
+            step("quality metrics' own work per record, timed in this process on 256-record batches")
+            figures.update(quality_cost(MODEL_DIR))
         if "shadow" in cases:
             step("(d-shadow) kinfer run, at-least-once, version 2 shadowing version 1 on every record")
             topics = Topics(names["in"], names["s"], names["s-dlq"], parts)
