@@ -100,3 +100,43 @@ def test_canary_scores_a_share_of_keys_with_the_candidate_then_promotion_moves_a
     assert counts == {1: 2 * (KEYS - candidate_keys), 2: 2 * candidate_keys}
     assert promoted_counts == {2: KEYS}
     assert before_restart == 2 * KEYS
+
+
+def metric_sum(runtime: RuntimeProcess, name: str) -> float:
+    status, body = runtime.get("/metrics")
+    assert status == 200
+    return sum(s.value for f in text_string_to_metric_families(body) for s in f.samples if s.name == name)
+
+
+def test_a_shadow_scores_every_record_and_publishes_only_the_live_predictions(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Version 2 shadows version 1 on every record: each input has exactly one output, by version 1; the
+    candidate scored and was compared on every record; nothing of it reached the output or dead-letter topic."""
+    model_dir = tmp_path / "models" / "fraud"
+    for version in ("1", "2"):
+        shutil.copytree(FRAUD_MODEL / version, model_dir / version)
+    topics = create_topics(kafka_bootstrap, partitions=2, prefix="shadow")
+    shadow = manifest("shadow", kafka_bootstrap, topics)
+    shadow["spec"]["model"] |= {"versionPolicy": "Pinned", "version": 1,
+                                "rollout": {"candidateVersion": 2, "mode": "Shadow", "share": 1.0}}  # fmt: skip
+    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
+    output = reader.seen[topics.output]
+    runtime = RuntimeProcess(shadow, tmp_path, kafka_bootstrap, model_path=model_dir)
+    try:
+        runtime.start()
+        runtime.wait_ready()
+        produce(kafka_bootstrap, topics.input, transactions(KEYS))
+        reader.wait_for(lambda: output.total >= KEYS, timeout=120, describe=f"{KEYS} outputs")
+        compared = metric_sum(runtime, "kinfer_rollout_label_agreement_total")
+        failed = metric_sum(runtime, "kinfer_rollout_candidate_failures_total")
+        assert runtime.terminate() == 0, runtime.log_tail()
+        reader.poll(2.0)  # anything published twice would arrive now
+    finally:
+        runtime.stop()
+        reader.close()
+    keys = [message.key() for message in output.messages]
+    assert output.total == KEYS and len(set(keys)) == KEYS, "an input without an output, or with two"
+    assert reader.totals()[topics.dead_letter] == 0
+    assert {orjson.loads(m.value())["model"]["version"] for m in output.messages} == {1}
+    assert (compared, failed) == (KEYS, 0), "the candidate scored and was compared on every record"
