@@ -31,18 +31,19 @@ from tests.testbed.ports import ephemeral_low
 CYCLE_ROOT = REPO_ROOT / ".testbed-flake-check"
 
 
-def listening_ports() -> set[int]:
-    """TCP ports listened on below the kernel's ephemeral range: where the bed's ports come from
-    (tests/testbed/ports.py). Listeners above it belong to other processes of the machine (e.g. a test elsewhere
-    that bound port 0), which must not count as the bed's leftovers."""
-    ports = set()
+def listening_sockets() -> dict[int, str]:
+    """Listening TCP sockets below the kernel's ephemeral range (where the bed's ports come from,
+    tests/testbed/ports.py), port -> socket inode. Listeners above it belong to other processes of the machine
+    (e.g. a test elsewhere that bound port 0). The inode tells a leftover socket from a new one on the same port:
+    another bed started meanwhile may take over a stopped bed's block of ports and listen on them again."""
+    sockets = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             port = int(fields[1].rsplit(":", 1)[1], 16)
             if fields[3] == "0A" and port < ephemeral_low():
-                ports.add(port)
-    return ports
+                sockets[port] = fields[9]
+    return sockets
 
 
 def without_real_node() -> dict[str, str]:
@@ -61,19 +62,20 @@ def bed(action: str, root: Path) -> subprocess.CompletedProcess[str]:
 
 def one_cycle(root: Path) -> str | None:
     """None when up and down both worked and nothing was left; else what went wrong."""
-    before = listening_ports()
+    before = listening_sockets()
     up = bed("up", root)
     if up.returncode != 0:
         bed("down", root)
         return f"up failed: {(up.stdout + up.stderr).strip().splitlines()[-1:]}"
     entries = Ledger.read(root / "ledger.json")
     state = json.loads((root / "state.json").read_text())
-    ours = listening_ports() - before
+    ours = {port: inode for port, inode in listening_sockets().items() if before.get(port) != inode}
     down = bed("down", root)
     if down.returncode != 0:
         return f"down failed: {down.stderr.strip()[-300:]}"
     left = [e["name"] for e in entries if e["kind"] == "process" and same_process(e)]
-    still = sorted(ours & listening_ports())
+    now = listening_sockets()
+    still = sorted(port for port, inode in ours.items() if now.get(port) == inode)
     if left or still or Path(state["data_dir"]).exists():
         return f"left behind: processes {left}, listening ports {still}, data dir {Path(state['data_dir']).exists()}"
     return None
