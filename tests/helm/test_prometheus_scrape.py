@@ -202,6 +202,59 @@ def test_every_interface_metric_is_exported(scraped: Prometheus) -> None:
         assert sample["metric"]["pipeline"] == "scraped" and sample["metric"]["namespace"].startswith("t-")
 
 
+def model_owner_panels() -> dict[str, list[str]]:
+    """Panel title → its queries, for the dashboard's rows a model owner reads (quality, drift, rollout)."""
+    dashboard = json.loads((CHART / "files" / "dashboards" / "kinfer-pipelines.json").read_text())
+    panels: dict[str, list[str]] = {}
+    row = ""
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            row = panel["title"]
+        elif row.startswith(("Model quality", "Rollout")):
+            panels[panel["title"]] = [
+                t["expr"].replace("$__rate_interval", "30s").replace("$namespace", ".*").replace("$pipeline", ".*")
+                for t in panel["targets"]
+            ]
+    return panels
+
+
+def test_what_a_model_owner_sees_for_a_shadow_rollout(scraped: Prometheus) -> None:
+    """The quality and rollout rows, read as Grafana would, while version 2 shadows version 1 on half of the
+    keys: both versions' scores and labels, the split, the agreement, the score differences. Printed (pytest -s)
+    as a model owner would read the panels; the checks are what those panels must show for this traffic."""
+    panels = model_owner_panels()
+    assert len(panels) >= 7
+
+    def read(expr: str) -> list[tuple[dict[str, str], float]]:
+        return [(s["metric"], float(s["value"][1])) for s in scraped.query(expr)]
+
+    def every_panel_read() -> dict[str, list[list[tuple[dict[str, str], float]]]]:
+        return {title: [read(expr) for expr in exprs] for title, exprs in panels.items()}
+
+    wait_for(lambda: all(all(v) for v in every_panel_read().values()), 120, "every model-owner panel", interval=3)
+    seen = every_panel_read()
+    for title, targets in seen.items():
+        print(f"\n{title}")
+        for samples in targets:
+            for labels, value in sorted(samples, key=lambda s: sorted(s[0].items())):
+                shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("namespace", "pipeline"))
+                print(f"  {shown or '-'}: {value:.4g}")
+
+    (per_version,) = seen["Records scored per model version (/s): a canary's split, a shadow's sample"]
+    rates = {labels["model_version"]: value for labels, value in per_version}
+    assert set(rates) == {"1", "2"} and 0.3 < rates["2"] / rates["1"] < 0.7, rates  # a shadow of half the keys
+    (agreement,) = seen["Shadow: share of compared records with the same label"]
+    assert all(0.0 <= value <= 1.0 for _, value in agreement)
+    (label_shares,) = seen["Predicted labels, share of outputs per model version"]
+    for version in ("1", "2"):
+        total = sum(value for labels, value in label_shares if labels["model_version"] == version)
+        assert abs(total - 1.0) < 1e-6, (version, total)  # the labels of one version add up to all its outputs
+    info, _failures = seen["Rollout in use (0: the candidate could not be used) and candidate failures (/s)"]
+    assert [value for _, value in info] == [1.0]
+    (drift,) = seen["Input drift per feature (PSI against the training data; above 0.25: significant)"]
+    assert {labels["feature"] for labels, _ in drift} >= {"amount", "channel"}
+
+
 def test_prometheus_binary_is_debians() -> None:
     from tests.helm.conftest import ensure_prometheus
 

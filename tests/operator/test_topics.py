@@ -123,3 +123,14 @@ def test_pipelines_that_ask_different_configs_of_one_topic_are_told_and_neither_
     assert claims.claim(first) == {}
     adopted = pipeline(namespace="d", topics={"input": {"mode": "Adopt", "config": {"retention.ms": "2"}}})
     assert claims.claim(adopted) == {}, "an adopted topic's configs are never set: nothing to fight over"
+
+
+def test_a_shadow_topic_is_planned_owned_and_deleted_like_the_others() -> None:
+    p = pipeline(topics={"shadow": {"name": "transactions-shadow", "partitions": 6}})
+    plan = plan_topics(p.spec, _all(p), OURS)
+    assert [t.name for t in plan.create] == ["transactions-shadow"] and plan.partitions["transactions-shadow"] == 6
+    ours = OURS | {"transactions-shadow"}
+    plan = plan_topics(p.spec, _all(p, **{"transactions-shadow": _state("transactions-shadow", 6)}), ours)
+    assert not plan.changes and "transactions-shadow" in plan.owned
+    delete, _ = topics_to_delete(p.spec, {"createdTopics": sorted(ours)})
+    assert "transactions-shadow" in delete

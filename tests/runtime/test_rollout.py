@@ -13,11 +13,15 @@ import pytest
 from prometheus_client import generate_latest
 
 from kinfer_runtime.observability.metrics import RuntimeMetrics
+from kinfer_runtime.pipeline.assemble import ScoredRows, assemble_batch
+from kinfer_runtime.pipeline.commits import InFlightBatch
 from kinfer_runtime.pipeline.runner import RunOptions, load_candidate
 from kinfer_runtime.pipeline.scoring import Scorer
 from kinfer_runtime.predictors import PredictionFailed, build_predictor
 from kinfer_runtime.preprocess.preprocessor import Preprocessor
 from kinfer_runtime.quality.rollout import candidate_mask, compare, incompatibility
+from kinfer_runtime.records.dead_letter import Failure
+from kinfer_runtime.records.output import BatchContext
 from kinfer_runtime.records.predictions import encode_predictions
 from kinfer_runtime.spec import InferencePipeline, SpecError, parse_pipeline
 from kinfer_runtime.spec.model_metadata import load_model_metadata
@@ -237,3 +241,39 @@ def test_quality_metrics_can_be_turned_off_and_a_shadow_still_compares(quality: 
         for a in ("agree", "disagree")
     )
     assert agreement == len(encoded.ok)
+
+
+def test_a_shadow_topic_gets_the_candidates_predictions_with_the_inputs_keys() -> None:
+    """topics.shadow set: the candidate's rows of the sampled records come back flagged, and the assembled batch
+    produces them to the shadow topic after one output or dead letter per input; they are neither outputs (not
+    counted as records out) nor inputs' replacements (a refused one dead-letters nothing)."""
+    metrics = RuntimeMetrics("risk", "fraud")
+    scorer, preprocessor, live = scorer_for("Shadow", 0.5, metrics)
+    scorer.shadow_topic = True
+    messages = batch(200)
+    encoded = preprocessor.encode([m.value() for m in messages])
+    groups, failures = scorer.score(messages, list(encoded.ok), encoded.inputs, live.metadata)
+    failures += [(3, Failure("MalformedJson", "not json"))]
+    assert [g.shadow for g in groups] == [False, True] and groups[1].version == 2
+    shadow = groups[1]
+    keys = [messages[i].key() for i in encoded.ok]
+    sampled = candidate_mask(keys, [(0, i) for i in encoded.ok], 0.5)
+    assert shadow.predicted == [i for i, chosen in zip(encoded.ok, sampled, strict=True) if chosen]
+    context = BatchContext("fraud", "fraud", 1, "in", 0.1, 0.1)
+    assembled = assemble_batch(
+        messages, groups[0].predicted, groups[0].rows, failures, context, output_topic="out", dead_letter_topic="dlq",
+        now_ms=1.7e12, shadow=ScoredRows(BatchContext("fraud", "fraud", 2, "in", 0.1, 0.1), shadow.predicted,
+                                         shadow.rows), shadow_topic="shadow")  # fmt: skip
+    topics = [r.topic for r in assembled.records]
+    assert topics.count("out") + topics.count("dlq") == len(messages)
+    assert topics[len(messages) :] == ["shadow"] * len(shadow.predicted)
+    for index, record in zip(shadow.predicted, assembled.records[len(messages) :], strict=True):
+        assert record.shadow and record.key == messages[index].key()
+        assert dict(record.headers)["kinfer.model.version"] == b"2"
+        value = orjson.loads(record.value or b"{}")
+        assert value["model"]["version"] == 2 and value["source"]["offset"] == index
+    assert assembled.input_of(len(messages)) is None and assembled.input_of(0) is messages[0]
+    in_flight = InFlightBatch(0, assembled.next_offsets, assembled.records, assembled.output_timestamps_s)
+    for index in range(len(assembled.records)):
+        in_flight.delivery_callback(index)(None, None)
+    assert (in_flight.acked_outputs, in_flight.acked_shadow) == (len(encoded.ok), len(shadow.predicted))

@@ -173,8 +173,7 @@ def rollout_hash(pipeline: InferencePipeline, secret_versions: dict[str, str] | 
         else:
             for name in fields:
                 spec.get(key, {}).pop(name, None)
-    topics = pipeline.spec.topics
-    spec["topicNames"] = [topics.input.name, topics.output.name, topics.dead_letter.name]
+    spec["topicNames"] = [topic.name for _, topic in pipeline.spec.topics.roles()]
     tfserving = spec.get("serving", {}).get("tfserving", {})
     for name in ("replicas", "resources", "image", "batching"):
         tfserving.pop(name, None)

@@ -43,7 +43,12 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "self.input.name != self.output.name && self.input.name != self.deadLetter.name"
             " && self.output.name != self.deadLetter.name",
             "message": "topics.input, output and deadLetter must be three different topics",
-        }
+        },
+        {
+            "rule": "!has(self.shadow) || !(self.shadow.name in [self.input.name, self.output.name,"
+            " self.deadLetter.name])",
+            "message": "topics.shadow must differ from topics.input, output and deadLetter",
+        },
     ],
     "serving.tfserving": [
         {

@@ -34,11 +34,8 @@ class TopicClaims:
         naming the other pipeline and the settings the two specs disagree on."""
         me = (pipeline.metadata.namespace, pipeline.metadata.name)
         cluster = cluster_of(pipeline.spec.kafka.bootstrap_servers)
-        topics = pipeline.spec.topics
         mine = {
-            (cluster, t.name): dict(t.config)
-            for t in (topics.input, topics.output, topics.dead_letter)
-            if t.mode is TopicMode.CREATE
+            (cluster, t.name): dict(t.config) for _, t in pipeline.spec.topics.roles() if t.mode is TopicMode.CREATE
         }
         conflicts: dict[str, str] = {}
         with self._lock:

@@ -59,11 +59,12 @@ class TopicPlan:
 
 
 def pipeline_topics(spec: InferencePipelineSpec) -> list[tuple[str, TopicSpec]]:
-    return [("input", spec.topics.input), ("output", spec.topics.output), ("deadLetter", spec.topics.dead_letter)]
+    return spec.topics.roles()
 
 
 def plan_topics(spec: InferencePipelineSpec, observed: dict[str, TopicState], created: set[str]) -> TopicPlan:
-    """The plan for all three topics. ``created``: topics this pipeline created (its ``status.createdTopics``)."""
+    """The plan for every topic the spec names. ``created``: the topics this pipeline created (its
+    ``status.createdTopics``)."""
     plan = TopicPlan()
     for role, topic in pipeline_topics(spec):
         state = observed.get(topic.name)

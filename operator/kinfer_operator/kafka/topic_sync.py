@@ -56,8 +56,7 @@ def admin_for(kube: Kube, pipeline: InferencePipeline) -> Any:
 def read_topics(
     admin: TopicAdmin, pipeline: InferencePipeline, previous: dict[str, Any]
 ) -> tuple[TopicPlan | None, Condition | None]:
-    topics = pipeline.spec.topics
-    names = [topics.input.name, topics.output.name, topics.dead_letter.name]
+    names = [topic.name for _, topic in pipeline.spec.topics.roles()]
     try:
         observed = admin.describe(names)
     except kafka_admin.KafkaUnavailable as error:

@@ -49,6 +49,8 @@ class AssembledBatch:
         if not self.messages:
             return None
         n = len(self.predicted)
+        if index >= n + len(self.failed):
+            return None  # a shadow candidate's record: its input has an output of its own
         return self.messages[self.predicted[index] if index < n else self.failed[index - n]]
 
 
@@ -88,10 +90,13 @@ def assemble_batch(
     dead_letter_topic: str,
     now_ms: float,
     more: Sequence[ScoredRows] = (),
+    shadow: ScoredRows | None = None,
+    shadow_topic: str | None = None,
 ) -> AssembledBatch:
     """``predicted[i]`` is the index in ``messages`` of the input whose prediction (its JSON) is
     ``predictions[i]``; ``failures`` pairs indices with why they failed; ``more`` holds inputs another model
-    version scored (a canary), whose outputs follow. Together they must cover every message exactly once."""
+    version scored (a canary), whose outputs follow. Together they must cover every message exactly once.
+    ``shadow``: a shadow candidate's predictions, produced to ``shadow_topic`` after everything else."""
     groups = [ScoredRows(context, predicted, predictions), *more]
     for group in groups:
         if len(group.predicted) != len(group.predictions):
@@ -108,6 +113,11 @@ def assemble_batch(
         failed.append(index)
         records.append(dead_letter(messages[index], failure, dead_letter_topic, context.pipeline,
                                    context.model_version, context.source_topic))  # fmt: skip
+    if shadow is not None and shadow_topic is not None and shadow.predicted:
+        if len(shadow.predicted) != len(shadow.predictions):
+            raise ValueError(f"{len(shadow.predictions)} shadow rows for {len(shadow.predicted)} records")
+        scratch = np.empty(len(records) + len(shadow.predicted), dtype=np.float64)  # not outputs: no latency
+        _outputs(records, scratch, messages, shadow, shadow_topic, int(now_ms), shadow=True)
     timestamps = timestamps[~np.isnan(timestamps)]
     all_predicted = predicted if not more else [index for group in groups for index in group.predicted]
     return AssembledBatch(records, next_offsets(messages), timestamps, messages, all_predicted, failed)
@@ -120,6 +130,7 @@ def _outputs(
     group: ScoredRows,
     output_topic: str,
     now: int,
+    shadow: bool = False,
 ) -> None:
     """Append the output records of one group, and their inputs' timestamps (s, NaN for none) from
     ``len(records)`` on in ``timestamps``."""
@@ -153,7 +164,7 @@ def _outputs(
             headers = shared.copy()
         headers.append(partition_header)
         headers.append((SOURCE_OFFSET, str(offset).encode()))
-        append(Outgoing(output_topic, message.key(), value, headers))
+        append(Outgoing(output_topic, message.key(), value, headers, None, shadow))
 
 
 def dead_letter(

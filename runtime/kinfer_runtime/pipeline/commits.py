@@ -21,13 +21,15 @@ TopicPartitionKey = tuple[str, int]
 
 @dataclass(slots=True)
 class Outgoing:
-    """One record to produce: an output or a dead-letter record (``reason`` set)."""
+    """One record to produce: an output, a dead-letter record (``reason`` set), or a shadow candidate's
+    prediction (``shadow``: not an output of its input, which has one already)."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
     reason: str | None = None
+    shadow: bool = False
 
 
 @dataclass
@@ -41,6 +43,7 @@ class InFlightBatch:
     pending: int = 0
     failed: list[int] = field(default_factory=list)
     acked_outputs: int = 0
+    acked_shadow: int = 0
     acked_dead_letters: dict[str, int] = field(default_factory=dict)
     fatal_error: Any = None
     # The input of record i (for a refused output, whose input is dead-lettered instead), when known.
@@ -70,9 +73,13 @@ class InFlightBatch:
                 if getattr(error, "fatal", lambda: False)():
                     self.fatal_error = error
                 return
-            reason = self.records[index].reason
+            record = self.records[index]
+            reason = record.reason
             if reason is None:
-                self.acked_outputs += 1
+                if record.shadow:
+                    self.acked_shadow += 1
+                else:
+                    self.acked_outputs += 1
             else:
                 self.acked_dead_letters[reason] = self.acked_dead_letters.get(reason, 0) + 1
 

@@ -74,6 +74,7 @@ class PipelineLoop:
         self.input_topic = spec.topics.input.name
         self.output_topic = spec.topics.output.name
         self.dead_letter_topic = spec.topics.dead_letter.name
+        self.shadow_topic = spec.topics.shadow.name if spec.topics.shadow is not None else None
         self.max_batch = spec.consumer.max_batch_size
         self.batch_wait_s = spec.consumer.max_batch_wait_ms / 1000.0
         self.exactly_once = spec.consumer.delivery is Delivery.EXACTLY_ONCE
@@ -98,6 +99,7 @@ class PipelineLoop:
             spec.model.rollout,
             parts.candidate,
             spec.monitoring.quality_metrics,
+            shadow_topic=spec.topics.shadow is not None,
         )
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
         self.held_encoded: Any = None
@@ -202,29 +204,37 @@ class PipelineLoop:
             failures.sort(key=lambda failure: failure[0])
             log.warning("records dead-lettered", extra=fields(**dead_letter_summary(messages, failures),
                         topic=self.input_topic, model_version=self.parts.predictor.model_version))  # fmt: skip
-        contexts = [
-            BatchContext(
-                self.name,
-                self.parts.predictor.model_name,
-                group.version,
-                self.input_topic,
-                round(preprocess_s * 1000, 3),
-                round(group.predict_s * 1000, 3),
+        groups = [
+            ScoredRows(
+                BatchContext(
+                    self.name,
+                    self.parts.predictor.model_name,
+                    group.version,
+                    self.input_topic,
+                    round(preprocess_s * 1000, 3),
+                    round(group.predict_s * 1000, 3),
+                ),
+                group.predicted,
+                group.rows,
             )
             for group in scored
         ]
         started = time.perf_counter()
-        live = scored[0]
+        published = [g for g, version in zip(groups, scored, strict=True) if not version.shadow]
+        shadow = next((g for g, version in zip(groups, scored, strict=True) if version.shadow), None)
+        live = published[0]
         batch = assemble_batch(
             messages,
             live.predicted,
-            live.rows,
+            live.predictions,
             failures,
-            contexts[0],
+            live.context,
             output_topic=self.output_topic,
             dead_letter_topic=self.dead_letter_topic,
             now_ms=time.time() * 1000,
-            more=[ScoredRows(c, g.predicted, g.rows) for c, g in zip(contexts[1:], scored[1:], strict=True)],
+            more=published[1:],
+            shadow=shadow,
+            shadow_topic=self.shadow_topic,
         )
         self.delivery.submit(messages, batch)
         self.metrics.stage["produce"].observe(time.perf_counter() - started)

@@ -4,8 +4,9 @@ The loop hands over the batch's messages and what the live version's preprocesso
 outputs per version (the live version's first) and the records that failed. A canary's records (a share of
 keys) are preprocessed again with the candidate's own kinfer.json (a retrained version may scale its inputs
 differently) and scored by it alone; a refusal by the candidate dead-letters only its records. A shadow's
-candidate scores a sample of the records after the live version; its predictions are compared and counted, and
-nothing that happens to it reaches the published path. ``PredictorUnavailable`` from a version whose
+candidate scores a sample of the records after the live version; its predictions are compared and counted (and,
+with ``topics.shadow``, come back flagged ``shadow`` to be produced there), and nothing that happens to it
+reaches the published path. ``PredictorUnavailable`` from a version whose
 predictions are published holds the batch, as without a rollout.
 """
 
@@ -60,6 +61,7 @@ class VersionRows:
     predicted: list[int]
     rows: list[bytes]
     predict_s: float = 0.0
+    shadow: bool = False  # a shadow candidate's: for topics.shadow, not the output topic
 
 
 class Scorer:
@@ -71,8 +73,10 @@ class Scorer:
         rollout: RolloutSpec | None,
         candidate: Candidate | None,
         quality: bool = True,
+        shadow_topic: bool = False,
     ):
         self.live = live
+        self.shadow_topic = shadow_topic  # topics.shadow is set: keep the shadow candidate's predictions
         self.quality = quality  # score histograms and label counts (spec.monitoring.qualityMetrics)
         self.encode_predictions = encode_predictions
         self.metrics = metrics
@@ -100,7 +104,9 @@ class Scorer:
         if rollout.mode is RolloutMode.SHADOW:
             live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
             if scored is not None and chosen.any():
-                self._shadow(messages, predicted, np.flatnonzero(chosen), live.version, scored)
+                shadow = self._shadow(messages, predicted, np.flatnonzero(chosen), live.version, scored)
+                if shadow is not None:
+                    return [live, shadow], failures
             return [live], failures
         staying = np.flatnonzero(~chosen)
         live, failures, _ = self._predict(
@@ -139,23 +145,29 @@ class Scorer:
 
     def _shadow(
         self, messages: list[Any], predicted: list[int], sampled: np.ndarray, live_version: int, live: Any
-    ) -> None:
-        """The candidate scores the sampled records; compared with the live scores, never published."""
+    ) -> VersionRows | None:
+        """The candidate scores the sampled records; compared with the live scores, never published. Its rows
+        when they go to topics.shadow."""
         assert self.candidate is not None and self.rollout_metrics is not None
         predictor, version = self.candidate.predictor, self.candidate.predictor.model_version
         encoded = self.candidate.preprocessor.encode([messages[predicted[p]].value() for p in sampled])
         self.rollout_metrics.candidate_failed(version, "Preprocessing", len(encoded.failures))
         if not encoded.ok:
-            return
+            return None
         try:
             prediction = predictor.predict(encoded.inputs)
         except Exception as error:  # the candidate must never stop or slow down what is published
             self.rollout_metrics.candidate_failed(version, type(error).__name__, len(encoded.ok))
             log.warning("shadow candidate failed", extra=fields(error=error, candidate_version=version))
-            return
+            return None
         scores, labels = score_columns(prediction, predictor.metadata)
         if self.quality:
             self.metrics.observe_predictions(prediction.model_version, scores, labels)
         live_scores, live_labels = live
-        comparison = compare(live_scores, live_labels, scores, labels, sampled[encoded.ok])
+        scored = sampled[encoded.ok]
+        comparison = compare(live_scores, live_labels, scores, labels, scored)
         self.rollout_metrics.observe(live_version, prediction.model_version, comparison)
+        if not self.shadow_topic:
+            return None
+        rows = self.encode_predictions(prediction, predictor.metadata)
+        return VersionRows(prediction.model_version, [predicted[p] for p in scored], rows, shadow=True)

@@ -21,6 +21,7 @@ class LoopCounters:
 
     records_in: int = 0
     records_out: int = 0
+    shadow_out: int = 0  # a shadow candidate's predictions delivered to topics.shadow
     dead_lettered: int = 0
     batches: int = 0
     committed_batches: int = 0
@@ -48,6 +49,7 @@ class Tally:
         for batch in batches:
             counters.records_out += batch.acked_outputs
             metrics.records_out.inc(batch.acked_outputs)
+            counters.shadow_out += batch.acked_shadow
             for reason, count in batch.acked_dead_letters.items():
                 counters.dead_lettered += count
                 metrics.dead_lettered(reason, count)

@@ -147,7 +147,8 @@ class TopicSpec(SpecModel):
 
 
 class TopicsSpec(SpecModel):
-    """The pipeline's three Kafka topics: records in, predictions out, failures aside; all three must differ."""
+    """The pipeline's Kafka topics: records in, predictions out, failures aside, and where a shadow candidate's
+    predictions go; all must differ."""
 
     input: TopicSpec = Field(description="Topic the consumers read the JSON records to score from.")
     output: TopicSpec = Field(
@@ -157,12 +158,29 @@ class TopicsSpec(SpecModel):
         description="Topic that gets every input record that could not be decoded, validated or predicted, "
         "unchanged, with kinfer.error.* headers saying why (kinfer replay puts them back).",
     )
+    shadow: TopicSpec | None = Field(
+        default=None,
+        description="Optional: while model.rollout runs in mode Shadow, the candidate's prediction of each record it "
+        "scores, with the input's key and the headers the output would carry (kinfer.model.version: the "
+        "candidate's). Delivered like the output topic (the pipeline waits for it), so none is lost; unused "
+        "otherwise.",
+    )
+
+    def roles(self) -> list[tuple[str, TopicSpec]]:
+        """Each topic the pipeline names, with its field name in the spec."""
+        named = [("input", self.input), ("output", self.output), ("deadLetter", self.dead_letter)]
+        return named + ([("shadow", self.shadow)] if self.shadow is not None else [])
 
     @model_validator(mode="after")
     def _distinct(self) -> TopicsSpec:
-        names = [self.input.name, self.output.name, self.dead_letter.name]
-        if len(set(names)) != 3:
-            raise ValueError(f"topics.input, output and deadLetter must be three different topics, got {names}")
+        seen: dict[str, str] = {}
+        for role, topic in self.roles():
+            if topic.name in seen:
+                raise ValueError(
+                    f"topics.{seen[topic.name]} and topics.{role} are both {topic.name!r}: the pipeline's topics "
+                    "(input, output, deadLetter, shadow) must be different topics"
+                )
+            seen[topic.name] = role
         return self
 
 

@@ -121,10 +121,7 @@ def send_phases(
 def create_topics(bootstrap: str, pipeline: Any) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    topics = pipeline.spec.topics
-    new = [
-        NewTopic(t.name, t.partitions, t.replication_factor) for t in (topics.input, topics.output, topics.dead_letter)
-    ]
+    new = [NewTopic(t.name, t.partitions, t.replication_factor) for _, t in pipeline.spec.topics.roles()]
     with AdminClient({"bootstrap.servers": bootstrap}) as admin:
         for future in admin.create_topics(new).values():
             future.result(30)
@@ -212,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         run_id = uuid.uuid4().hex[:6]  # fresh topics and group, so a reused broker's old data plays no part
         pipeline.metadata.name = f"fraud-demo-{run_id}"
         topics = pipeline.spec.topics
-        for spec in (topics.input, topics.output, topics.dead_letter):
+        for _, spec in topics.roles():
             spec.name = f"{spec.name}-{run_id}"
         create_topics(bootstrap, pipeline)
         traffic = start_traffic(bootstrap, topics.input.name, phases)  # generates its records while the model loads

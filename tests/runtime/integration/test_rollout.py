@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.runtime.integration.harness import (
@@ -112,22 +113,28 @@ def test_a_shadow_scores_every_record_and_publishes_only_the_live_predictions(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """Version 2 shadows version 1 on every record: each input has exactly one output, by version 1; the
-    candidate scored and was compared on every record; nothing of it reached the output or dead-letter topic."""
+    candidate scored and was compared on every record; nothing of it reached the output or dead-letter topic, and
+    the shadow topic got exactly one prediction of version 2 per input, with the input's key."""
     model_dir = tmp_path / "models" / "fraud"
     for version in ("1", "2"):
         shutil.copytree(FRAUD_MODEL / version, model_dir / version)
     topics = create_topics(kafka_bootstrap, partitions=2, prefix="shadow")
+    shadow_topic = f"{topics.input}-shadow"
+    with AdminClient({"bootstrap.servers": kafka_bootstrap}) as admin:
+        admin.create_topics([NewTopic(shadow_topic, 2, 1)])[shadow_topic].result(30)
     shadow = manifest("shadow", kafka_bootstrap, topics)
+    shadow["spec"]["topics"]["shadow"] = {"name": shadow_topic}
     shadow["spec"]["model"] |= {"versionPolicy": "Pinned", "version": 1,
                                 "rollout": {"candidateVersion": 2, "mode": "Shadow", "share": 1.0}}  # fmt: skip
-    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
-    output = reader.seen[topics.output]
+    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter, shadow_topic], keep_messages=True)
+    output, candidate = reader.seen[topics.output], reader.seen[shadow_topic]
     runtime = RuntimeProcess(shadow, tmp_path, kafka_bootstrap, model_path=model_dir)
     try:
         runtime.start()
         runtime.wait_ready()
         produce(kafka_bootstrap, topics.input, transactions(KEYS))
-        reader.wait_for(lambda: output.total >= KEYS, timeout=120, describe=f"{KEYS} outputs")
+        reader.wait_for(lambda: min(output.total, candidate.total) >= KEYS, timeout=120,
+                        describe=f"{KEYS} outputs and shadow predictions")  # fmt: skip
         compared = metric_sum(runtime, "kinfer_rollout_label_agreement_total")
         failed = metric_sum(runtime, "kinfer_rollout_candidate_failures_total")
         assert runtime.terminate() == 0, runtime.log_tail()
@@ -140,3 +147,8 @@ def test_a_shadow_scores_every_record_and_publishes_only_the_live_predictions(
     assert reader.totals()[topics.dead_letter] == 0
     assert {orjson.loads(m.value())["model"]["version"] for m in output.messages} == {1}
     assert (compared, failed) == (KEYS, 0), "the candidate scored and was compared on every record"
+    places = [orjson.loads(m.value())["source"] for m in candidate.messages]
+    assert candidate.total == KEYS and len({(p["partition"], p["offset"]) for p in places}) == KEYS
+    assert sorted(m.key() for m in candidate.messages) == sorted(keys)
+    assert {orjson.loads(m.value())["model"]["version"] for m in candidate.messages} == {2}
+    assert {dict(m.headers() or [])["kinfer.model.version"] for m in candidate.messages} == {b"2"}
