@@ -65,6 +65,9 @@ class StubPreprocessor:
                 failures.append(StubFailure(i, "MalformedJson", "not {x: number}"))
         return StubEncoded({"x": np.array(xs, dtype=np.float32)}, ok, failures)
 
+    def encode_documents(self, docs: Sequence[dict[str, Any]]) -> StubEncoded:
+        return self.encode([orjson.dumps(doc) for doc in docs])
+
 
 @dataclass
 class StubPrediction:

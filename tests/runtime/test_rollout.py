@@ -122,6 +122,10 @@ def test_canary_scores_a_share_of_keys_with_the_candidate_and_its_own_preprocess
         [messages[i].value() for i in by_candidate.predicted]
     )
     assert by_candidate.rows == encode_predictions(alone.predict(own.inputs), alone.metadata)
+    # the loop hands over the live preprocessor's decoded records: the candidate reads those, not the values
+    emptied = [FakeMessage(m.topic(), m.partition(), m.offset(), b"", m.key()) for m in messages]
+    (again_live, again_candidate), _ = scorer.score(emptied, list(encoded.ok), encoded.inputs, live.metadata, encoded)
+    assert (again_live.rows, again_candidate.rows) == (by_live.rows, by_candidate.rows)
     exposition = generate_latest(metrics.registry).decode()
     assert 'kinfer_rollout_info{candidate_version="2",live_version="1",mode="Canary"' in exposition
     assert 'model_version="2"' in exposition  # kinfer_predictions_total / kinfer_prediction_score per version

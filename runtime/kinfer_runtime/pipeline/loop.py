@@ -193,7 +193,7 @@ class PipelineLoop:
         failures = failures_of(encoded.failures)
         started = time.perf_counter()
         try:
-            scored, failed = self.scorer.score(messages, list(encoded.ok), encoded.inputs, self.metadata)
+            scored, failed = self.scorer.score(messages, list(encoded.ok), encoded.inputs, self.metadata, encoded)
         except PredictorUnavailable as error:
             self._hold(messages, encoded, error)
             return

@@ -91,9 +91,16 @@ class Scorer:
             )
 
     def score(
-        self, messages: list[Any], predicted: list[int], inputs: dict[str, np.ndarray], metadata: Any
+        self,
+        messages: list[Any],
+        predicted: list[int],
+        inputs: dict[str, np.ndarray],
+        metadata: Any,
+        decoded: Any = None,
     ) -> tuple[list[VersionRows], list[tuple[int, Failure]]]:
-        """Outputs per version (the live version's first, possibly empty) and the failed records."""
+        """Outputs per version (the live version's first, possibly empty) and the failed records. ``decoded``:
+        the live preprocessor's EncodedBatch of ``messages``, whose decoded records a candidate reuses (None: the
+        candidate decodes the values itself)."""
         candidate, rollout = self.candidate, self.rollout
         if candidate is None or rollout is None or not predicted:
             live, failures, _ = self._predict(self.live, predicted, inputs, metadata)
@@ -104,7 +111,9 @@ class Scorer:
         if rollout.mode is RolloutMode.SHADOW:
             live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
             if scored is not None and chosen.any():
-                shadow = self._shadow(messages, predicted, np.flatnonzero(chosen), live.version, scored)
+                sampled = np.flatnonzero(chosen)
+                encoded = self._candidate_encode(messages, [predicted[p] for p in sampled], decoded)
+                shadow = self._shadow(predicted, sampled, encoded, live.version, scored)
                 if shadow is not None:
                     return [live, shadow], failures
             return [live], failures
@@ -113,7 +122,7 @@ class Scorer:
             self.live, [predicted[p] for p in staying], {k: v[staying] for k, v in inputs.items()}, metadata
         )
         moving = [predicted[p] for p in np.flatnonzero(chosen)]
-        encoded = candidate.preprocessor.encode([messages[i].value() for i in moving])
+        encoded = self._candidate_encode(messages, moving, decoded)
         failures += failures_of(encoded.failures, moving)
         tried, more, _ = self._predict(
             candidate.predictor, [moving[j] for j in encoded.ok], encoded.inputs, candidate.predictor.metadata
@@ -143,14 +152,20 @@ class Scorer:
                 self.metrics.observe_predictions(prediction.model_version, *scores)
         return VersionRows(prediction.model_version, predicted, rows, time.perf_counter() - started), [], scores
 
+    def _candidate_encode(self, messages: list[Any], indices: list[int], decoded: Any) -> Any:
+        """The candidate's inputs for these messages, with its own kinfer.json; positions in ``indices``."""
+        assert self.candidate is not None
+        if decoded is not None:
+            return self.candidate.preprocessor.encode_documents(decoded.decoded(indices))
+        return self.candidate.preprocessor.encode([messages[i].value() for i in indices])
+
     def _shadow(
-        self, messages: list[Any], predicted: list[int], sampled: np.ndarray, live_version: int, live: Any
+        self, predicted: list[int], sampled: np.ndarray, encoded: Any, live_version: int, live: Any
     ) -> VersionRows | None:
-        """The candidate scores the sampled records; compared with the live scores, never published. Its rows
-        when they go to topics.shadow."""
+        """The candidate scores the sampled records (``encoded``: its inputs for them); compared with the live
+        scores, never published. Its rows when they go to topics.shadow."""
         assert self.candidate is not None and self.rollout_metrics is not None
         predictor, version = self.candidate.predictor, self.candidate.predictor.model_version
-        encoded = self.candidate.preprocessor.encode([messages[predicted[p]].value() for p in sampled])
         self.rollout_metrics.candidate_failed(version, "Preprocessing", len(encoded.failures))
         if not encoded.ok:
             return None

@@ -40,6 +40,15 @@ class EncodedBatch:
     inputs: dict[str, np.ndarray]  # one row per ok record, in order
     ok: list[int] = field(default_factory=list)  # indices into the values passed to encode
     failures: list[RecordFailure] = field(default_factory=list)
+    # The decoded records (after the hook) and their indices into the values, for another version's preprocessor
+    # (encode_documents): a candidate model version reuses the decoding instead of parsing every record again.
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+
+    def decoded(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The decoded records of these indices (each must have been decoded)."""
+        by_index = dict(zip(self.positions, self.documents, strict=True))
+        return [by_index[index] for index in indices]
 
 
 class PreprocessorError(ValueError):
@@ -129,6 +138,19 @@ class Preprocessor:
                 positions.append(index)
         if self.hook is not None and docs:
             docs, positions = self._run_hook(docs, positions, failures)
+        encoded = self._fill(docs, positions, failures)
+        encoded.documents, encoded.positions = docs, positions
+        return encoded
+
+    def encode_documents(self, docs: Sequence[dict[str, Any]]) -> EncodedBatch:
+        """``encode`` for records decoded already (``EncodedBatch.documents`` of another version's preprocessor:
+        the hook has run on them); indices are positions in ``docs``."""
+        return self._fill(list(docs), list(range(len(docs))), {})
+
+    def _fill(
+        self, docs: list[dict[str, Any]], positions: list[int], failures: dict[int, RecordFailure]
+    ) -> EncodedBatch:
+        """Fill the model's inputs from decoded records; ``positions[row]``: the index of ``docs[row]``."""
 
         def fail(row: int, reason: FailureReason, message: str) -> None:
             index = positions[row]
