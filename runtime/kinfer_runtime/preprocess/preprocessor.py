@@ -2,7 +2,7 @@
 
 The feature spec (from the model's ``kinfer.json``, with overrides from ``spec.preprocessing.features``) is
 compiled once into a plan: for each model input, which features fill which columns and with which encoder
-(:mod:`kinfer_runtime.preprocess.columns`). ``encode`` then decodes each value with orjson, optionally runs the
+(:mod:`kinfer_runtime.preprocess.input_plan`). ``encode`` then decodes each value with orjson, optionally runs the
 custom hook on the decoded batch, and fills preallocated numpy buffers column by column. A bad record never
 raises: it is listed in ``failures`` with a stable reason and left out of the tensors.
 """
@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from kinfer_runtime.preprocess.columns import ColumnEncoder, FailureReason, build_column_encoder, short_repr
+from kinfer_runtime.preprocess.columns import FailureReason, short_repr
+from kinfer_runtime.preprocess.input_plan import PreprocessorError, plan_inputs
 from kinfer_runtime.spec import FeatureSpec, InferencePipelineSpec
-from kinfer_runtime.spec.model_metadata import ModelMetadata, TensorInfo, columns_of
+from kinfer_runtime.spec.model_metadata import ModelMetadata, TensorInfo
 
 __all__ = ["EncodedBatch", "FailureReason", "Preprocessor", "PreprocessorError", "RecordFailure", "load_hook"]
 
@@ -49,27 +50,6 @@ class EncodedBatch:
         """The decoded records of these indices (each must have been decoded)."""
         by_index = dict(zip(self.positions, self.documents, strict=True))
         return [by_index[index] for index in indices]
-
-
-class PreprocessorError(ValueError):
-    """A feature spec that cannot fill the model's inputs (found when compiling, before any record)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Column:
-    name: str  # record field
-    start: int
-    stop: int
-    encode: ColumnEncoder
-
-
-@dataclass(frozen=True, slots=True)
-class _InputPlan:
-    name: str
-    dtype: np.dtype[Any]
-    row_shape: tuple[int, ...]
-    width: int
-    columns: tuple[_Column, ...]
 
 
 def load_hook(path: str) -> Hook:
@@ -103,7 +83,7 @@ class Preprocessor:
         self.features = list(features)
         self.max_record_bytes = max_record_bytes
         self.hook = hook
-        self.plans = _plan_inputs(self.features, inputs, dict(feature_inputs or {}))
+        self.plans = plan_inputs(self.features, inputs, dict(feature_inputs or {}))
 
     @classmethod
     def from_spec(cls, spec: InferencePipelineSpec, metadata: ModelMetadata) -> Preprocessor:
@@ -243,37 +223,3 @@ def _decode_slowly(index: int, value: bytes | str, error: Exception) -> tuple[An
         return json.loads(text), None
     except (ValueError, RecursionError):
         return None, RecordFailure(index, FailureReason.MALFORMED_JSON, f"malformed JSON: {error}")
-
-
-def _plan_inputs(
-    features: list[FeatureSpec], inputs: dict[str, TensorInfo], mapping: dict[str, list[str]]
-) -> tuple[_InputPlan, ...]:
-    by_name = {feature.name: feature for feature in features}
-    mapped = {name for names in mapping.values() for name in names}
-    unmapped = [feature.name for feature in features if feature.name not in mapped]
-    if unmapped:
-        if len(inputs) != 1:
-            raise PreprocessorError(f"features {unmapped} are not mapped to any of the inputs {sorted(inputs)}")
-        only = next(iter(inputs))
-        mapping[only] = [*mapping.get(only, []), *unmapped]
-    plans = []
-    for input_name, info in inputs.items():
-        names = mapping.get(input_name)
-        if not names:
-            raise PreprocessorError(f"no feature fills model input {input_name!r}")
-        missing = [name for name in names if name not in by_name]
-        if missing:
-            raise PreprocessorError(f"model input {input_name!r} needs features {missing}, which are not defined")
-        columns, start = [], 0
-        for name in names:
-            width = columns_of(by_name[name])
-            columns.append(_Column(name, start, start + width, build_column_encoder(by_name[name])))
-            start += width
-        expected = int(np.prod(info.row_shape)) if info.row_shape else 1
-        if start != expected:
-            raise PreprocessorError(
-                f"model input {input_name!r} has {expected} values per row (shape {info.shape}) but its features "
-                f"{names} give {start} columns"
-            )
-        plans.append(_InputPlan(input_name, np.dtype(info.dtype), info.row_shape, start, tuple(columns)))
-    return tuple(plans)
