@@ -22,9 +22,10 @@ import orjson
 import pytest
 import yaml
 
+from kinfer_runtime.tools.synthetic import fraud_transactions
 from tests.helm.chart import CHART, OPERATOR_METRICS, RUNTIME_METRICS, alert_rules, metric_names, render
 from tests.helm.release import running, wait_for
-from tests.runtime.integration.harness import KINFER, RuntimeProcess, create_topics, manifest, produce, transactions
+from tests.runtime.integration.harness import KINFER, RuntimeProcess, create_topics, manifest, produce
 from tests.testbed import TestBed, free_port
 
 pytestmark = pytest.mark.testbed
@@ -156,10 +157,13 @@ def reachable(prometheus: Prometheus) -> bool:
 
 
 def feed(bootstrap: str, topic: str, stop: threading.Event) -> None:
-    """About 100 records a second, 5 % of them malformed, until stopped (rates stay above zero)."""
+    """About 100 records a second, 5 % of them malformed, until stopped (rates stay above zero). The good ones are
+    drawn as the fraud model's training data was (about 3 % fraud), so the quality panels show an undisturbed
+    stream: both labels, and no drift."""
     batch = 0
     while not stop.is_set():
-        good = transactions(95, start=batch * 100)
+        drawn, _ = fraud_transactions(95, seed=2000 + batch)
+        good = [(f"k-{batch}-{i}".encode(), orjson.dumps(record)) for i, record in enumerate(drawn)]
         bad: list[tuple[bytes, bytes]] = [(f"bad-{batch}-{i}".encode(), b"{not json") for i in range(3)]
         bad += [(f"missing-{batch}-{i}".encode(), orjson.dumps({"amount": 1.0})) for i in range(2)]
         produce(bootstrap, topic, good + bad)
@@ -202,17 +206,21 @@ def test_every_interface_metric_is_exported(scraped: Prometheus) -> None:
         assert sample["metric"]["pipeline"] == "scraped" and sample["metric"]["namespace"].startswith("t-")
 
 
-def model_owner_panels() -> dict[str, list[str]]:
-    """Panel title → its queries, for the dashboard's rows a model owner reads (quality, drift, rollout)."""
+def model_owner_panels() -> dict[str, list[tuple[str, str]]]:
+    """Panel title → its (legend, query) pairs, for the dashboard's rows a model owner reads (quality, drift,
+    rollout)."""
     dashboard = json.loads((CHART / "files" / "dashboards" / "kinfer-pipelines.json").read_text())
-    panels: dict[str, list[str]] = {}
+    panels: dict[str, list[tuple[str, str]]] = {}
     row = ""
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
             row = panel["title"]
         elif row.startswith(("Model quality", "Rollout")):
             panels[panel["title"]] = [
-                t["expr"].replace("$__rate_interval", "30s").replace("$namespace", ".*").replace("$pipeline", ".*")
+                (
+                    t["legendFormat"],
+                    t["expr"].replace("$__rate_interval", "30s").replace("$namespace", ".*").replace("$pipeline", ".*"),
+                )
                 for t in panel["targets"]
             ]
     return panels
@@ -229,16 +237,18 @@ def test_what_a_model_owner_sees_for_a_shadow_rollout(scraped: Prometheus) -> No
         return [(s["metric"], float(s["value"][1])) for s in scraped.query(expr)]
 
     def every_panel_read() -> dict[str, list[list[tuple[dict[str, str], float]]]]:
-        return {title: [read(expr) for expr in exprs] for title, exprs in panels.items()}
+        return {title: [read(expr) for _, expr in targets] for title, targets in panels.items()}
 
     wait_for(lambda: all(all(v) for v in every_panel_read().values()), 120, "every model-owner panel", interval=3)
     seen = every_panel_read()
     for title, targets in seen.items():
         print(f"\n{title}")
-        for samples in targets:
+        for (legend, _), samples in zip(panels[title], targets, strict=True):
             for labels, value in sorted(samples, key=lambda s: sorted(s[0].items())):
-                shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("namespace", "pipeline"))
-                print(f"  {shown or '-'}: {value:.4g}")
+                line = legend
+                for name, label in labels.items():
+                    line = line.replace("{{" + name + "}}", label)
+                print(f"  {line}: {value:.4g}")
 
     (per_version,) = seen["Records scored per model version (/s): a canary's split, a shadow's sample"]
     rates = {labels["model_version"]: value for labels, value in per_version}
@@ -253,6 +263,9 @@ def test_what_a_model_owner_sees_for_a_shadow_rollout(scraped: Prometheus) -> No
     assert [value for _, value in info] == [1.0]
     (drift,) = seen["Input drift per feature (PSI against the training data; above 0.25: significant)"]
     assert {labels["feature"] for labels, _ in drift} >= {"amount", "channel"}
+    assert all(value < 0.25 for _, value in drift), drift  # drawn like the training data: no significant drift
+    (label_shares,) = seen["Predicted labels, share of outputs per model version"]
+    assert {labels["label"] for labels, _ in label_shares} == {"legit", "fraud"}, label_shares
 
 
 def test_prometheus_binary_is_debians() -> None:

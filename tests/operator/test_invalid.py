@@ -106,6 +106,10 @@ def test_unknown_serving_mode_and_broken_ranges_are_refused_at_apply(bed: Bed, p
             bed.manifest("same", topics={"output": {"name": "x"}, "deadLetter": {"name": "x"}}),
             "three different topics",
         ),
+        "shadow topic": (
+            bed.manifest("same-shadow", topics={"shadow": {"name": "x"}, "output": {"name": "x"}}),
+            "topics.shadow must differ",
+        ),
     }
     for label, (manifest, expected) in refused.items():
         result = bed.apply_result(manifest)
