@@ -48,7 +48,7 @@ def build_loop_parts(
 ) -> LoopParts:
     """Everything the loop needs, with the model loaded and warmed up (this is most of the cold start)."""
     from kinfer_runtime.predictors import build_predictor
-    from kinfer_runtime.preprocess.preprocessor import Preprocessor
+    from kinfer_runtime.preprocess.formats import build_preprocessor
     from kinfer_runtime.records.predictions import encode_predictions
 
     spec = pipeline.spec
@@ -82,7 +82,7 @@ def build_loop_parts(
         consumer_config=consumer,
         producer_config=producer,
         predictor=predictor,
-        make_preprocessor=lambda metadata: Preprocessor.from_spec(spec, metadata),
+        make_preprocessor=lambda metadata: build_preprocessor(spec, metadata),
         encode_predictions=encode_predictions,
         metrics=metrics or RuntimeMetrics(pipeline.metadata.namespace, pipeline.metadata.name),
         state=state,
@@ -94,7 +94,7 @@ def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) 
     cannot be used: logged, and kinfer_rollout_info says 0; the live version serves all records)."""
     from kinfer_runtime.pipeline.scoring import Candidate
     from kinfer_runtime.predictors import build_predictor
-    from kinfer_runtime.preprocess.preprocessor import Preprocessor
+    from kinfer_runtime.preprocess.formats import build_preprocessor
     from kinfer_runtime.quality.rollout import incompatibility
 
     rollout = pipeline.spec.model.rollout
@@ -109,7 +109,7 @@ def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) 
         problem = incompatibility(live.metadata, predictor.metadata)
         if problem is not None:
             raise ValueError(problem)
-        candidate = Candidate(predictor, Preprocessor.from_spec(pipeline.spec, predictor.metadata))
+        candidate = Candidate(predictor, build_preprocessor(pipeline.spec, predictor.metadata))
     except Exception as error:  # the live version keeps serving: a rollout must never take the pipeline down
         log.error(
             "rollout candidate not used; the live version serves every record",

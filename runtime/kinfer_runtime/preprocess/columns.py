@@ -31,6 +31,7 @@ class FailureReason(StrEnum):
     UNKNOWN_CATEGORY = "UnknownCategory"
     RECORD_TOO_LARGE = "RecordTooLarge"
     HOOK_ERROR = "HookError"
+    MALFORMED_TENSOR = "MalformedTensor"  # a .npy record whose header NumPy refuses (format tensor)
 
 
 Fail = Callable[[int, FailureReason, str], None]

@@ -43,10 +43,10 @@ class EncodedBatch:
     failures: list[RecordFailure] = field(default_factory=list)
     # The decoded records (after the hook) and their indices into the values, for another version's preprocessor
     # (encode_documents): a candidate model version reuses the decoding instead of parsing every record again.
-    documents: list[dict[str, Any]] = field(default_factory=list)
+    documents: list[Any] = field(default_factory=list)  # JSON objects; one array each for tensor records
     positions: list[int] = field(default_factory=list)
 
-    def decoded(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    def decoded(self, indices: Sequence[int]) -> list[Any]:
         """The decoded records of these indices (each must have been decoded)."""
         by_index = dict(zip(self.positions, self.documents, strict=True))
         return [by_index[index] for index in indices]

@@ -67,6 +67,7 @@ from kinfer_runtime.spec.pipeline import (
     parse_spec,
     tfserving_service,
 )
+from kinfer_runtime.spec.record_format import RecordFormat, TensorDtype, TensorFormatSpec
 from kinfer_runtime.spec.rollout import RolloutMode, RolloutSpec
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "ObjectMeta",
     "OffsetReset",
     "PreprocessingSpec",
+    "RecordFormat",
     "ResourcesSpec",
     "RolloutMode",
     "RolloutSpec",
@@ -108,6 +110,8 @@ __all__ = [
     "ServingSpec",
     "SpecError",
     "SpecModel",
+    "TensorDtype",
+    "TensorFormatSpec",
     "TfServingBatchingSpec",
     "TfServingSpec",
     "TlsSpec",

@@ -17,6 +17,7 @@ from kinfer_runtime.spec.base import (
     ResourcesSpec,
     SpecModel,
 )
+from kinfer_runtime.spec.record_format import RecordFormat, TensorFormatSpec
 from kinfer_runtime.spec.rollout import RolloutSpec
 
 # --- Model and preprocessing ----------------------------------------------------------------------------------
@@ -185,6 +186,26 @@ class PreprocessingSpec(SpecModel):
     max_record_bytes: int = Field(
         default=1_048_576, ge=1, description="Larger records are dead-lettered unread (reason RecordTooLarge)."
     )
+    format: RecordFormat = Field(
+        default=RecordFormat.JSON,
+        description="json: each record is a JSON object whose fields the features read. tensor: each record is the "
+        "model's only input for one example, as raw little-endian bytes (dtype and shape from tensor, by default "
+        "the model input's) or as a .npy file; features and hook do not apply.",
+    )
+    tensor: TensorFormatSpec | None = Field(
+        default=None, description="format tensor: the dtype and shape of raw records, when not the model input's."
+    )
+
+    @model_validator(mode="after")
+    def _format(self) -> PreprocessingSpec:
+        if self.format is RecordFormat.TENSOR and (self.features or self.hook):
+            raise ValueError(
+                "preprocessing.format is tensor: a record is the model input itself, so preprocessing.features "
+                "and preprocessing.hook do not apply; remove them or use format json"
+            )
+        if self.tensor is not None and self.format is not RecordFormat.TENSOR:
+            raise ValueError("preprocessing.tensor is set: it needs preprocessing.format tensor")
+        return self
 
     @model_validator(mode="after")
     def _unique_features(self) -> PreprocessingSpec:

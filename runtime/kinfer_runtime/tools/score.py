@@ -1,6 +1,6 @@
 """``kinfer score PIPELINE.yaml``: run a file or a topic range through the pipeline's preprocessing and model.
 
-The same code as the live pipeline does the work (``Preprocessor.from_spec``, ``build_predictor``,
+The same code as the live pipeline does the work (``build_preprocessor``, ``build_predictor``,
 ``format_outputs``), so a record scores exactly as it would live. A topic range is read by a consumer with
 manually assigned partitions and a throwaway group that never commits: the live consumer group is not touched.
 Each input gives one output line, in input order: ``{"prediction", "model", "source"}`` for a scored record, or
@@ -63,11 +63,11 @@ def score_batches(
     batch_size: int,
 ) -> Iterator[dict[str, Any]]:
     """One result dict per input, in order; the preprocessor follows the model version actually loaded."""
-    from kinfer_runtime.preprocess.preprocessor import Preprocessor
+    from kinfer_runtime.preprocess.formats import build_preprocessor
     from kinfer_runtime.records.predictions import format_outputs
 
     metadata = predictor.metadata
-    preprocessor = Preprocessor.from_spec(pipeline.spec, metadata)
+    preprocessor = build_preprocessor(pipeline.spec, metadata)
     model = {"name": pipeline.spec.model.name, "version": predictor.model_version}
     iterator = iter(inputs)
     while batch := list(itertools.islice(iterator, batch_size)):
