@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,6 +65,7 @@ def test_detect_format() -> None:
     assert detect_format("records.NDJSON") == "jsonl"
     assert detect_format("a.csv") == "csv"
     assert detect_format("a.parquet") == "parquet"
+    assert detect_format("windows.npy") == "npy"
     assert detect_format("-") == "jsonl"
     assert detect_format("data.txt", "csv") == "csv"
     with pytest.raises(ValueError, match="--format"):
@@ -115,6 +117,20 @@ def test_read_records_from_csv_and_parquet_files(tmp_path: Path) -> None:
     assert count_lines(str(parquet_path), "parquet") == 3
     with pytest.raises(ValueError, match="stdin"):
         list(read_records("-", "parquet"))
+
+
+def test_a_npy_file_gives_one_raw_little_endian_tensor_record_per_example(tmp_path: Path) -> None:
+    path = tmp_path / "windows.npy"
+    windows = np.arange(5 * 32 * 3, dtype=">f4").reshape(5, 32, 3)  # big-endian on disk: sent little-endian
+    np.save(path, windows, allow_pickle=False)
+    records = list(read_records(str(path), "npy"))
+    assert [r.key for r in records] == [None] * 5 and count_lines(str(path), "npy") == 5
+    sent = np.stack([np.frombuffer(r.value or b"", dtype="<f4").reshape(32, 3) for r in records])
+    assert np.array_equal(sent, windows)
+    with pytest.raises(ValueError, match="no fields"):
+        list(read_records(str(path), "npy", key_field="id"))
+    with pytest.raises(ValueError, match="stdin"):
+        list(read_records("-", "npy"))
 
 
 def test_format_progress() -> None:

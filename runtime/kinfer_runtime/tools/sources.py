@@ -1,10 +1,12 @@
-"""Readers that turn JSONL, CSV and Parquet files (or stdin) into records, for ``kinfer produce`` and ``kinfer score``.
+"""Readers that turn JSONL, CSV, Parquet and .npy files (or stdin) into records, for ``kinfer produce`` and
+``kinfer score``.
 
 Two shapes come out of here: ``OutgoingRecord`` (key, value bytes and headers, ready for a producer) and plain
 dicts (one per row). A JSONL line is sent verbatim, byte for byte, so a deliberately malformed line reaches the
 topic as it is; CSV and Parquet rows are encoded as JSON objects. CSV cells are typed the way a person reading
 the file would expect (``12`` → int, ``1.5`` → float, ``true`` → bool, empty → missing) because the pipeline's
-preprocessing rejects numbers sent as strings.
+preprocessing rejects numbers sent as strings. A .npy array of N examples gives N tensor records (the raw
+little-endian bytes of each, what ``spec.preprocessing.format: tensor`` reads).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import IO, Any
 
 import orjson
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "npy")
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,11 @@ def detect_format(path: str, explicit: str | None = None) -> str:
         return "csv"
     if suffix in (".parquet", ".pq"):
         return "parquet"
+    if suffix == ".npy":
+        return "npy"
     if path == "-":
         return "jsonl"
-    raise ValueError(f"cannot tell the format of {path!r} from its name: pass --format jsonl|csv|parquet")
+    raise ValueError(f"cannot tell the format of {path!r} from its name: pass --format jsonl|csv|parquet|npy")
 
 
 def check_readable(path: str) -> None:
@@ -138,11 +142,29 @@ def records_from_rows(rows: Iterable[dict[str, Any]], key_field: str | None = No
         yield OutgoingRecord(value=orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY), key=key)
 
 
+def records_from_npy(path: str) -> Iterator[OutgoingRecord]:
+    """One tensor record per example of a .npy array (its first dimension), without a key; memory-mapped, so a
+    large file is never held in memory whole."""
+    import numpy as np
+
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.ndim < 1:
+        raise ValueError(f"{path}: a .npy of examples needs a first (example) dimension; this one is a scalar")
+    little_endian = array.dtype.newbyteorder("<")
+    for row in array:
+        yield OutgoingRecord(value=np.ascontiguousarray(row, dtype=little_endian).tobytes())
+
+
 def read_records(path: str, fmt: str, key_field: str | None = None) -> Iterator[OutgoingRecord]:
     """Records to produce from a file (or ``-``) of the given format."""
-    if fmt == "parquet":
+    if fmt in ("parquet", "npy"):
         if path == "-":
-            raise ValueError("Parquet cannot be read from stdin: give a file")
+            raise ValueError(f"{fmt} cannot be read from stdin: give a file")
+        if fmt == "npy":
+            if key_field:
+                raise ValueError("--key-field reads a field of JSON records; a .npy file's records have no fields")
+            yield from records_from_npy(path)
+            return
         yield from records_from_rows(rows_from_parquet(path), key_field)
         return
     stream = open_binary(path)
@@ -165,6 +187,10 @@ def count_lines(path: str, fmt: str) -> int | None:
 
         with pq.ParquetFile(path) as parquet:
             return int(parquet.metadata.num_rows)
+    if fmt == "npy":
+        import numpy as np
+
+        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
     with open(path, "rb") as stream:
         lines = sum(1 for line in stream if line.strip())
     return max(lines - 1, 0) if fmt == "csv" else lines

@@ -1,6 +1,7 @@
 """Tensor records through ``kinfer run`` and a real broker: the sensor model's windows sent as raw float32 bytes
-and as .npy files are scored as the same windows sent as JSON would be; each kind of bad value is dead-lettered
-with its original bytes and its reason, and nothing is lost."""
+and as .npy files are scored as the model scores the same windows; each kind of bad value is dead-lettered with
+its original bytes and its reason, nothing is lost, and ``kinfer score`` on a .npy file of the windows gives the
+same predictions as the live pipeline."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import yaml
 
 from kinfer_runtime.spec import parse_pipeline
+from kinfer_runtime.tools import score
 from kinfer_runtime.tools.synthetic import sensor_windows
 from tests.runtime.integration.harness import RuntimeProcess, TopicReader, create_topics, manifest, produce
 from tests.testbed import REPO_ROOT
@@ -71,3 +74,12 @@ def test_raw_and_npy_tensors_are_scored_and_bad_ones_dead_lettered_unchanged(
     expected = np.asarray(predictor.predict({"window": windows}).outputs["anomaly_score"]).reshape(GOOD)
     scored = [outputs[f"w-{n}".encode()]["prediction"]["anomaly_score"] for n in range(GOOD)]
     assert np.allclose(scored, expected, rtol=1e-4, atol=1e-6), "not what the model gives for the same windows"
+
+    # kinfer score on a .npy file of the same windows gives what the live pipeline published
+    np.save(tmp_path / "windows.npy", windows, allow_pickle=False)
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    args = [str(tmp_path / "pipeline.yaml"), "--no-progress", "--input", str(tmp_path / "windows.npy"),
+            "--output", str(tmp_path / "scores.jsonl"), "--model-path", str(SENSOR)]  # fmt: skip
+    assert score.main(args) == 0
+    offline = [orjson.loads(line) for line in (tmp_path / "scores.jsonl").read_bytes().splitlines()]
+    assert [r["prediction"] for r in offline] == [outputs[f"w-{n}".encode()]["prediction"] for n in range(GOOD)]
