@@ -32,6 +32,9 @@ class FailureReason(StrEnum):
     RECORD_TOO_LARGE = "RecordTooLarge"
     HOOK_ERROR = "HookError"
     MALFORMED_TENSOR = "MalformedTensor"  # a .npy record whose header NumPy refuses (format tensor)
+    WRONG_FRAMING = "WrongFraming"  # format avro: not in Confluent's wire format
+    UNKNOWN_SCHEMA = "UnknownSchema"  # format avro: framed with another schema id than the pipeline reads
+    MALFORMED_AVRO = "MalformedAvro"  # format avro: a body the writer schema does not read
 
 
 Fail = Callable[[int, FailureReason, str], None]

@@ -1,9 +1,10 @@
-"""The preprocessor for a pipeline's record format (``spec.preprocessing.format``): JSON objects through the
-feature spec, or tensor records read as they are. The live loop, a rollout's candidate and ``kinfer score`` all
-build theirs here, so the three read records the same way."""
+"""The preprocessor for a pipeline's record format (``spec.preprocessing.format``): JSON objects or Avro records
+through the feature spec, or tensor records read as they are. The live loop, a rollout's candidate and ``kinfer
+score`` all build theirs here, so the three read records the same way."""
 
 from __future__ import annotations
 
+from kinfer_runtime.preprocess.avro_records import AvroPreprocessor
 from kinfer_runtime.preprocess.preprocessor import Preprocessor
 from kinfer_runtime.preprocess.tensor_records import TensorPreprocessor
 from kinfer_runtime.spec import InferencePipelineSpec, RecordFormat
@@ -13,4 +14,6 @@ from kinfer_runtime.spec.model_metadata import ModelMetadata
 def build_preprocessor(spec: InferencePipelineSpec, metadata: ModelMetadata) -> Preprocessor | TensorPreprocessor:
     if spec.preprocessing.format is RecordFormat.TENSOR:
         return TensorPreprocessor.from_spec(spec, metadata)
+    if spec.preprocessing.format is RecordFormat.AVRO:
+        return AvroPreprocessor.from_spec(spec, metadata)
     return Preprocessor.from_spec(spec, metadata)

@@ -95,6 +95,17 @@ class Preprocessor:
         return cls(features, metadata.inputs, mapping, max_record_bytes=settings.max_record_bytes, hook=hook)
 
     def encode(self, values: Sequence[bytes | str | None]) -> EncodedBatch:
+        docs, positions, failures = self._decode_batch(values)
+        if self.hook is not None and docs:
+            docs, positions = self._run_hook(docs, positions, failures)
+        encoded = self._fill(docs, positions, failures)
+        encoded.documents, encoded.positions = docs, positions
+        return encoded
+
+    def _decode_batch(
+        self, values: Sequence[bytes | str | None]
+    ) -> tuple[list[dict[str, Any]], list[int], dict[int, RecordFailure]]:
+        """The JSON objects of the values, their indices, and why the others are not objects."""
         failures: dict[int, RecordFailure] = {}
         docs: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -116,11 +127,7 @@ class Preprocessor:
             else:
                 docs.append(document)
                 positions.append(index)
-        if self.hook is not None and docs:
-            docs, positions = self._run_hook(docs, positions, failures)
-        encoded = self._fill(docs, positions, failures)
-        encoded.documents, encoded.positions = docs, positions
-        return encoded
+        return docs, positions, failures
 
     def encode_documents(self, docs: Sequence[dict[str, Any]]) -> EncodedBatch:
         """``encode`` for records decoded already (``EncodedBatch.documents`` of another version's preprocessor:

@@ -67,7 +67,7 @@ from kinfer_runtime.spec.pipeline import (
     parse_spec,
     tfserving_service,
 )
-from kinfer_runtime.spec.record_format import RecordFormat, TensorDtype, TensorFormatSpec
+from kinfer_runtime.spec.record_format import AvroFormatSpec, AvroFraming, RecordFormat, TensorDtype, TensorFormatSpec
 from kinfer_runtime.spec.rollout import RolloutMode, RolloutSpec
 
 __all__ = [
@@ -81,6 +81,8 @@ __all__ = [
     "TOPIC_PATTERN",
     "AutoscalingProvider",
     "AutoscalingSpec",
+    "AvroFormatSpec",
+    "AvroFraming",
     "CategoricalEncoding",
     "ConnectorSpec",
     "ConsumerSpec",

@@ -17,7 +17,7 @@ from kinfer_runtime.spec.base import (
     ResourcesSpec,
     SpecModel,
 )
-from kinfer_runtime.spec.record_format import RecordFormat, TensorFormatSpec
+from kinfer_runtime.spec.record_format import AvroFormatSpec, RecordFormat, TensorFormatSpec
 from kinfer_runtime.spec.rollout import RolloutSpec
 
 # --- Model and preprocessing ----------------------------------------------------------------------------------
@@ -188,12 +188,16 @@ class PreprocessingSpec(SpecModel):
     )
     format: RecordFormat = Field(
         default=RecordFormat.JSON,
-        description="json: each record is a JSON object whose fields the features read. tensor: each record is the "
+        description="json: each record is a JSON object whose fields the features read. avro: each record is an "
+        "Avro record (see avro), whose fields the features read the same way. tensor: each record is the "
         "model's only input for one example, as raw little-endian bytes (dtype and shape from tensor, by default "
         "the model input's) or as a .npy file; features and hook do not apply.",
     )
     tensor: TensorFormatSpec | None = Field(
         default=None, description="format tensor: the dtype and shape of raw records, when not the model input's."
+    )
+    avro: AvroFormatSpec | None = Field(
+        default=None, description="format avro, and required there: the writer schema and the framing of records."
     )
 
     @model_validator(mode="after")
@@ -205,6 +209,10 @@ class PreprocessingSpec(SpecModel):
             )
         if self.tensor is not None and self.format is not RecordFormat.TENSOR:
             raise ValueError("preprocessing.tensor is set: it needs preprocessing.format tensor")
+        if (self.avro is not None) != (self.format is RecordFormat.AVRO):
+            raise ValueError(
+                "preprocessing.format avro and preprocessing.avro (its writerSchema) go together: set both"
+            )
         return self
 
     @model_validator(mode="after")

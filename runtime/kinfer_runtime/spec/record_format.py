@@ -1,17 +1,19 @@
-"""What a record's value is: a JSON object of named fields (the default), or a tensor given as bytes
-(``spec.preprocessing.format``). docs/ingestion.md, "Record formats", has the whole story."""
+"""What a record's value is: a JSON object of named fields (the default), an Avro record, or a tensor given as
+bytes (``spec.preprocessing.format``). docs/models.md, "Tensor records" and "Avro records", has the whole story."""
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kinfer_runtime.spec.base import SpecModel
 
 
 class RecordFormat(StrEnum):
     JSON = "json"  # a JSON object; the feature spec turns its fields into the model's inputs
+    AVRO = "avro"  # an Avro record (Confluent framing by default); its fields are read as a JSON object's are
     TENSOR = "tensor"  # the model's one input itself: raw little-endian bytes, or a .npy file
 
 
@@ -40,3 +42,44 @@ class TensorFormatSpec(SpecModel):
         "of the model input. Default: the model input's shape.",
         json_schema_extra={"items": {"minimum": 1}},
     )
+
+
+class AvroFraming(StrEnum):
+    CONFLUENT = "confluent"  # Confluent's wire format: a 0 byte, the 4-byte schema id, then the Avro body
+    NONE = "none"  # the Avro body alone
+
+
+class AvroFormatSpec(SpecModel):
+    """How the bytes of a ``format: avro`` record are read."""
+
+    writer_schema: str = Field(
+        min_length=2,
+        description="The Avro schema the records were written with (JSON text of a record schema), e.g. what the "
+        "producers registered in a schema registry.",
+    )
+    framing: AvroFraming = Field(
+        default=AvroFraming.CONFLUENT,
+        description="confluent: each value is a 0 byte, a 4-byte big-endian schema id, then the Avro body (what "
+        "Confluent's serializers write). none: the value is the Avro body alone.",
+    )
+    schema_id: int | None = Field(
+        default=None,
+        ge=0,
+        description="framing confluent: the registry id of writerSchema; a record framed with another id is "
+        "dead-lettered (UnknownSchema) instead of being read with the wrong schema. Unset: any id is read with "
+        "writerSchema.",
+    )
+
+    @field_validator("writer_schema")
+    @classmethod
+    def _parses(cls, text: str) -> str:
+        from fastavro import parse_schema  # only where a pipeline reads Avro
+
+        try:
+            schema = json.loads(text)
+            parse_schema(schema)
+        except Exception as error:  # JSON and fastavro's SchemaParseException: both mean "fix the schema"
+            raise ValueError(f"preprocessing.avro.writerSchema is not a valid Avro schema: {error}") from None
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise ValueError('preprocessing.avro.writerSchema must be a record schema ({"type": "record", ...})')
+        return text

@@ -18,6 +18,24 @@ COUNTRIES = ["US", "GB", "DE", "FR", "NL", "IN", "BR", "NG"]
 CHANNELS = ["pos", "online", "atm", "mobile"]
 WINDOW_LENGTH, AXES = 32, 3
 
+# The Avro writer schema of a fraud transaction (what a producer using Avro would register for these records).
+FRAUD_TRANSACTION_AVRO_SCHEMA = {
+    "type": "record",
+    "name": "Transaction",
+    "namespace": "io.kinfer.examples",
+    "fields": [
+        {"name": "transaction_id", "type": "string"},
+        {"name": "card_id", "type": "string"},
+        {"name": "amount", "type": ["null", "double"], "default": None},
+        {"name": "hour", "type": "int"},
+        {"name": "distance_km", "type": "double"},
+        {"name": "merchant_risk", "type": "double"},
+        {"name": "merchant_category", "type": "string"},
+        {"name": "country", "type": "string"},
+        {"name": "channel", "type": "string"},
+    ],
+}
+
 _CATEGORY_RISK = dict(zip(MERCHANT_CATEGORIES, [-1.0, -0.8, -0.5, 0.9, 0.6, 0.0, -0.7, 1.2, 1.5, 1.0], strict=True))
 _COUNTRY_RISK = dict(zip(COUNTRIES, [-0.3, -0.3, -0.4, -0.3, -0.4, 0.4, 0.7, 1.2], strict=True))
 _CHANNEL_RISK = dict(zip(CHANNELS, [-0.8, 0.9, 0.3, 0.4], strict=True))
