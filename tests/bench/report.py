@@ -57,6 +57,7 @@ def results(figures: dict[str, float], args: argparse.Namespace) -> dict[str, An
         figures.get("kinfer_shadow_stage_predict_us_per_record"),
     )
     report["shadow_predict_vs_alone"] = _round(ratio(shadowed, alone))
+    report["avro_vs_json"] = _round(ratio(figures.get("kinfer_avro_rps"), figures.get("kinfer_rps")))
     report["tfserving_vs_embedded"] = _round(ratio(figures.get("kinfer_tfserving_rps"), figures.get("kinfer_rps")))
     met: dict[str, bool | None] = {}
     for key, target, how in TARGETS:
@@ -90,6 +91,9 @@ def print_table(report: dict[str, Any]) -> None:
         ("(d-q1) kinfer, at-least-once, quality metrics on again", "kinfer_quality_on_again_rps", "rec/s"),
         ("(d-shadow) kinfer, at-least-once, a shadow version", "kinfer_shadow_rps", "rec/s"),
         ("  peak RSS with the shadow version", "kinfer_shadow_rss_mb", "MB"),
+        ("(d-avro) kinfer, at-least-once, Avro records", "kinfer_avro_rps", "rec/s"),
+        ("  mean record size, JSON", "record_bytes_json", "B"),
+        ("  mean record size, Avro", "record_bytes_avro", "B"),
         ("(d) kinfer, at-least-once, maxBatchSize 1024", "kinfer_rps_max_batch_1024", "rec/s"),
         ("(d) kinfer, exactly-once", "kinfer_eos_rps", "rec/s"),
         ("kinfer p50 end-to-end at 5,000 rec/s", "kinfer_p50_ms_at_5000", "ms"),
@@ -128,5 +132,6 @@ def print_table(report: dict[str, Any]) -> None:
         "quality_cost_share_of_loop",
         "shadow_vs_alone",
         "shadow_predict_vs_alone",
+        "avro_vs_json",
     ):
         print(f"  {key:28}{report.get(key)!s:>12}")
