@@ -5,6 +5,7 @@
   index into an embedding). Version 2 is the same recipe with another seed (for hot-reload tests and demos).
 - ``models/sensor-anomaly/1``: a dense autoencoder over a 32x3 sensor window; the anomaly score is the
   reconstruction error, and the label threshold is the 99th percentile of normal windows' scores.
+- ``models/shapes/1``: a small CNN over 32x32 RGB images of drawn shapes (``models/train_shapes.py``).
 
 Training data goes through kinfer's own Preprocessor, compiled from the very feature spec written into
 ``kinfer.json``, so serving preprocesses exactly as training did; the distribution of each feature's columns over
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     train_fraud(1, seed=1, out=args.out / "fraud" / "1")
     train_fraud(2, seed=2, out=args.out / "fraud" / "2")
     train_sensor(1, seed=7, out=args.out / "sensor-anomaly" / "1")
+    from train_shapes import train_shapes  # beside this file
+
+    train_shapes(1, seed=5, out=args.out / "shapes" / "1", export=export)
     return 0
 
 

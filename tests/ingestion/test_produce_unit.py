@@ -133,6 +133,15 @@ def test_a_npy_file_gives_one_raw_little_endian_tensor_record_per_example(tmp_pa
         list(read_records("-", "npy"))
 
 
+def test_a_folder_of_images_gives_one_record_per_image_file_keyed_by_name(tmp_path: Path) -> None:
+    (tmp_path / "b.png").write_bytes(b"\x89PNG second")
+    (tmp_path / "a.JPG").write_bytes(b"\xff\xd8 first")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert detect_format(str(tmp_path)) == "images" and count_lines(str(tmp_path), "images") == 2
+    records = list(read_records(str(tmp_path), "images"))
+    assert [(r.key, r.value) for r in records] == [(b"a.JPG", b"\xff\xd8 first"), (b"b.png", b"\x89PNG second")]
+
+
 def test_format_progress() -> None:
     assert format_progress("send", 50, 200, 2.0) == "send [######..................]  25.0% 50/200 25/s"
     assert format_progress("send", 1_500_000, None, 1.0, "acked 3") == "send 1.50M 1.50M/s acked 3"

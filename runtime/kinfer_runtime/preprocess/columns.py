@@ -35,6 +35,7 @@ class FailureReason(StrEnum):
     WRONG_FRAMING = "WrongFraming"  # format avro: not in Confluent's wire format
     UNKNOWN_SCHEMA = "UnknownSchema"  # format avro: framed with another schema id than the pipeline reads
     MALFORMED_AVRO = "MalformedAvro"  # format avro: a body the writer schema does not read
+    IMAGE_DECODE_ERROR = "ImageDecodeError"  # format image: not an image Pillow can decode, or too many pixels
 
 
 Fail = Callable[[int, FailureReason, str], None]

@@ -67,7 +67,14 @@ from kinfer_runtime.spec.pipeline import (
     parse_spec,
     tfserving_service,
 )
-from kinfer_runtime.spec.record_format import AvroFormatSpec, AvroFraming, RecordFormat, TensorDtype, TensorFormatSpec
+from kinfer_runtime.spec.record_format import (
+    AvroFormatSpec,
+    AvroFraming,
+    ImageFormatSpec,
+    RecordFormat,
+    TensorDtype,
+    TensorFormatSpec,
+)
 from kinfer_runtime.spec.rollout import RolloutMode, RolloutSpec
 
 __all__ = [
@@ -91,6 +98,7 @@ __all__ = [
     "EmbeddedServingSpec",
     "FeatureSpec",
     "FeatureType",
+    "ImageFormatSpec",
     "InferencePipeline",
     "InferencePipelineSpec",
     "IngestionSpec",

@@ -17,7 +17,7 @@ from kinfer_runtime.spec.base import (
     ResourcesSpec,
     SpecModel,
 )
-from kinfer_runtime.spec.record_format import AvroFormatSpec, RecordFormat, TensorFormatSpec
+from kinfer_runtime.spec.record_format import AvroFormatSpec, ImageFormatSpec, RecordFormat, TensorFormatSpec
 from kinfer_runtime.spec.rollout import RolloutSpec
 
 # --- Model and preprocessing ----------------------------------------------------------------------------------
@@ -189,7 +189,8 @@ class PreprocessingSpec(SpecModel):
     format: RecordFormat = Field(
         default=RecordFormat.JSON,
         description="json: each record is a JSON object whose fields the features read. avro: each record is an "
-        "Avro record (see avro), whose fields the features read the same way. tensor: each record is the "
+        "Avro record (see avro), whose fields the features read the same way. image: each record is an encoded "
+        "image (PNG, JPEG...) decoded, resized and scaled into the model's only input. tensor: each record is the "
         "model's only input for one example, as raw little-endian bytes (dtype and shape from tensor, by default "
         "the model input's) or as a .npy file; features and hook do not apply.",
     )
@@ -199,14 +200,19 @@ class PreprocessingSpec(SpecModel):
     avro: AvroFormatSpec | None = Field(
         default=None, description="format avro, and required there: the writer schema and the framing of records."
     )
+    image: ImageFormatSpec | None = Field(
+        default=None, description="format image: resizing and scaling, when not the defaults."
+    )
 
     @model_validator(mode="after")
     def _format(self) -> PreprocessingSpec:
-        if self.format is RecordFormat.TENSOR and (self.features or self.hook):
+        if self.format in (RecordFormat.TENSOR, RecordFormat.IMAGE) and (self.features or self.hook):
             raise ValueError(
-                "preprocessing.format is tensor: a record is the model input itself, so preprocessing.features "
-                "and preprocessing.hook do not apply; remove them or use format json"
+                f"preprocessing.format is {self.format.value}: a record is the model input itself, so "
+                "preprocessing.features and preprocessing.hook do not apply; remove them or use format json"
             )
+        if self.image is not None and self.format is not RecordFormat.IMAGE:
+            raise ValueError("preprocessing.image is set: it needs preprocessing.format image")
         if self.tensor is not None and self.format is not RecordFormat.TENSOR:
             raise ValueError("preprocessing.tensor is set: it needs preprocessing.format tensor")
         if (self.avro is not None) != (self.format is RecordFormat.AVRO):

@@ -1,5 +1,6 @@
 """What a record's value is: a JSON object of named fields (the default), an Avro record, or a tensor given as
-bytes (``spec.preprocessing.format``). docs/models.md, "Tensor records" and "Avro records", has the whole story."""
+bytes, or an encoded image (``spec.preprocessing.format``). docs/models.md, "Avro records", "Tensor records" and
+"Image records", has the whole story."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class RecordFormat(StrEnum):
     JSON = "json"  # a JSON object; the feature spec turns its fields into the model's inputs
     AVRO = "avro"  # an Avro record (Confluent framing by default); its fields are read as a JSON object's are
     TENSOR = "tensor"  # the model's one input itself: raw little-endian bytes, or a .npy file
+    IMAGE = "image"  # an encoded image (PNG, JPEG...), decoded, resized and scaled into the model's one input
 
 
 class TensorDtype(StrEnum):
@@ -83,3 +85,25 @@ class AvroFormatSpec(SpecModel):
         if not isinstance(schema, dict) or schema.get("type") != "record":
             raise ValueError('preprocessing.avro.writerSchema must be a record schema ({"type": "record", ...})')
         return text
+
+
+class ImageFormatSpec(SpecModel):
+    """How a ``format: image`` record becomes the model's input (its shape [height, width, channels] says the
+    size, and 1 or 3 channels: grayscale or RGB)."""
+
+    resize: bool = Field(
+        default=True,
+        description="true: an image of another size is resized (bilinear) to the model input's; false: it is "
+        "dead-lettered (WrongShape).",
+    )
+    scale: float = Field(
+        default=1 / 255,
+        gt=0,
+        description="Each 8-bit channel value is multiplied by this (the default maps 0-255 to 0-1).",
+    )
+    max_pixels: int = Field(
+        default=16_777_216,
+        ge=1,
+        description="An image that declares more pixels than this is dead-lettered before it is decoded "
+        "(ImageDecodeError), so a small compressed record cannot expand into gigabytes.",
+    )

@@ -158,7 +158,10 @@ def _produce_one(producer: Any, topic: str, record: OutgoingRecord, on_delivery:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kinfer produce", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
-        "file", nargs="?", default="-", help="JSONL, CSV, Parquet or .npy file; - (default) for JSONL on stdin"
+        "file",
+        nargs="?",
+        default="-",
+        help="JSONL, CSV, Parquet or .npy file, or a folder of images; - (default) for JSONL on stdin",
     )
     add_kafka_arguments(parser)
     parser.add_argument("--topic", help="target topic (default: the pipeline's input topic)")

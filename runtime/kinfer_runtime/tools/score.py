@@ -97,7 +97,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kinfer score", description=__doc__.splitlines()[0].replace("``", ""))
     add_kafka_arguments(parser, pipeline_positional=True)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", help="JSONL, CSV, Parquet or .npy file (- for JSONL on stdin)")
+    source.add_argument(
+        "--input", help="JSONL, CSV, Parquet or .npy file, or a folder of images (- for JSONL on stdin)"
+    )
     source.add_argument("--topic-range", action="store_true", help="score a range of a topic (default: the input)")
     parser.add_argument("--format", choices=FORMATS, help="input file format (default: from the extension)")
     topic = parser.add_argument_group("topic range (with --topic-range)")

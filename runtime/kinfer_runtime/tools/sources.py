@@ -6,7 +6,8 @@ dicts (one per row). A JSONL line is sent verbatim, byte for byte, so a delibera
 topic as it is; CSV and Parquet rows are encoded as JSON objects. CSV cells are typed the way a person reading
 the file would expect (``12`` → int, ``1.5`` → float, ``true`` → bool, empty → missing) because the pipeline's
 preprocessing rejects numbers sent as strings. A .npy array of N examples gives N tensor records (the raw
-little-endian bytes of each, what ``spec.preprocessing.format: tensor`` reads).
+little-endian bytes of each, what ``spec.preprocessing.format: tensor`` reads); a folder of images gives one
+record per image file, its bytes unchanged (``format: image``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import IO, Any
 
 import orjson
 
-FORMATS = ("jsonl", "csv", "parquet", "npy")
+FORMATS = ("jsonl", "csv", "parquet", "npy", "images")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ def detect_format(path: str, explicit: str | None = None) -> str:
         if explicit not in FORMATS:
             raise ValueError(f"unknown format {explicit!r}: use one of {', '.join(FORMATS)}")
         return explicit
+    if path != "-" and Path(path).is_dir():
+        return "images"
     suffixes = [s.lower() for s in Path(path).suffixes if s.lower() not in (".gz",)]
     suffix = suffixes[-1] if suffixes else ""
     if suffix in (".jsonl", ".ndjson", ".json"):
@@ -56,8 +60,8 @@ def detect_format(path: str, explicit: str | None = None) -> str:
 
 def check_readable(path: str) -> None:
     """A ValueError naming the file when it cannot be read (before any record is sent or scored)."""
-    if path != "-" and not Path(path).is_file():
-        raise ValueError(f"{path}: no such file")
+    if path != "-" and not Path(path).is_file() and not Path(path).is_dir():
+        raise ValueError(f"{path}: no such file or folder")
 
 
 def open_binary(path: str) -> IO[bytes]:
@@ -155,8 +159,24 @@ def records_from_npy(path: str) -> Iterator[OutgoingRecord]:
         yield OutgoingRecord(value=np.ascontiguousarray(row, dtype=little_endian).tobytes())
 
 
+def image_files(folder: str) -> list[Path]:
+    """The image files of a folder (by suffix), in name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def records_from_images(folder: str) -> Iterator[OutgoingRecord]:
+    """One record per image file of a folder: its bytes as they are (PNG, JPEG...), keyed by the file's name."""
+    for path in image_files(folder):
+        yield OutgoingRecord(value=path.read_bytes(), key=path.name.encode())
+
+
 def read_records(path: str, fmt: str, key_field: str | None = None) -> Iterator[OutgoingRecord]:
-    """Records to produce from a file (or ``-``) of the given format."""
+    """Records to produce from a file or folder (or ``-``) of the given format."""
+    if fmt == "images":
+        if key_field:
+            raise ValueError("--key-field reads a field of JSON records; image records are keyed by file name")
+        yield from records_from_images(path)
+        return
     if fmt in ("parquet", "npy"):
         if path == "-":
             raise ValueError(f"{fmt} cannot be read from stdin: give a file")
@@ -191,6 +211,8 @@ def count_lines(path: str, fmt: str) -> int | None:
         import numpy as np
 
         return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+    if fmt == "images":
+        return len(image_files(path))
     with open(path, "rb") as stream:
         lines = sum(1 for line in stream if line.strip())
     return max(lines - 1, 0) if fmt == "csv" else lines

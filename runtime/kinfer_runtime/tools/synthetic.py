@@ -105,3 +105,32 @@ def sensor_windows(count: int, seed: int, anomaly_rate: float = 0.0) -> tuple[li
     windows = np.round(windows, 4)
     records = [{"sensor_id": f"sensor-{i % 64:02d}", "window": windows[i].tolist()} for i in range(count)]
     return records, labels
+
+
+SHAPES = ["circle", "square", "triangle", "cross"]
+IMAGE_SIZE = 32
+
+
+def shape_images(count: int, seed: int, size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` RGB images (uint8, size x size x 3) of one filled shape each (circle, square, triangle or cross:
+    the label, an index into :data:`SHAPES`) of random colour, size and place on a noisy background of another
+    colour. Vectorised: one mask per kind over the whole batch."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(len(SHAPES), size=count)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    y, x = y[None], x[None]
+    radius = rng.uniform(size * 0.18, size * 0.32, (count, 1, 1))
+    cy = rng.uniform(size * 0.35, size * 0.65, (count, 1, 1))
+    cx = rng.uniform(size * 0.35, size * 0.65, (count, 1, 1))
+    dy, dx = y - cy, x - cx
+    masks = np.stack([
+        dy**2 + dx**2 <= radius**2,  # circle
+        (np.abs(dy) <= radius * 0.85) & (np.abs(dx) <= radius * 0.85),  # square
+        (dy <= radius * 0.7) & (dy >= -radius) & (np.abs(dx) <= (dy + radius) * 0.6),  # triangle, point up
+        ((np.abs(dy) <= radius * 0.3) | (np.abs(dx) <= radius * 0.3)) & (np.maximum(np.abs(dy), np.abs(dx)) <= radius),
+    ])  # fmt: skip
+    mask = masks[labels, np.arange(count)]
+    background = rng.integers(0, 256, (count, 1, 1, 3))
+    colour = (background + rng.integers(80, 176, (count, 1, 1, 3))) % 256  # never close to the background
+    images = np.where(mask[..., None], colour, background) + rng.normal(0, 12, (count, size, size, 3))
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8), labels

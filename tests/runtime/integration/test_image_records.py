@@ -1,0 +1,68 @@
+"""Image records through ``kinfer produce FOLDER``, ``kinfer run`` and a real broker: the shapes model labels PNG
+and JPEG images drawn apart from its training set (its accuracy is printed, and must be far above the 0.25 of
+chance); corrupt, truncated and empty images are dead-lettered with their original bytes and ``ImageDecodeError``
+or ``EmptyValue``; nothing is lost."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import orjson
+from PIL import Image
+
+from kinfer_runtime.tools import produce as produce_tool
+from kinfer_runtime.tools.synthetic import SHAPES, shape_images
+from tests.runtime.integration.harness import RuntimeProcess, TopicReader, create_topics, manifest, produce
+from tests.testbed import REPO_ROOT
+
+MODEL = REPO_ROOT / "models" / "shapes"
+COUNT = 400
+
+
+def encoded(pixels: np.ndarray, kind: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=kind, **({"quality": 90} if kind == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_images_in_labels_out_and_corrupt_images_dead_lettered_unchanged(kafka_bootstrap: str, tmp_path: Path) -> None:
+    images, labels = shape_images(COUNT, seed=777)  # the model was trained on seed 5's images
+    folder = tmp_path / "images"
+    folder.mkdir()
+    names = [f"img-{n:04d}.{'jpg' if n % 2 else 'png'}" for n in range(COUNT)]
+    for name, image in zip(names, images, strict=True):
+        (folder / name).write_bytes(encoded(image, "JPEG" if name.endswith("jpg") else "PNG"))
+    png = encoded(images[0], "PNG")
+    bad = {
+        b"bad-ImageDecodeError-truncated": png[: len(png) // 3],
+        b"bad-ImageDecodeError-text": b"this is not an image",
+        b"bad-EmptyValue": b"",
+    }
+    topics = create_topics(kafka_bootstrap, partitions=2, prefix="image")
+    produce(kafka_bootstrap, topics.input, list(bad.items()))
+    sent = ["--topic", topics.input, "--bootstrap-servers", kafka_bootstrap, "--no-progress"]
+    assert produce_tool.main([str(folder), *sent]) == 0  # kinfer produce FOLDER: one record per image file
+    pipeline = manifest("images", kafka_bootstrap, topics, model="shapes", preprocessing={"format": "image"})
+    runtime = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, model_path=MODEL)
+    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
+    try:
+        runtime.start()
+        reader.wait_for(lambda: reader.totals()[topics.output] >= COUNT and reader.totals()[topics.dead_letter] >= 3,
+                        timeout=180, describe="labels and dead letters")  # fmt: skip
+        assert runtime.terminate() == 0, runtime.log_tail()
+        reader.poll(1.0)
+    finally:
+        runtime.stop()
+        reader.close()
+    dead = {m.key(): m for m in reader.seen[topics.dead_letter].messages}
+    assert set(dead) == set(bad) and reader.totals()[topics.dead_letter] == len(bad)
+    for key, message in dead.items():
+        assert (message.value() or b"") == bad[key], f"{key!r}: the dead letter is not the original bytes"
+        assert key.decode().startswith("bad-" + dict(message.headers() or [])["kinfer.error.class"].decode())
+    predicted = {m.key(): orjson.loads(m.value())["prediction"]["label"] for m in reader.seen[topics.output].messages}
+    assert reader.totals()[topics.output] == COUNT and set(predicted) == {name.encode() for name in names}
+    right = sum(predicted[name.encode()] == SHAPES[label] for name, label in zip(names, labels, strict=True))
+    print(f"shapes model on {COUNT} images it was not trained on (half JPEG): accuracy {right / COUNT:.3f}")
+    assert right / COUNT > 0.9, f"accuracy {right / COUNT:.3f}"
