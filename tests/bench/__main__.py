@@ -8,8 +8,6 @@ else a Kafka-only test bed of its own (started from ``tests/testbed``, stopped a
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import sys
 import time
@@ -19,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from kinfer_runtime.tools.synthetic import FRAUD_TRANSACTION_AVRO_SCHEMA
 from tests.bench import baselines, kafka_io, quix_case
+from tests.bench.format_cases import avro_case, image_case
 from tests.bench.kinfer_case import Topics, bucket_quantile_ms, manifest, percentile, run_latency, run_throughput
 from tests.bench.quality_cost import quality_cost
 from tests.bench.report import print_table, results
@@ -56,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
     parser.add_argument(
         "--cases",
-        default="a,a+,d,q0,qcost,shadow,avro,d1024,eos,latency,tfs,b,c",
+        default="a,a+,d,q0,qcost,shadow,avro,image,d1024,eos,latency,tfs,b,c",
         help="subset to run, e.g. a,d (default: all)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results.json")
@@ -87,9 +85,9 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
     topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "q", "q-dlq", "q1", "q1-dlq", "s", "s-dlq", "f",
                    "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq", "t", "t-dlq", "tl", "tl-dlq", "v-in", "v",
-                   "v-dlq")  # fmt: skip
+                   "v-dlq", "i-in", "i", "i-dlq", "il-in", "il", "il-dlq")  # fmt: skip
     names = {c: f"{run}-{c}" for c in topic_roles}
-    inputs = [names["in"], names["l-in"], names["v-in"]]
+    inputs = [names["in"], names["l-in"], names["v-in"], names["i-in"], names["il-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
     outputs = [name for name in names.values() if name not in inputs]
     kafka_io.create_topics(bootstrap, outputs, parts, {"message.timestamp.type": "LogAppendTime"})
@@ -147,18 +145,10 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             figures.update(kinfer_shadow_rps=shadow["rps"], kinfer_shadow_rss_mb=shadow["rss_mb"])
             figures.update({f"kinfer_shadow_{k}": v for k, v in shadow.items() if k.startswith("stage_")})
         if "avro" in cases:
-            step("(d-avro) kinfer run, at-least-once, the same transactions as Avro records (Confluent framing)")
-            avro_values = avro_records(records)
-            kafka_io.fill_topic(bootstrap, names["v-in"], avro_values, keys, n)
-            topics = Topics(names["v-in"], names["v"], names["v-dlq"], parts)
-            avro = kinfer_pipeline("avro", topics, "atLeastOnce")
-            schema = json.dumps(FRAUD_TRANSACTION_AVRO_SCHEMA)
-            avro["spec"]["preprocessing"] = {"format": "avro", "avro": {"writerSchema": schema, "schemaId": 1}}
-            from_avro = run_throughput(bootstrap, topics, n, avro, work, MODEL_DIR)
-            figures.update(kinfer_avro_rps=from_avro["rps"])
-            figures.update({f"kinfer_avro_{k}": v for k, v in from_avro.items() if k.startswith("stage_")})
+            figures.update(avro_case(bootstrap, names, parts, n, records, keys, work, kinfer_pipeline))
             figures["record_bytes_json"] = sum(map(len, values)) / len(values)
-            figures["record_bytes_avro"] = sum(map(len, avro_values)) / len(avro_values)
+        if "image" in cases:
+            figures.update(image_case(bootstrap, names, parts, work, kinfer_pipeline))
         if "d1024" in cases:
             step("(d) kinfer run, at-least-once, maxBatchSize 1024 (a tuning knob, for comparison)")
             topics = Topics(names["in"], names["f"], names["f-dlq"], parts)
@@ -214,20 +204,6 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
         kafka_io.delete_topics(bootstrap, list(names.values()))
         print("  " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()), flush=True)
     return figures
-
-
-def avro_records(records: list[dict[str, Any]]) -> list[bytes]:
-    """The records as Confluent-framed Avro (schema id 1), as a producer with a registry would write them."""
-    from fastavro import parse_schema, schemaless_writer
-
-    schema = parse_schema(FRAUD_TRANSACTION_AVRO_SCHEMA)
-    encoded = []
-    for record in records:
-        buffer = io.BytesIO()
-        buffer.write(b"\x00\x00\x00\x00\x01")
-        schemaless_writer(buffer, schema, record)
-        encoded.append(buffer.getvalue())
-    return encoded
 
 
 def step(text: str) -> None:
