@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,32 +13,16 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 
 from kinfer_runtime.preprocess.avro_records import AvroPreprocessor
-from kinfer_runtime.preprocess.formats import build_preprocessor
-from kinfer_runtime.spec import SpecError, parse_pipeline
-from kinfer_runtime.spec.model_metadata import load_model_metadata
+from kinfer_runtime.spec import SpecError
 from kinfer_runtime.tools.synthetic import FRAUD_TRANSACTION_AVRO_SCHEMA, fraud_transactions
+from tests.runtime.example_pipelines import example_pipeline, example_preprocessor
 
-FRAUD = Path(__file__).resolve().parents[2] / "models" / "fraud" / "1"
 SCHEMA = parse_schema(FRAUD_TRANSACTION_AVRO_SCHEMA)
-
-
-def fraud_pipeline(preprocessing: dict[str, Any]) -> Any:
-    return parse_pipeline({
-        "apiVersion": "kinfer.io/v1alpha1",
-        "kind": "InferencePipeline",
-        "metadata": {"name": "fraud", "namespace": "risk"},
-        "spec": {
-            "kafka": {"bootstrapServers": "localhost:9092"},
-            "topics": {"input": {"name": "in"}, "output": {"name": "out"}, "deadLetter": {"name": "dlq"}},
-            "model": {"name": "fraud", "uri": "pvc://models/fraud"},
-            "preprocessing": preprocessing,
-        },
-    })  # fmt: skip
 
 
 def avro_preprocessor(**avro: Any) -> AvroPreprocessor:
     spec = {"format": "avro", "avro": {"writerSchema": json.dumps(FRAUD_TRANSACTION_AVRO_SCHEMA), **avro}}
-    built = build_preprocessor(fraud_pipeline(spec).spec, load_model_metadata(FRAUD))
+    built = example_preprocessor("fraud", 1, spec)
     assert isinstance(built, AvroPreprocessor)
     return built
 
@@ -56,9 +39,7 @@ def framed(record: dict[str, Any], schema_id: int = 7) -> bytes:
 
 def test_avro_records_give_the_inputs_their_json_gives() -> None:
     records, _ = fraud_transactions(300, seed=4)
-    from_json = build_preprocessor(fraud_pipeline({}).spec, load_model_metadata(FRAUD)).encode(
-        [orjson.dumps(r) for r in records]
-    )
+    from_json = example_preprocessor("fraud", 1, {}).encode([orjson.dumps(r) for r in records])
     for preprocessor, values in (
         (avro_preprocessor(), [framed(r) for r in records]),
         (avro_preprocessor(framing="none"), [body(r) for r in records]),
@@ -95,8 +76,10 @@ def test_every_unreadable_value_is_left_out_with_its_reason() -> None:
 
 def test_an_avro_spec_that_cannot_work_is_refused_with_what_to_fix() -> None:
     with pytest.raises(SpecError, match="not a valid Avro schema"):
-        fraud_pipeline({"format": "avro", "avro": {"writerSchema": '{"type": "record", "name": "T", "fields": 3}'}})
+        example_pipeline(
+            "fraud", {"format": "avro", "avro": {"writerSchema": '{"type": "record", "name": "T", "fields": 3}'}}
+        )
     with pytest.raises(SpecError, match="must be a record schema"):
-        fraud_pipeline({"format": "avro", "avro": {"writerSchema": '"string"'}})
+        example_pipeline("fraud", {"format": "avro", "avro": {"writerSchema": '"string"'}})
     with pytest.raises(SpecError, match="go together"):
-        fraud_pipeline({"format": "avro"})
+        example_pipeline("fraud", {"format": "avro"})

@@ -4,39 +4,21 @@ resized and scaled; whatever is not a usable image is left out with its reason."
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from kinfer_runtime.preprocess.formats import build_preprocessor
 from kinfer_runtime.preprocess.image_records import ImagePreprocessor
-from kinfer_runtime.spec import SpecError, parse_pipeline
-from kinfer_runtime.spec.model_metadata import load_model_metadata
+from kinfer_runtime.spec import SpecError
 from kinfer_runtime.tools.synthetic import shape_images
-
-SHAPES = Path(__file__).resolve().parents[2] / "models" / "shapes" / "1"
-
-
-def shapes_pipeline(preprocessing: dict[str, Any]) -> Any:
-    return parse_pipeline({
-        "apiVersion": "kinfer.io/v1alpha1",
-        "kind": "InferencePipeline",
-        "metadata": {"name": "shapes", "namespace": "vision"},
-        "spec": {
-            "kafka": {"bootstrapServers": "localhost:9092"},
-            "topics": {"input": {"name": "in"}, "output": {"name": "out"}, "deadLetter": {"name": "dlq"}},
-            "model": {"name": "shapes", "uri": "pvc://models/shapes"},
-            "preprocessing": preprocessing,
-        },
-    })  # fmt: skip
+from tests.runtime.example_pipelines import example_pipeline, example_preprocessor
 
 
 def preprocessor(**image: Any) -> ImagePreprocessor:
     spec = {"format": "image", **({"image": image} if image else {})}
-    built = build_preprocessor(shapes_pipeline(spec).spec, load_model_metadata(SHAPES))
+    built = example_preprocessor("shapes", 1, spec)
     assert isinstance(built, ImagePreprocessor)
     return built
 
@@ -94,4 +76,4 @@ def test_a_candidate_reads_the_live_versions_decoded_images() -> None:
 
 def test_image_settings_need_format_image() -> None:
     with pytest.raises(SpecError, match=r"needs preprocessing\.format image"):
-        shapes_pipeline({"image": {"resize": False}})
+        example_pipeline("shapes", {"image": {"resize": False}})

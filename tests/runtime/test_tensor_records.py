@@ -4,38 +4,20 @@ model's one input; every other value is left out with its reason, the good ones 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from kinfer_runtime.preprocess.formats import build_preprocessor
 from kinfer_runtime.preprocess.input_plan import PreprocessorError
 from kinfer_runtime.preprocess.tensor_records import TensorPreprocessor
-from kinfer_runtime.spec import SpecError, parse_pipeline
-from kinfer_runtime.spec.model_metadata import load_model_metadata
-
-SENSOR = Path(__file__).resolve().parents[2] / "models" / "sensor-anomaly" / "1"
-
-
-def sensor_pipeline(preprocessing: dict[str, Any]) -> Any:
-    return parse_pipeline({
-        "apiVersion": "kinfer.io/v1alpha1",
-        "kind": "InferencePipeline",
-        "metadata": {"name": "sensor", "namespace": "plant"},
-        "spec": {
-            "kafka": {"bootstrapServers": "localhost:9092"},
-            "topics": {"input": {"name": "in"}, "output": {"name": "out"}, "deadLetter": {"name": "dlq"}},
-            "model": {"name": "sensor-anomaly", "uri": "pvc://models/sensor-anomaly"},
-            "preprocessing": preprocessing,
-        },
-    })  # fmt: skip
+from kinfer_runtime.spec import SpecError
+from tests.runtime.example_pipelines import example_pipeline, example_preprocessor
 
 
 def preprocessor(**tensor: Any) -> TensorPreprocessor:
     spec = {"format": "tensor", **({"tensor": tensor} if tensor else {})}
-    built = build_preprocessor(sensor_pipeline(spec).spec, load_model_metadata(SENSOR))
+    built = example_preprocessor("sensor-anomaly", 1, spec)
     assert isinstance(built, TensorPreprocessor)
     return built
 
@@ -103,6 +85,8 @@ def test_a_tensor_spec_that_cannot_fill_the_input_is_refused() -> None:
     with pytest.raises(PreprocessorError, match=r"holds 95 elements; model input 'window' takes 96"):
         preprocessor(shape=[95])
     with pytest.raises(SpecError, match=r"features and preprocessing\.hook do not apply"):
-        sensor_pipeline({"format": "tensor", "features": [{"name": "window", "type": "array", "shape": [32, 3]}]})
+        example_pipeline(
+            "sensor-anomaly", {"format": "tensor", "features": [{"name": "window", "type": "array", "shape": [32, 3]}]}
+        )
     with pytest.raises(SpecError, match=r"needs preprocessing\.format tensor"):
-        sensor_pipeline({"tensor": {"dtype": "float32"}})
+        example_pipeline("sensor-anomaly", {"tensor": {"dtype": "float32"}})

@@ -18,7 +18,8 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader
 
 from kinfer_runtime.preprocess.columns import FailureReason
-from kinfer_runtime.preprocess.preprocessor import Preprocessor, RecordFailure, load_hook, merge_features
+from kinfer_runtime.preprocess.preprocessor import Preprocessor, load_hook, merge_features
+from kinfer_runtime.preprocess.record_reading import RecordFailure, read_each
 from kinfer_runtime.spec import AvroFormatSpec, AvroFraming, InferencePipelineSpec
 from kinfer_runtime.spec.model_metadata import ModelMetadata
 
@@ -48,26 +49,10 @@ class AvroPreprocessor(Preprocessor):
     def _decode_batch(
         self, values: Sequence[bytes | str | None]
     ) -> tuple[list[dict[str, Any]], list[int], dict[int, RecordFailure]]:
-        failures: dict[int, RecordFailure] = {}
-        docs: list[dict[str, Any]] = []
-        positions: list[int] = []
-        for index, value in enumerate(values):
-            document, failure = self._read(index, value)
-            if failure is not None:
-                failures[index] = failure
-            else:
-                docs.append(document)
-                positions.append(index)
-        return docs, positions, failures
+        return read_each(values, self._read, self.max_record_bytes)
 
-    def _read(self, index: int, value: bytes | str | None) -> tuple[dict[str, Any], RecordFailure | None]:
+    def _read(self, index: int, data: bytes) -> tuple[dict[str, Any], RecordFailure | None]:
         empty: dict[str, Any] = {}
-        if not value:
-            return empty, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record has no value (null or empty)")
-        data = value.encode() if isinstance(value, str) else value
-        if len(data) > self.max_record_bytes:
-            message = f"the record has {len(data)} bytes, more than maxRecordBytes {self.max_record_bytes}"
-            return empty, RecordFailure(index, FailureReason.RECORD_TOO_LARGE, message)
         body = memoryview(data)
         if self.framed:
             if len(data) < FRAME_BYTES or data[0] != 0:

@@ -18,7 +18,8 @@ import numpy as np
 
 from kinfer_runtime.preprocess.columns import FailureReason
 from kinfer_runtime.preprocess.input_plan import PreprocessorError
-from kinfer_runtime.preprocess.preprocessor import EncodedBatch, RecordFailure
+from kinfer_runtime.preprocess.preprocessor import EncodedBatch
+from kinfer_runtime.preprocess.record_reading import RecordFailure, only_input, read_each
 from kinfer_runtime.spec import ImageFormatSpec, InferencePipelineSpec
 from kinfer_runtime.spec.model_metadata import ModelMetadata
 
@@ -42,25 +43,12 @@ class ImagePreprocessor:
 
     @classmethod
     def from_spec(cls, spec: InferencePipelineSpec, metadata: ModelMetadata) -> ImagePreprocessor:
-        if len(metadata.inputs) != 1:
-            raise PreprocessorError(
-                f"preprocessing.format image needs a model with one input; this one has {sorted(metadata.inputs)}"
-            )
-        (name, info), = metadata.inputs.items()  # fmt: skip
+        name, info = only_input(metadata, "image")
         settings = spec.preprocessing.image or ImageFormatSpec()
         return cls(name, info.dtype, tuple(info.row_shape), settings, spec.preprocessing.max_record_bytes)
 
     def encode(self, values: Sequence[bytes | str | None]) -> EncodedBatch:
-        failures: dict[int, RecordFailure] = {}
-        pixels: list[np.ndarray] = []
-        positions: list[int] = []
-        for index, value in enumerate(values):
-            image, failure = self._decode(index, value)
-            if failure is not None:
-                failures[index] = failure
-            else:
-                pixels.append(image)
-                positions.append(index)
+        pixels, positions, failures = read_each(values, self._decode, self.max_record_bytes)
         rows = np.stack(pixels) if pixels else np.empty((0, self.height, self.width), dtype=np.uint8)
         return self._finish(rows, positions, failures)
 
@@ -72,16 +60,10 @@ class ImagePreprocessor:
     def feature_columns(self) -> list[tuple[str, str, int, int]]:
         return []
 
-    def _decode(self, index: int, value: bytes | str | None) -> tuple[np.ndarray, RecordFailure | None]:
+    def _decode(self, index: int, data: bytes) -> tuple[np.ndarray, RecordFailure | None]:
         from PIL import Image, UnidentifiedImageError
 
         none = np.empty(0)
-        if not value:
-            return none, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record's value is empty")
-        data = value.encode() if isinstance(value, str) else value
-        if len(data) > self.max_record_bytes:
-            return none, RecordFailure(index, FailureReason.RECORD_TOO_LARGE,
-                                       f"{len(data)} bytes, above preprocessing.maxRecordBytes")  # fmt: skip
         try:
             with Image.open(io.BytesIO(data)) as image:  # reads the header only
                 width, height = image.size

@@ -21,19 +21,13 @@ import orjson
 
 from kinfer_runtime.preprocess.columns import FailureReason, short_repr
 from kinfer_runtime.preprocess.input_plan import PreprocessorError, plan_inputs
+from kinfer_runtime.preprocess.record_reading import RecordFailure, unreadable
 from kinfer_runtime.spec import FeatureSpec, InferencePipelineSpec
 from kinfer_runtime.spec.model_metadata import ModelMetadata, TensorInfo
 
 __all__ = ["EncodedBatch", "FailureReason", "Preprocessor", "PreprocessorError", "RecordFailure", "load_hook"]
 
 Hook = Callable[[list[dict[str, Any]]], "list[dict[str, Any] | BaseException] | None"]
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFailure:
-    index: int  # position in the values passed to encode
-    reason: FailureReason
-    message: str
 
 
 @dataclass(slots=True)
@@ -168,11 +162,9 @@ class Preprocessor:
         return {plan.name: np.zeros((rows, *plan.row_shape), dtype=plan.dtype) for plan in self.plans}
 
     def _decode(self, index: int, value: bytes | str | None) -> tuple[Any, RecordFailure | None]:
-        if value is None or len(value) == 0:
-            return None, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record has no value (null or empty)")
-        if len(value) > self.max_record_bytes:
-            message = f"the record has {len(value)} bytes, more than maxRecordBytes {self.max_record_bytes}"
-            return None, RecordFailure(index, FailureReason.RECORD_TOO_LARGE, message)
+        failure = unreadable(index, value, self.max_record_bytes)
+        if failure is not None or value is None:
+            return None, failure
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as error:

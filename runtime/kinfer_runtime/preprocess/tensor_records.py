@@ -20,7 +20,8 @@ import numpy as np
 
 from kinfer_runtime.preprocess.columns import FailureReason
 from kinfer_runtime.preprocess.input_plan import PreprocessorError
-from kinfer_runtime.preprocess.preprocessor import EncodedBatch, RecordFailure
+from kinfer_runtime.preprocess.preprocessor import EncodedBatch
+from kinfer_runtime.preprocess.record_reading import RecordFailure, only_input, read_each
 from kinfer_runtime.spec import InferencePipelineSpec
 from kinfer_runtime.spec.model_metadata import ModelMetadata
 
@@ -50,11 +51,7 @@ class TensorPreprocessor:
 
     @classmethod
     def from_spec(cls, spec: InferencePipelineSpec, metadata: ModelMetadata) -> TensorPreprocessor:
-        if len(metadata.inputs) != 1:
-            raise PreprocessorError(
-                f"preprocessing.format tensor needs a model with one input; this one has {sorted(metadata.inputs)}"
-            )
-        (name, info), = metadata.inputs.items()  # fmt: skip
+        name, info = only_input(metadata, "tensor")
         tensor = spec.preprocessing.tensor
         dtype = tensor.dtype.value if tensor is not None and tensor.dtype is not None else info.dtype
         shape = tuple(tensor.shape) if tensor is not None and tensor.shape else tuple(info.row_shape)
@@ -67,16 +64,7 @@ class TensorPreprocessor:
             joined = b"".join(values)  # type: ignore[arg-type]  # every value is bytes: checked just above
             rows = np.frombuffer(joined, dtype=self.record_dtype).reshape(len(values), *self.record_shape)
             return self._finish(rows, list(range(len(values))), {})
-        failures: dict[int, RecordFailure] = {}
-        kept: list[np.ndarray] = []
-        positions: list[int] = []
-        for index, value in enumerate(values):
-            row, failure = self._read(index, value)
-            if failure is not None:
-                failures[index] = failure
-            else:
-                kept.append(row)
-                positions.append(index)
+        kept, positions, failures = read_each(values, self._read, self.max_record_bytes)
         rows = np.stack(kept) if kept else np.empty((0, *self.record_shape), dtype=self.record_dtype)
         return self._finish(rows, positions, failures)
 
@@ -87,14 +75,8 @@ class TensorPreprocessor:
     def feature_columns(self) -> list[tuple[str, str, int, int]]:
         return []
 
-    def _read(self, index: int, value: bytes | str | None) -> tuple[np.ndarray, RecordFailure | None]:
+    def _read(self, index: int, data: bytes) -> tuple[np.ndarray, RecordFailure | None]:
         none = np.empty(0)
-        if not value:
-            return none, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record's value is empty")
-        data = value.encode() if isinstance(value, str) else value
-        if len(data) > self.max_record_bytes:
-            return none, RecordFailure(index, FailureReason.RECORD_TOO_LARGE,
-                                       f"{len(data)} bytes, above preprocessing.maxRecordBytes")  # fmt: skip
         if len(data) == self.row_bytes:
             return np.frombuffer(data, dtype=self.record_dtype).reshape(self.record_shape), None
         if not data.startswith(NPY_MAGIC):

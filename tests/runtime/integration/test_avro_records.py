@@ -17,14 +17,8 @@ from fastavro import parse_schema, schemaless_writer
 
 from kinfer_runtime.tools import score
 from kinfer_runtime.tools.synthetic import FRAUD_TRANSACTION_AVRO_SCHEMA, fraud_transactions
-from tests.runtime.integration.harness import (
-    FRAUD_MODEL,
-    RuntimeProcess,
-    TopicReader,
-    create_topics,
-    manifest,
-    produce,
-)
+from tests.runtime.integration.format_runs import dead_letter_reasons, score_once
+from tests.runtime.integration.harness import FRAUD_MODEL, create_topics, manifest, produce
 
 GOOD, SCHEMA_ID = 600, 42
 
@@ -50,24 +44,11 @@ def test_avro_records_score_as_their_json_and_unreadable_ones_are_dead_lettered_
     produce(kafka_bootstrap, topics.input, good[: GOOD // 2] + list(bad.items()) + good[GOOD // 2 :])
     avro = {"writerSchema": json.dumps(FRAUD_TRANSACTION_AVRO_SCHEMA), "schemaId": SCHEMA_ID}
     pipeline = manifest("avro", kafka_bootstrap, topics, preprocessing={"format": "avro", "avro": avro})
-    runtime = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, model_path=FRAUD_MODEL)
-    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
-    try:
-        runtime.start()
-        reader.wait_for(lambda: reader.totals()[topics.output] >= GOOD and reader.totals()[topics.dead_letter] >= 4,
-                        timeout=180, describe="outputs and dead letters")  # fmt: skip
-        assert runtime.terminate() == 0, runtime.log_tail()
-        reader.poll(1.0)
-    finally:
-        runtime.stop()
-        reader.close()
-    dead = {m.key(): m for m in reader.seen[topics.dead_letter].messages}
-    assert set(dead) == set(bad) and reader.totals()[topics.dead_letter] == len(bad)
-    for key, message in dead.items():
-        assert message.value() == bad[key], f"{key!r}: the dead letter is not the original bytes"
-        assert dict(message.headers() or [])["kinfer.error.class"] == key.removeprefix(b"bad-")
+    reader = score_once(pipeline, tmp_path, kafka_bootstrap, FRAUD_MODEL, topics, GOOD, dead_letters=len(bad))
+    for key, reason in dead_letter_reasons(reader, topics.dead_letter, bad).items():
+        assert key == f"bad-{reason}".encode(), (key, reason)
     live = {m.key(): orjson.loads(m.value())["prediction"] for m in reader.seen[topics.output].messages}
-    assert reader.totals()[topics.output] == GOOD and set(live) == {key for key, _ in good}
+    assert set(live) == {key for key, _ in good}
 
     # The JSON path on the same transactions: kinfer score on a JSONL file, with the pipeline's JSON twin.
     as_json = dict(pipeline, spec=dict(pipeline["spec"]))

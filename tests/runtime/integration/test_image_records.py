@@ -14,7 +14,8 @@ from PIL import Image
 
 from kinfer_runtime.tools import produce as produce_tool
 from kinfer_runtime.tools.synthetic import SHAPES, shape_images
-from tests.runtime.integration.harness import RuntimeProcess, TopicReader, create_topics, manifest, produce
+from tests.runtime.integration.format_runs import dead_letter_reasons, score_once
+from tests.runtime.integration.harness import create_topics, manifest, produce
 from tests.testbed import REPO_ROOT
 
 MODEL = REPO_ROOT / "models" / "shapes"
@@ -45,24 +46,11 @@ def test_images_in_labels_out_and_corrupt_images_dead_lettered_unchanged(kafka_b
     sent = ["--topic", topics.input, "--bootstrap-servers", kafka_bootstrap, "--no-progress"]
     assert produce_tool.main([str(folder), *sent]) == 0  # kinfer produce FOLDER: one record per image file
     pipeline = manifest("images", kafka_bootstrap, topics, model="shapes", preprocessing={"format": "image"})
-    runtime = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, model_path=MODEL)
-    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
-    try:
-        runtime.start()
-        reader.wait_for(lambda: reader.totals()[topics.output] >= COUNT and reader.totals()[topics.dead_letter] >= 3,
-                        timeout=180, describe="labels and dead letters")  # fmt: skip
-        assert runtime.terminate() == 0, runtime.log_tail()
-        reader.poll(1.0)
-    finally:
-        runtime.stop()
-        reader.close()
-    dead = {m.key(): m for m in reader.seen[topics.dead_letter].messages}
-    assert set(dead) == set(bad) and reader.totals()[topics.dead_letter] == len(bad)
-    for key, message in dead.items():
-        assert (message.value() or b"") == bad[key], f"{key!r}: the dead letter is not the original bytes"
-        assert key.decode().startswith("bad-" + dict(message.headers() or [])["kinfer.error.class"].decode())
+    reader = score_once(pipeline, tmp_path, kafka_bootstrap, MODEL, topics, outputs=COUNT, dead_letters=len(bad))
+    for key, reason in dead_letter_reasons(reader, topics.dead_letter, bad).items():
+        assert key.decode().startswith(f"bad-{reason}"), (key, reason)
     predicted = {m.key(): orjson.loads(m.value())["prediction"]["label"] for m in reader.seen[topics.output].messages}
-    assert reader.totals()[topics.output] == COUNT and set(predicted) == {name.encode() for name in names}
+    assert set(predicted) == {name.encode() for name in names}
     right = sum(predicted[name.encode()] == SHAPES[label] for name, label in zip(names, labels, strict=True))
     print(f"shapes model on {COUNT} images it was not trained on (half JPEG): accuracy {right / COUNT:.3f}")
     assert right / COUNT > 0.9, f"accuracy {right / COUNT:.3f}"

@@ -15,7 +15,8 @@ import yaml
 from kinfer_runtime.spec import parse_pipeline
 from kinfer_runtime.tools import score
 from kinfer_runtime.tools.synthetic import sensor_windows
-from tests.runtime.integration.harness import RuntimeProcess, TopicReader, create_topics, manifest, produce
+from tests.runtime.integration.format_runs import dead_letter_reasons, score_once
+from tests.runtime.integration.harness import create_topics, manifest, produce
 from tests.testbed import REPO_ROOT
 
 SENSOR = REPO_ROOT / "models" / "sensor-anomaly"
@@ -47,25 +48,11 @@ def test_raw_and_npy_tensors_are_scored_and_bad_ones_dead_lettered_unchanged(
     produce(kafka_bootstrap, topics.input, good[: GOOD // 2] + list(bad.items()) + good[GOOD // 2 :])
     pipeline = manifest("tensors", kafka_bootstrap, topics, model="sensor-anomaly",
                         preprocessing={"format": "tensor"})  # fmt: skip
-    runtime = RuntimeProcess(pipeline, tmp_path, kafka_bootstrap, model_path=SENSOR)
-    reader = TopicReader(kafka_bootstrap, [topics.output, topics.dead_letter], keep_messages=True)
-    try:
-        runtime.start()
-        reader.wait_for(lambda: reader.totals()[topics.output] >= GOOD and reader.totals()[topics.dead_letter] >= 6,
-                        timeout=180, describe="outputs and dead letters")  # fmt: skip
-        assert runtime.terminate() == 0, runtime.log_tail()
-        reader.poll(1.0)
-    finally:
-        runtime.stop()
-        reader.close()
-    dead = {m.key(): m for m in reader.seen[topics.dead_letter].messages}
-    assert set(dead) == set(bad) and reader.totals()[topics.dead_letter] == len(bad)
-    for key, message in dead.items():
-        assert (message.value() or b"") == bad[key], f"{key!r}: the dead letter is not the original bytes"
-        reason = dict(message.headers() or [])["kinfer.error.class"].decode()
+    reader = score_once(pipeline, tmp_path, kafka_bootstrap, SENSOR, topics, outputs=GOOD, dead_letters=len(bad))
+    for key, reason in dead_letter_reasons(reader, topics.dead_letter, bad).items():
         assert key.decode().startswith(f"bad-{reason}"), (key, reason)
     outputs = {m.key(): orjson.loads(m.value()) for m in reader.seen[topics.output].messages}
-    assert set(outputs) == {key for key, _ in good} and reader.totals()[topics.output] == GOOD
+    assert set(outputs) == {key for key, _ in good}
 
     from kinfer_runtime.predictors import build_predictor  # TensorFlow: only once the records have been checked
 
