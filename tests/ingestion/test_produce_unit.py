@@ -142,6 +142,26 @@ def test_a_folder_of_images_gives_one_record_per_image_file_keyed_by_name(tmp_pa
     assert [(r.key, r.value) for r in records] == [(b"a.JPG", b"\xff\xd8 first"), (b"b.png", b"\x89PNG second")]
 
 
+def test_an_avro_file_gives_its_records_framed_or_bare(tmp_path: Path) -> None:
+    from fastavro import parse_schema, schemaless_reader, writer
+
+    from kinfer_runtime.tools.synthetic import FRAUD_TRANSACTION_AVRO_SCHEMA, fraud_transactions
+
+    path = tmp_path / "transactions.avro"
+    records, _ = fraud_transactions(3, seed=8)
+    with path.open("wb") as stream:
+        writer(stream, parse_schema(FRAUD_TRANSACTION_AVRO_SCHEMA), records)
+    assert detect_format(str(path)) == "avro" and count_lines(str(path), "avro") == 3
+    framed = list(read_records(str(path), "avro", key_field="card_id", schema_id=42))
+    assert [r.key for r in framed] == [r["card_id"].encode() for r in records]
+    schema = parse_schema(FRAUD_TRANSACTION_AVRO_SCHEMA)
+    for sent, record in zip(framed, records, strict=True):
+        assert (sent.value or b"")[:5] == b"\x00\x00\x00\x00\x2a"
+        assert schemaless_reader(io.BytesIO((sent.value or b"")[5:]), schema, None) == record
+    bare = list(read_records(str(path), "avro"))
+    assert [r.value for r in bare] == [(r.value or b"")[5:] for r in framed] and bare[0].key is None
+
+
 def test_format_progress() -> None:
     assert format_progress("send", 50, 200, 2.0) == "send [######..................]  25.0% 50/200 25/s"
     assert format_progress("send", 1_500_000, None, 1.0, "acked 3") == "send 1.50M 1.50M/s acked 3"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kinfer_runtime.spec import AvroFraming
 from kinfer_runtime.tools.progress import ProgressBar
 from kinfer_runtime.tools.sources import (
     FORMATS,
@@ -24,7 +25,7 @@ from kinfer_runtime.tools.sources import (
     detect_format,
     read_records,
 )
-from kinfer_runtime.tools.targets import add_kafka_arguments, client_config, resolve_target
+from kinfer_runtime.tools.targets import add_kafka_arguments, client_config, load_pipeline_file, resolve_target
 
 POLL_EVERY = 64  # serve delivery reports every N produce calls: often enough to keep the queue short
 
@@ -155,13 +156,21 @@ def _produce_one(producer: Any, topic: str, record: OutgoingRecord, on_delivery:
             producer.poll(0.1)
 
 
+def schema_id(args: argparse.Namespace) -> int | None:
+    """The Confluent schema id to frame Avro records with: ``--schema-id``, else the pipeline's, else none."""
+    if args.schema_id is not None or not args.pipeline:
+        return int(args.schema_id) if args.schema_id is not None else None
+    avro = load_pipeline_file(args.pipeline).spec.preprocessing.avro
+    return avro.schema_id or 0 if avro is not None and avro.framing is AvroFraming.CONFLUENT else None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kinfer produce", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
         "file",
         nargs="?",
         default="-",
-        help="JSONL, CSV, Parquet or .npy file, or a folder of images; - (default) for JSONL on stdin",
+        help="JSONL, CSV, Parquet, .npy or Avro file, or a folder of images; - (default) for JSONL on stdin",
     )
     add_kafka_arguments(parser)
     parser.add_argument("--topic", help="target topic (default: the pipeline's input topic)")
@@ -169,6 +178,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--format", choices=FORMATS, help="input format (default: from the file extension; stdin: jsonl)"
     )
     parser.add_argument("--key-field", help="use this field of each record as the record key")
+    parser.add_argument(
+        "--schema-id",
+        type=int,
+        help="Avro files: frame each record as Confluent's serializers do, with this schema id (default: the "
+        "pipeline's preprocessing.avro.schemaId with framing confluent, else the bare Avro body)",
+    )
     parser.add_argument("--rate", type=float, help="target records per second (default: as fast as possible)")
     parser.add_argument("--limit", type=int, help="send at most this many records")
     parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="add a header to all")
@@ -188,7 +203,7 @@ def main(argv: list[str]) -> int:
     from confluent_kafka import Producer
 
     headers = [(name, value.encode()) for name, _, value in (h.partition("=") for h in args.header)]
-    records: Iterable[OutgoingRecord] = read_records(args.file, fmt, args.key_field)
+    records: Iterable[OutgoingRecord] = read_records(args.file, fmt, args.key_field, schema_id(args))
     if headers:
         records = (OutgoingRecord(r.value, r.key, r.headers + headers) for r in records)
     if args.limit is not None:

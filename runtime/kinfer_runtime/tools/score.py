@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kinfer_runtime.kafka.topic_range import RangeBounds, plan_ranges, range_consumer, read_ranges
-from kinfer_runtime.spec import InferencePipeline
+from kinfer_runtime.spec import AvroFraming, InferencePipeline
 from kinfer_runtime.tools.progress import ProgressBar
 from kinfer_runtime.tools.replay_plan import parse_time_ms
 from kinfer_runtime.tools.score_sinks import ScoreWriter
@@ -38,9 +38,13 @@ class ScoreInput:
     key: bytes | None = None
 
 
-def file_inputs(path: str, fmt: str) -> Iterator[ScoreInput]:
-    """Records of a file: JSONL lines verbatim; CSV and Parquet rows as the JSON ``kinfer produce`` would send."""
-    for number, record in enumerate(read_records(path, fmt), start=1):
+def file_inputs(path: str, fmt: str, pipeline: InferencePipeline | None = None) -> Iterator[ScoreInput]:
+    """Records of a file as ``kinfer produce`` would send them: JSONL lines verbatim, CSV and Parquet rows as
+    JSON, Avro records framed as the pipeline reads them."""
+    avro = pipeline.spec.preprocessing.avro if pipeline is not None else None
+    framed = avro is not None and avro.framing is AvroFraming.CONFLUENT
+    schema_id = (avro.schema_id or 0) if avro is not None and framed else None
+    for number, record in enumerate(read_records(path, fmt, schema_id=schema_id), start=1):
         yield ScoreInput(record.value, {"file": path, "record": number})
 
 
@@ -98,7 +102,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_kafka_arguments(parser, pipeline_positional=True)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--input", help="JSONL, CSV, Parquet or .npy file, or a folder of images (- for JSONL on stdin)"
+        "--input", help="JSONL, CSV, Parquet, .npy or Avro file, or a folder of images (- for JSONL on stdin)"
     )
     source.add_argument("--topic-range", action="store_true", help="score a range of a topic (default: the input)")
     parser.add_argument("--format", choices=FORMATS, help="input file format (default: from the extension)")
@@ -127,7 +131,7 @@ def main(argv: list[str]) -> int:
         if args.input:
             fmt = detect_format(args.input, args.format)
             check_readable(args.input)
-            inputs: Iterable[ScoreInput] = file_inputs(args.input, fmt)
+            inputs: Iterable[ScoreInput] = file_inputs(args.input, fmt, pipeline)
             total = None if args.no_progress else count_lines(args.input, fmt)
         else:
             config = client_config(

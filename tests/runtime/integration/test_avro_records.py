@@ -1,6 +1,7 @@
-"""Avro records through ``kinfer run`` and a real broker: fraud transactions written with Confluent's framing are
-scored exactly as the same transactions sent as JSON (``kinfer score`` on a JSONL file of them, the JSON path);
-each kind of unreadable value is dead-lettered with its original bytes and its reason, and nothing is lost.
+"""Avro records through ``kinfer produce FILE.avro``, ``kinfer run`` and a real broker: fraud transactions sent
+with Confluent's framing are scored exactly as the same transactions sent as JSON (``kinfer score`` on a JSONL
+file of them: the JSON path); each kind of unreadable value is dead-lettered with its original bytes and its
+reason, and nothing is lost.
 
 No schema registry runs in the tests (the registry lookup is not implemented), so the schema comes from the spec
 and the framing's schema id is checked against ``avro.schemaId``."""
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import orjson
 import yaml
-from fastavro import parse_schema, schemaless_writer
+from fastavro import parse_schema, schemaless_writer, writer
 
+from kinfer_runtime.tools import produce as produce_tool
 from kinfer_runtime.tools import score
 from kinfer_runtime.tools.synthetic import FRAUD_TRANSACTION_AVRO_SCHEMA, fraud_transactions
 from tests.runtime.integration.format_runs import dead_letter_reasons, score_once
@@ -33,7 +35,6 @@ def test_avro_records_score_as_their_json_and_unreadable_ones_are_dead_lettered_
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     records, _ = fraud_transactions(GOOD, seed=21)
-    good = [(r["transaction_id"].encode(), framed(r)) for r in records]
     bad = {
         b"bad-WrongFraming": orjson.dumps(records[0]),
         b"bad-UnknownSchema": framed(records[1], schema_id=SCHEMA_ID + 1),
@@ -41,14 +42,22 @@ def test_avro_records_score_as_their_json_and_unreadable_ones_are_dead_lettered_
         b"bad-MissingField": framed(dict(records[3], amount=None)),
     }
     topics = create_topics(kafka_bootstrap, partitions=2, prefix="avro")
-    produce(kafka_bootstrap, topics.input, good[: GOOD // 2] + list(bad.items()) + good[GOOD // 2 :])
     avro = {"writerSchema": json.dumps(FRAUD_TRANSACTION_AVRO_SCHEMA), "schemaId": SCHEMA_ID}
     pipeline = manifest("avro", kafka_bootstrap, topics, preprocessing={"format": "avro", "avro": avro})
+    # The good records as a producer with an Avro file would send them: kinfer produce frames them with the
+    # pipeline's schema id; the bad ones are sent as they are.
+    (tmp_path / "avro.yaml").write_text(yaml.safe_dump(pipeline))
+    with (tmp_path / "transactions.avro").open("wb") as stream:
+        writer(stream, parse_schema(FRAUD_TRANSACTION_AVRO_SCHEMA), records)
+    produce(kafka_bootstrap, topics.input, list(bad.items()))
+    sent = [str(tmp_path / "transactions.avro"), "--pipeline", str(tmp_path / "avro.yaml"), "--key-field",
+            "transaction_id", "--bootstrap-servers", kafka_bootstrap, "--no-progress"]  # fmt: skip
+    assert produce_tool.main(sent) == 0
     reader = score_once(pipeline, tmp_path, kafka_bootstrap, FRAUD_MODEL, topics, GOOD, dead_letters=len(bad))
     for key, reason in dead_letter_reasons(reader, topics.dead_letter, bad).items():
         assert key == f"bad-{reason}".encode(), (key, reason)
     live = {m.key(): orjson.loads(m.value())["prediction"] for m in reader.seen[topics.output].messages}
-    assert set(live) == {key for key, _ in good}
+    assert set(live) == {r["transaction_id"].encode() for r in records}
 
     # The JSON path on the same transactions: kinfer score on a JSONL file, with the pipeline's JSON twin.
     as_json = dict(pipeline, spec=dict(pipeline["spec"]))
