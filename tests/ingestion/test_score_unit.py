@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 from kinfer_runtime.predictors.base import Prediction, PredictionFailed
 from kinfer_runtime.spec import parse_pipeline
 from kinfer_runtime.spec.model_metadata import load_model_metadata
-from kinfer_runtime.tools.score import ScoreInput, describe_outcomes, score_batches
+from kinfer_runtime.tools.score import describe_outcomes, score_batches
+from kinfer_runtime.tools.score_inputs import ScoreInput
 from kinfer_runtime.tools.score_sinks import ScoreWriter, flatten
 from tests.ingestion.pipelines import REPO, pipeline_manifest
 

@@ -62,12 +62,14 @@ def partition_ranges(
     return ranges
 
 
-def range_consumer(config: dict[str, Any], purpose: str) -> Consumer:
-    """A consumer in a group of its own that never commits; read_committed so aborted writes are not read."""
+def range_consumer(config: dict[str, Any], purpose: str, group: str | None = None) -> Consumer:
+    """A consumer in a group of its own that never commits; read_committed so aborted writes are not read.
+
+    ``group``: a group to commit a batch run's progress to (tools/batch_progress.py); never joined either."""
     settings = dict(config)
     settings.update(
         {
-            "group.id": f"kinfer-{purpose}-{uuid.uuid4().hex[:12]}",
+            "group.id": group or f"kinfer-{purpose}-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,

@@ -15,49 +15,18 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kinfer_runtime.kafka.topic_range import RangeBounds, plan_ranges, range_consumer, read_ranges
-from kinfer_runtime.spec import AvroFraming, InferencePipeline
+import orjson
+
+from kinfer_runtime.spec import InferencePipeline
 from kinfer_runtime.tools.progress import ProgressBar
-from kinfer_runtime.tools.replay_plan import parse_time_ms
-from kinfer_runtime.tools.score_sinks import ScoreWriter
-from kinfer_runtime.tools.sources import FORMATS, check_readable, count_lines, detect_format, read_records
-from kinfer_runtime.tools.targets import add_kafka_arguments, bootstrap_servers, client_config, load_pipeline_file
-from kinfer_runtime.tools.targets import pipeline_client_config as pipeline_settings
-
-
-@dataclass(frozen=True)
-class ScoreInput:
-    """One record to score: its value bytes, exactly as the live pipeline would consume them, and its origin."""
-
-    value: bytes | None
-    source: dict[str, Any]
-    key: bytes | None = None
-
-
-def file_inputs(path: str, fmt: str, pipeline: InferencePipeline | None = None) -> Iterator[ScoreInput]:
-    """Records of a file as ``kinfer produce`` would send them: JSONL lines verbatim, CSV and Parquet rows as
-    JSON, Avro records framed as the pipeline reads them."""
-    avro = pipeline.spec.preprocessing.avro if pipeline is not None else None
-    framed = avro is not None and avro.framing is AvroFraming.CONFLUENT
-    schema_id = (avro.schema_id or 0) if avro is not None and framed else None
-    for number, record in enumerate(read_records(path, fmt, schema_id=schema_id), start=1):
-        yield ScoreInput(record.value, {"file": path, "record": number})
-
-
-def topic_inputs(messages: Iterable[Any]) -> Iterator[ScoreInput]:
-    for message in messages:
-        timestamp_type, timestamp_ms = message.timestamp()
-        source = {
-            "topic": message.topic(),
-            "partition": message.partition(),
-            "offset": message.offset(),
-            "timestamp_ms": timestamp_ms if timestamp_type and timestamp_ms > 0 else None,
-        }
-        yield ScoreInput(message.value(), source, message.key())
+from kinfer_runtime.tools.score_inputs import ScoreInput
+from kinfer_runtime.tools.score_run import finish_output, open_run, with_inputs, write_result
+from kinfer_runtime.tools.score_topic import BatchTimings
+from kinfer_runtime.tools.sources import FORMATS
+from kinfer_runtime.tools.targets import add_kafka_arguments
 
 
 def score_batches(
@@ -65,8 +34,10 @@ def score_batches(
     inputs: Iterable[ScoreInput],
     predictor: Any,
     batch_size: int,
+    timings: BatchTimings | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One result dict per input, in order; the preprocessor follows the model version actually loaded."""
+    """One result dict per input, in order; the preprocessor follows the model version actually loaded.
+    ``timings``: set to each batch's stage times before its results are yielded."""
     from kinfer_runtime.preprocess.formats import build_preprocessor
     from kinfer_runtime.records.predictions import format_outputs
 
@@ -75,7 +46,9 @@ def score_batches(
     model = {"name": pipeline.spec.model.name, "version": predictor.model_version}
     iterator = iter(inputs)
     while batch := list(itertools.islice(iterator, batch_size)):
+        started = time.perf_counter()
         encoded = preprocessor.encode([item.value for item in batch])
+        encoded_at = time.perf_counter()
         results: list[dict[str, Any] | None] = [None] * len(batch)
         for failure in encoded.failures:
             results[failure.index] = {"error": {"class": str(failure.reason), "message": failure.message}}
@@ -86,6 +59,9 @@ def score_batches(
                 for index in encoded.ok:
                     results[index] = {"error": {"class": "PredictionFailed", "message": str(error)[:1000]}}
             else:
+                if timings is not None:
+                    timings.preprocess_ms = (encoded_at - started) * 1000
+                    timings.predict_ms = (time.perf_counter() - encoded_at) * 1000
                 version_model = {**model, "version": prediction.model_version}
                 for index, row in zip(encoded.ok, format_outputs(prediction, metadata), strict=True):
                     results[index] = {"prediction": row, "model": version_model}
@@ -113,70 +89,88 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     topic.add_argument("--to-offset", type=int, help="last offset (inclusive)")
     topic.add_argument("--since", help="records at or after: epoch ms, ISO 8601, or e.g. 2h (ago)")
     topic.add_argument("--until", help="records before: epoch ms, ISO 8601, or e.g. 10m (ago)")
-    parser.add_argument("--output", required=True, help="predictions file: .jsonl (or -), or .parquet")
+    topic.add_argument(
+        "--progress-group",
+        help="commit progress to this consumer group (never a live one); with --output-topic, a second run with "
+        "the same group resumes where the first stopped, over the range the first planned",
+    )
+    output = parser.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output", help="predictions file: .jsonl (or -), or .parquet")
+    output.add_argument(
+        "--output-topic",
+        help="publish as the live pipeline does (with --topic-range): outputs to this topic, records it would "
+        "dead-letter to its dead-letter topic",
+    )
     parser.add_argument("--model-path", type=Path, help="local model directory (<dir>/<version>/saved_model.pb)")
     parser.add_argument("--tfserving-endpoint", help="host:port of TF Serving (tfserving mode)")
     parser.add_argument("--batch-size", type=int, help="records per model call (default: spec maxBatchSize)")
     parser.add_argument("--limit", type=int, help="score at most this many records")
+    parser.add_argument("--summary-file", help="write the counts as one JSON object here at the end")
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.output_topic or args.progress_group) and not args.topic_range:
+        parser.error("--output-topic and --progress-group need --topic-range")
+    return args
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    consumer = None
+    timings = BatchTimings()
     try:
-        pipeline = load_pipeline_file(args.pipeline)
-        writer = ScoreWriter.open(args.output)
-        if args.input:
-            fmt = detect_format(args.input, args.format)
-            check_readable(args.input)
-            inputs: Iterable[ScoreInput] = file_inputs(args.input, fmt, pipeline)
-            total = None if args.no_progress else count_lines(args.input, fmt)
-        else:
-            config = client_config(
-                bootstrap_servers(args.bootstrap_servers, pipeline), pipeline_settings(pipeline), args.config
-            )
-            topic = args.topic or pipeline.spec.topics.input.name
-            now_ms = int(time.time() * 1000)
-            bounds = RangeBounds(
-                frozenset(args.partition),
-                args.from_offset,
-                args.to_offset,
-                parse_time_ms(args.since, now_ms) if args.since else None,
-                parse_time_ms(args.until, now_ms) if args.until else None,
-            )
-            consumer = range_consumer(config, "score")
-            ranges = plan_ranges(consumer, topic, bounds)
-            total = sum(end - start for start, end in ranges.values())
-            inputs = topic_inputs(read_ranges(consumer, topic, ranges))
+        run = open_run(args, timings)
     except (OSError, ValueError) as error:
         print(f"kinfer score: {error}", file=sys.stderr)
         return 2
+    inputs, total = run.inputs, run.total
     if args.limit is not None:
         total = min(total, args.limit) if total is not None else None
         inputs = itertools.islice(inputs, args.limit)
     from kinfer_runtime.predictors import build_predictor
 
+    pipeline = run.pipeline
     predictor = build_predictor(pipeline, model_path=args.model_path, tfserving_endpoint=args.tfserving_endpoint)
     predictor.load()
     progress = ProgressBar("score", total=total, enabled=not args.no_progress)
     outcomes: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
     started = time.monotonic()
     try:
         batch_size = args.batch_size or pipeline.spec.consumer.max_batch_size
-        for result in score_batches(pipeline, inputs, predictor, batch_size):
-            writer.write(result)
+        for item, result in with_inputs(
+            inputs, lambda items: score_batches(pipeline, items, predictor, batch_size, timings)
+        ):
+            write_result(run, item, result)
             outcomes[result["error"]["class"] if "error" in result else "scored"] += 1
+            if "model" in result:
+                versions[str(result["model"]["version"])] += 1
             progress.update(sum(outcomes.values()))
+        finish_output(run)
     finally:
-        writer.close()
+        if run.writer is not None:
+            run.writer.close()
         predictor.close()
-        if consumer is not None:
-            consumer.close()
+        if run.consumer is not None:
+            run.consumer.close()
     progress.finish()
-    print(describe_outcomes(outcomes, time.monotonic() - started, args.output), file=sys.stderr)
+    elapsed = time.monotonic() - started
+    destination = args.output or f"topic {args.output_topic}"
+    print(describe_outcomes(outcomes, elapsed, destination), file=sys.stderr)
+    if args.summary_file:
+        write_summary(args.summary_file, outcomes, versions, elapsed)
     return 0
+
+
+def write_summary(path: str, outcomes: Counter[str], versions: Counter[str], elapsed_s: float) -> None:
+    """The counts as one JSON object: what the operator shows in the pipeline's status (a Job's pod writes it to
+    its termination message)."""
+    summary = {
+        "records": sum(outcomes.values()),
+        "scored": outcomes.get("scored", 0),
+        "failed": {name: count for name, count in sorted(outcomes.items()) if name != "scored"},
+        "modelVersions": dict(sorted(versions.items())),
+        "seconds": round(elapsed_s, 3),
+    }
+    Path(path).write_bytes(orjson.dumps(summary) + b"\n")
 
 
 def describe_outcomes(outcomes: Counter[str], elapsed_s: float, output: str) -> str:
