@@ -27,6 +27,7 @@ from typing import Any
 from kinfer_operator import metrics
 from kinfer_operator.autoscaling.monitor import LagMonitor
 from kinfer_operator.autoscaling.plan import AutoscalerContext, plan_autoscaler
+from kinfer_operator.batch_observe import batch_status
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.desired import desired_children
 from kinfer_operator.builders.manifests import Owner
@@ -177,6 +178,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
     if generation != previous.get("observedGeneration"):  # only a spec change can make a child unwanted
         applied |= prune_children(kube, namespace, name, uid, children, events)
     events += [Event(kind, reason, message) for kind, reason, message in autoscaler.events]
+    batch = batch_status(kube, topics, pipeline, children, failed, previous.get("batch"))
 
     # 4. status
     parts = [topic_condition, consumers, serving, autoscaler.condition]
@@ -201,6 +203,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         serving_endpoint=pipeline.tfserving_address if pipeline.spec.serving.mode is ServingMode.TFSERVING else None,
         autoscaling=autoscaler.status or None,
         created_topics=created_topics,
+        batch=batch,
     )
     status = build_status(previous, observed, pipeline, name, _now())
     events += condition_events(previous.get("conditions") or [], current)
@@ -227,7 +230,7 @@ def _invalid(
             c if c.type != ConditionType.DEGRADED else Condition(c.type, "True", Reason.INVALID_SPEC, message)
             for c in current
         ]
-    observed = Observed(generation=generation, conditions=current)
+    observed = Observed(generation=generation, conditions=current, batch=previous.get("batch"))
     status = build_status(previous, observed, pipeline, meta["name"], _now())
     events = condition_events(previous.get("conditions") or [], current)
     return Outcome(status_patch(previous, status), events, invalid=True)

@@ -123,6 +123,7 @@ def test_rbac_has_no_wildcards_and_only_the_operators_resources() -> None:
         ("kinfer.io", "inferencepipelines"): {"get", "list", "watch", "patch"},
         ("kinfer.io", "inferencepipelines/status"): {"patch"},
         ("kinfer.io", "inferencepipelines/finalizers"): {"update"},
+        ("batch", "jobs"): {"get", "list", "create", "patch", "delete"},
         ("apps", "deployments"): {"get", "list", "create", "patch", "delete"},
         ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
         ("", "services"): {"get", "list", "create", "patch", "delete"},

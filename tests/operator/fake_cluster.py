@@ -98,14 +98,18 @@ def _matches(obj: dict[str, Any], selector: str | None) -> bool:
 
 
 class FakeTopics:
-    """Topics as Kafka would hold them; ``execute`` carries a plan out."""
+    """Topics as Kafka would hold them (``execute`` carries a plan out), and batch runs' progress."""
 
     def __init__(self) -> None:
         self.topics: dict[str, TopicState] = {}
         self.executed: list[TopicPlan] = []
+        self.progress: dict[str, tuple[int, int]] = {}  # batch runs' progress, by group
 
     def describe(self, names: list[str]) -> dict[str, TopicState]:
         return {name: self.topics[name] for name in names if name in self.topics}
+
+    def run_progress(self, group: str) -> tuple[int, int] | None:
+        return self.progress.get(group)
 
     def execute(self, plan: TopicPlan) -> set[str]:
         self.executed.append(plan)

@@ -42,6 +42,7 @@ def runtime_document(pipeline: InferencePipeline) -> dict[str, Any]:
     namespace, so the connectors' configs stay in the pipeline object only."""
     spec = pipeline.spec.to_wire()
     spec.pop("ingestion", None)
+    spec.pop("batch", None)  # each run's Job gets its part on its command line (builders/batch_jobs.py)
     return {
         "apiVersion": naming.PIPELINE_API_VERSION,
         "kind": naming.PIPELINE_KIND,
@@ -156,6 +157,7 @@ _NOT_FOR_THE_RUNTIME = {
     "autoscaling": None,
     "ingestion": None,
     "deletionPolicy": None,
+    "batch": None,
     "topics": None,  # names matter, but the runtime never creates or sizes topics; names are handled below
 }
 

@@ -1,8 +1,8 @@
 """The complete desired set of children for one pipeline, from the spec and the autoscaler's plan (pure).
 
 Order matters: NetworkPolicies first, so no pod of the pipeline runs before the policy that selects it;
-ConfigMaps before the Deployments that mount them, Services after. A first reconcile that is interrupted leaves
-a prefix of this list, never a Deployment whose config doesn't exist yet.
+ConfigMaps before the Deployments and batch Jobs that mount them, Services after. A first reconcile that is
+interrupted leaves a prefix of this list, never a Deployment whose config doesn't exist yet.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kinfer_operator.builders import naming
+from kinfer_operator.builders.batch_jobs import build_batch_job
 from kinfer_operator.builders.consumer import (
     build_consumer_deployment,
     build_metrics_service,
@@ -59,6 +60,7 @@ def desired_children(
         build_metrics_service(pipeline, owner),
     ]
     children += [adopt(manifest, owner) for manifest in extra or []]
+    children += [build_batch_job(pipeline, owner, run, runtime_image) for run in pipeline.spec.batch]
     return children
 
 

@@ -25,6 +25,8 @@ COMPONENT_CONSUMER: Final = "consumer"
 COMPONENT_TFSERVING: Final = "tfserving"
 COMPONENT_RUNTIME_CONFIG: Final = "runtime-config"
 COMPONENT_METRICS: Final = "metrics"
+COMPONENT_BATCH: Final = "batch"
+LABEL_BATCH_RUN: Final = "kinfer.io/batch-run"  # on a batch run's Job and pods: the entry of spec.batch
 
 # Hash of the desired child, compared before any write: equal hash → nothing is sent to the API server.
 ANNOTATION_SPEC_HASH: Final = "kinfer.io/spec-hash"
@@ -63,6 +65,15 @@ def tfserving_name(pipeline: str) -> str:
 
 def tfserving_config_name(pipeline: str) -> str:
     return f"{pipeline}-tfserving-config"
+
+
+def batch_job_name(pipeline: str, run: str) -> str:
+    return f"{pipeline}-batch-{run}"
+
+
+def batch_progress_group(namespace: str, pipeline: str, run: str) -> str:
+    """The consumer group a topicRange batch run commits its progress to (never joined, never a live group)."""
+    return f"kinfer-batch-{namespace}-{pipeline}-{run}"
 
 
 def common_labels(pipeline: str, component: str) -> dict[str, str]:

@@ -26,7 +26,10 @@ PRUNABLE_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("batch/v1", "Job"),
 )
+# Deleting a Job through the API orphans its pods unless the propagation policy says otherwise.
+_DELETE_DEPENDENTS = [("propagationPolicy", "Background")]
 # Kinds the operator may lack access to unless it makes them: the chart grants ScaledObjects only with rbac.keda,
 # NetworkPolicies only with networkPolicy.enabled (the operator's --network-policies).
 OPT_IN_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("networking.k8s.io/v1", "NetworkPolicy")}
@@ -56,7 +59,7 @@ def prune_children(
             item_name = item["metadata"]["name"]
             owned = any(ref.get("uid") == uid for ref in item["metadata"].get("ownerReferences") or [])
             if owned and (api_version, kind, item_name) not in wanted:
-                kube.request("DELETE", object_path(api_version, kind, namespace, item_name))
+                kube.request("DELETE", object_path(api_version, kind, namespace, item_name), query=_DELETE_DEPENDENTS)
                 pruned[f"{kind}/{item_name}"] = "deleted"
     if pruned:
         events.append(Event("Normal", "Pruned", f"deleted {', '.join(sorted(pruned))} (no longer in the spec)"))
@@ -66,8 +69,13 @@ def prune_children(
 _AUTOSCALER_KINDS = {"HorizontalPodAutoscaler", "ScaledObject"}
 
 
+BATCH_RUNS = "BatchRuns"  # not a condition: a Job that cannot be applied is reported in its run's status entry
+
+
 def condition_for(child: dict[str, Any]) -> str:
-    """Which part condition reports a failure to apply this child."""
+    """Which part condition reports a failure to apply this child (a batch Job: its run's status entry)."""
+    if child["kind"] == "Job":
+        return f"{BATCH_RUNS}/{child['metadata']['name']}"
     if child["kind"] in _AUTOSCALER_KINDS:
         return ConditionType.AUTOSCALING_READY
     component = (child["metadata"].get("labels") or {}).get(naming.LABEL_COMPONENT)
@@ -90,6 +98,20 @@ def must_recreate(error: KubeError, desired: dict[str, Any], live: dict[str, Any
     return bool(owners & live_owners - {None})
 
 
+def keep_or_replace_job(kube: Kube, desired: dict[str, Any], live: dict[str, Any]) -> str:
+    """A Job is never patched (its template is fixed, and a finished run must stay finished): one with the desired
+    spec-hash is left alone; one of a changed entry is deleted with its pods, and the next pass creates it anew.
+    A Job with this name that the pipeline does not own is left alone (the apply fails and says so)."""
+    if spec_hash_of(live) == spec_hash_of(desired):
+        return "unchanged"
+    owners = {ref.get("uid") for ref in desired["metadata"].get("ownerReferences") or []}
+    if not owners & {ref.get("uid") for ref in live["metadata"].get("ownerReferences") or []}:
+        raise KubeError(409, "a Job of that name exists and is not this pipeline's; rename the batch run")
+    if not live["metadata"].get("deletionTimestamp"):
+        kube.request("DELETE", path_of(desired), query=_DELETE_DEPENDENTS)
+    return "replaced"
+
+
 def apply_children(
     kube: Kube, children: list[dict[str, Any]], initial: dict[str, int], events: list[Event]
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -104,6 +126,11 @@ def apply_children(
         name = desired["metadata"]["name"]
         try:
             live = get_child(kube, desired)
+            if desired["kind"] == "Job" and live is not None:
+                result = keep_or_replace_job(kube, desired, live)
+                if result != "unchanged":
+                    applied[f"Job/{name}"] = result
+                continue
             try:
                 result = apply_child(kube, desired, live, replicas=initial.get(name))
             except KubeError as error:
@@ -125,11 +152,14 @@ def apply_children(
             applied[f"{desired['kind']}/{name}"] = result
     created = sorted(key for key, result in applied.items() if result in ("created", "recreated"))
     restored = sorted(key for key, result in applied.items() if result == "restored")
+    replaced = sorted(key for key, result in applied.items() if result == "replaced")
     updated = sorted(key for key, result in applied.items() if result == "updated")
     if created:
         events.append(Event("Normal", "Created", f"created {', '.join(created)}"))
     if updated:
         events.append(Event("Normal", "Updated", f"updated {', '.join(updated)}"))
+    if replaced:
+        events.append(Event("Normal", "Replaced", f"deleted {', '.join(replaced)} to run its changed entry again"))
     if restored:
         events.append(Event("Warning", "DriftCorrected", f"restored {', '.join(restored)} (changed outside kinfer)"))
     return applied, failed

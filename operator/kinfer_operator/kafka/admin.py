@@ -202,3 +202,21 @@ def delete_topics(client: AdminClient, names: list[str]) -> None:
             failures.append(f"{name}: {_error_text(error)}")
     if failures:
         raise _unavailable(client, "; ".join(failures))
+
+
+def group_progress(client: AdminClient, group: str) -> tuple[int, int] | None:
+    """(done, total) of the batch run that commits to ``group`` (runtime tools/batch_progress.py), or None."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    from kinfer_runtime.tools.batch_progress import Committed, progress
+
+    try:
+        future = client.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_SECONDS
+        )
+        partitions = future[group].result(TIMEOUT_SECONDS).topic_partitions or []
+    except KafkaException as error:
+        if _code(error) == KafkaError.GROUP_ID_NOT_FOUND:
+            return None
+        raise _unavailable(client, f"offsets of group {group}: {_error_text(error)}") from None
+    return progress({tp.partition: Committed(tp.offset, tp.metadata) for tp in partitions})

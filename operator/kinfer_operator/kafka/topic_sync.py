@@ -19,7 +19,7 @@ from kinfer_runtime.spec import InferencePipeline
 
 
 class TopicAdmin(Protocol):
-    """The two things a reconcile asks of Kafka about topics."""
+    """What a reconcile asks of Kafka: the topics, and how far the batch runs got."""
 
     def describe(self, names: list[str]) -> dict[str, TopicState]:
         """State of the named topics that exist; raises KafkaUnavailable."""
@@ -27,6 +27,10 @@ class TopicAdmin(Protocol):
 
     def execute(self, plan: TopicPlan) -> set[str]:
         """Carry out the plan's changes; returns the topics it created. Raises KafkaUnavailable."""
+        ...
+
+    def run_progress(self, group: str) -> tuple[int, int] | None:
+        """(done, total) a batch run committed to its group, None if it committed nothing. Raises KafkaUnavailable."""
         ...
 
 
@@ -41,6 +45,9 @@ class KafkaTopicAdmin:
 
     def execute(self, plan: TopicPlan) -> set[str]:
         return kafka_admin.execute_plan(self.client, plan)
+
+    def run_progress(self, group: str) -> tuple[int, int] | None:
+        return kafka_admin.group_progress(self.client, group)
 
 
 def topic_admin_for(kube: Kube, pipeline: InferencePipeline) -> TopicAdmin:

@@ -30,6 +30,7 @@ class Observed:
     serving_endpoint: str | None = None
     autoscaling: dict[str, Any] | None = None
     created_topics: list[str] | None = None  # None: not learnt this pass (the previous list is kept)
+    batch: list[dict[str, Any]] | None = None  # None: the spec has no batch runs (the key is removed)
 
 
 def model_version_text(pipeline: InferencePipeline | None) -> str | None:
@@ -74,11 +75,12 @@ def build_status(
         "servingEndpoint": observed.serving_endpoint,
         "autoscaling": observed.autoscaling,
         "createdTopics": observed.created_topics,
+        "batch": observed.batch,
     }
     for key, value in optional.items():
         if value is not None:
             status[key] = value
-        elif key in previous and key not in ("servingEndpoint", "modelVersion", "rollout"):
+        elif key in previous and key not in ("servingEndpoint", "modelVersion", "rollout", "batch"):
             status[key] = previous[key]
     PipelineStatus.model_validate(status)  # the shape the CRD declares: a mistake here fails the pass, not the API
     return status

@@ -49,6 +49,13 @@ def static_problems(pipeline: InferencePipeline) -> list[str]:
             f"so use at most {limit} characters"
         )
     spec = pipeline.spec
+    for run in spec.batch:
+        job = naming.batch_job_name(pipeline.metadata.name, run.name)
+        if len(job) > DNS_LABEL_MAX:  # the Job controller puts the Job's name in a label of its pods
+            problems.append(
+                f"spec.batch {run.name!r}: its Job {job!r} would be {len(job)} characters, over {DNS_LABEL_MAX}; "
+                "give the run a shorter name"
+            )
     if spec.consumer.delivery is Delivery.EXACTLY_ONCE:
         for key, (allowed, rule) in _EXACTLY_ONCE_PRODUCER_RULES.items():
             value = spec.kafka.config.get(key)

@@ -25,6 +25,7 @@ from kinfer_runtime.spec.base import (
     SpecModel,
     describe_validation_error,
 )
+from kinfer_runtime.spec.batch import BatchFile, BatchOutput, BatchRunSpec, BatchSource, BatchTopicRange
 from kinfer_runtime.spec.kafka import (
     ConsumerSpec,
     Delivery,
@@ -90,6 +91,11 @@ __all__ = [
     "AutoscalingSpec",
     "AvroFormatSpec",
     "AvroFraming",
+    "BatchFile",
+    "BatchOutput",
+    "BatchRunSpec",
+    "BatchSource",
+    "BatchTopicRange",
     "CategoricalEncoding",
     "ConnectorSpec",
     "ConsumerSpec",

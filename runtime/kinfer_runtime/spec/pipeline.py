@@ -18,6 +18,7 @@ from kinfer_runtime.spec.base import (
     SpecModel,
     describe_validation_error,
 )
+from kinfer_runtime.spec.batch import BatchRunSpec
 from kinfer_runtime.spec.kafka import (
     ConsumerSpec,
     Delivery,
@@ -238,6 +239,13 @@ class InferencePipelineSpec(SpecModel):
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     ingestion: IngestionSpec = Field(default_factory=IngestionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    batch: list[BatchRunSpec] = Field(
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        default_factory=list,
+        description="Batch runs: kinfer score as a Job over a topic range or a file on a volume, with this "
+        "pipeline's preprocessing, model and credentials; progress and counts in status.batch. Removing an entry "
+        "deletes its Job; changing one runs it again.",
+    )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.RETAIN,
         description="What happens to the topics when the pipeline is deleted (its Kubernetes children always go). "
@@ -266,6 +274,21 @@ class InferencePipelineSpec(SpecModel):
                 f"consumer.maxBatchSize {self.consumer.max_batch_size}: TF Serving would refuse the consumers' "
                 "larger requests; raise it, or lower consumer.maxBatchSize"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _batch_topics(self) -> InferencePipelineSpec:
+        names = [run.name for run in self.batch]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"batch: names must be unique, repeated: {', '.join(repeated)}")
+        roles = {topic.name: role for role, topic in self.topics.roles() if role != "output"}
+        for run in self.batch:
+            out, source = run.output.topic, run.source.topic_range
+            read = (source.topic or self.topics.input.name) if source is not None else None
+            if out is not None and (out in roles or out == read):
+                what = f"the {roles[out]} topic" if out in roles else "the topic it reads"
+                raise ValueError(f"batch run {run.name!r}: output.topic {out!r} is {what}; publish to another topic")
         return self
 
     def consumer_group(self, pipeline_name: str) -> str:

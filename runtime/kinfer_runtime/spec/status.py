@@ -35,6 +35,25 @@ class RolloutStatus(SpecModel):
     share: float = Field(description="Canary: the share of keys the candidate scores. Shadow: of records.")
 
 
+class BatchRunStatus(SpecModel):
+    """One entry of spec.batch: its Job, where it stands, and what it scored."""
+
+    name: str
+    job: str = Field(description="The Job that runs it.")
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"]
+    done: int | None = Field(default=None, description="Records scored so far (topicRange sources).")
+    total: int | None = Field(default=None, description="Records in the range, fixed when the run started.")
+    records: int | None = Field(default=None, description="Records read, once the run finished.")
+    scored: int | None = Field(default=None, description="Records scored, once the run finished.")
+    failed: dict[str, int] | None = Field(
+        default=None, description="Records the live pipeline would dead-letter, by reason, once the run finished."
+    )
+    model_versions: dict[str, int] | None = Field(default=None, description="Records scored, by model version.")
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    message: str | None = Field(default=None, description="Why the run failed, or what it waits for.")
+
+
 class PipelineStatus(SpecModel):
     """Observed state, written by the operator only."""
 
@@ -64,6 +83,11 @@ class PipelineStatus(SpecModel):
     )
     autoscaling: dict[str, Any] | None = Field(
         default=None, description="Autoscaler state: lag by partition, drain estimate, desired replicas."
+    )
+    batch: list[BatchRunStatus] | None = Field(
+        default=None,
+        description="The runs of spec.batch.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
 
