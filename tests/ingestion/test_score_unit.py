@@ -107,3 +107,12 @@ def test_jsonl_writer(tmp_path: Path) -> None:
     writer.write(result)
     writer.close()
     assert orjson.loads(path.read_bytes()) == {"prediction": {"p": 0.25}, "source": {"file": "f", "record": 1}}
+
+
+def test_results_can_go_to_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    """A batch run writes to a fresh claim: out/ is not there before the first run."""
+    for name in ("scores.parquet", "scores.jsonl"):
+        writer = ScoreWriter.open(str(tmp_path / "out" / name))
+        writer.write({"prediction": {"p": 0.5}, "model": {"name": "m", "version": 1}, "source": {"record": 1}})
+        writer.close()
+        assert (tmp_path / "out" / name).stat().st_size > 0

@@ -10,6 +10,7 @@ row groups of ``rows_per_group``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -58,6 +59,12 @@ class ScoreWriter:
 
     @classmethod
     def open(cls, path: str) -> ScoreWriter:
+        """The writer for ``path``; its folder is made if missing (a batch run's output on a fresh claim)."""
+        if path != "-":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ValueError(f"cannot write {path}: {error}") from None
         if path.lower().endswith((".parquet", ".pq")):
             return cls(path, None, parquet=True)
         if path == "-":
