@@ -97,6 +97,7 @@ def scorer_for(mode: str, share: float, metrics: RuntimeMetrics) -> tuple[Scorer
     live.load()
     candidate = load_candidate(pipeline, RunOptions(model_path=FRAUD), live)
     assert candidate is not None and candidate.predictor.model_version == 2
+    assert candidate.rescale is not None  # version 2 differs from 1 only in its scaling statistics
     scorer = Scorer(live, encode_predictions, metrics, pipeline.spec.model.rollout, candidate)
     return scorer, Preprocessor.from_spec(pipeline.spec, live.metadata), live
 
@@ -121,7 +122,12 @@ def test_canary_scores_a_share_of_keys_with_the_candidate_and_its_own_preprocess
     own = Preprocessor.from_spec(fraud_pipeline({}).spec, alone.metadata).encode(
         [messages[i].value() for i in by_candidate.predicted]
     )
-    assert by_candidate.rows == encode_predictions(alone.predict(own.inputs), alone.metadata)
+    expected = [orjson.loads(row) for row in encode_predictions(alone.predict(own.inputs), alone.metadata)]
+    got = [orjson.loads(row) for row in by_candidate.rows]  # from the live inputs, rescaled: equal to float32 rounding
+    assert [row["label"] for row in got] == [row["label"] for row in expected]
+    assert [row["fraud_probability"] for row in got] == pytest.approx(
+        [row["fraud_probability"] for row in expected], abs=1e-6
+    )
     # the loop hands over the live preprocessor's decoded records: the candidate reads those, not the values
     emptied = [FakeMessage(m.topic(), m.partition(), m.offset(), b"", m.key()) for m in messages]
     (again_live, again_candidate), _ = scorer.score(emptied, list(encoded.ok), encoded.inputs, live.metadata, encoded)

@@ -95,6 +95,7 @@ def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) 
     from kinfer_runtime.pipeline.scoring import Candidate
     from kinfer_runtime.predictors import build_predictor
     from kinfer_runtime.preprocess.formats import build_preprocessor
+    from kinfer_runtime.preprocess.rescaling import rescaling
     from kinfer_runtime.quality.rollout import incompatibility
 
     rollout = pipeline.spec.model.rollout
@@ -109,7 +110,9 @@ def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) 
         problem = incompatibility(live.metadata, predictor.metadata)
         if problem is not None:
             raise ValueError(problem)
-        candidate = Candidate(predictor, build_preprocessor(pipeline.spec, predictor.metadata))
+        preprocessor = build_preprocessor(pipeline.spec, predictor.metadata)
+        rescale = rescaling(build_preprocessor(pipeline.spec, live.metadata), preprocessor)
+        candidate = Candidate(predictor, preprocessor, rescale)
     except Exception as error:  # the live version keeps serving: a rollout must never take the pipeline down
         log.error(
             "rollout candidate not used; the live version serves every record",
@@ -119,7 +122,12 @@ def load_candidate(pipeline: InferencePipeline, options: RunOptions, live: Any) 
         return None
     log.info(
         "rollout candidate ready",
-        extra=fields(mode=rollout.mode.value, share=rollout.share, candidate_version=version),
+        extra=fields(
+            mode=rollout.mode.value,
+            share=rollout.share,
+            candidate_version=version,
+            candidate_inputs="rescaled from the live inputs" if rescale is not None else "encoded again",
+        ),
     )
     return candidate
 

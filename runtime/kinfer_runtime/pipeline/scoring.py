@@ -3,11 +3,12 @@
 The loop hands over the batch's messages and what the live version's preprocessor made of them; back come the
 outputs per version (the live version's first) and the records that failed. A canary's records (a share of
 keys) are preprocessed again with the candidate's own kinfer.json (a retrained version may scale its inputs
-differently) and scored by it alone; a refusal by the candidate dead-letters only its records. A shadow's
-candidate scores a sample of the records after the live version; its predictions are compared and counted (and,
-with ``topics.shadow``, come back flagged ``shadow`` to be produced there), and nothing that happens to it
-reaches the published path. ``PredictorUnavailable`` from a version whose
-predictions are published holds the batch, as without a rollout.
+differently; when scaling is the only difference, the live inputs are rescaled instead: preprocess/rescaling.py)
+and scored by it alone; a refusal by the candidate dead-letters only its records. A shadow's candidate scores a
+sample of the records after the live version; its predictions are compared and counted (and, with
+``topics.shadow``, come back flagged ``shadow`` to be produced there), and nothing that happens to it reaches the
+published path. ``PredictorUnavailable`` from a version whose predictions are published holds the batch, as
+without a rollout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.observability.rollout_metrics import RolloutMetrics
 from kinfer_runtime.pipeline.parts import PredictorLike, PreprocessorLike
 from kinfer_runtime.predictors import PredictionFailed
+from kinfer_runtime.preprocess.preprocessor import EncodedBatch
+from kinfer_runtime.preprocess.rescaling import Rescaling
 from kinfer_runtime.quality.rollout import candidate_mask, compare
 from kinfer_runtime.records.dead_letter import PREDICTION_FAILED, Failure
 from kinfer_runtime.records.predictions import score_columns
@@ -47,10 +50,12 @@ def failures_of(encoded_failures: list[Any], indices: list[int] | None = None) -
 
 @dataclass(frozen=True)
 class Candidate:
-    """A loaded candidate version and its preprocessor (built from its own kinfer.json)."""
+    """A loaded candidate version and its preprocessor (built from its own kinfer.json); ``rescale``: its inputs
+    from the live version's, when the two differ only in numeric scaling (preprocess/rescaling.py)."""
 
     predictor: PredictorLike
     preprocessor: PreprocessorLike
+    rescale: Rescaling | None = None
 
 
 @dataclass
@@ -112,7 +117,7 @@ class Scorer:
             live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
             if scored is not None and chosen.any():
                 sampled = np.flatnonzero(chosen)
-                encoded = self._candidate_encode(messages, [predicted[p] for p in sampled], decoded)
+                encoded = self._candidate_encode(messages, [predicted[p] for p in sampled], decoded, inputs, sampled)
                 shadow = self._shadow(predicted, sampled, encoded, live.version, scored)
                 if shadow is not None:
                     return [live, shadow], failures
@@ -121,8 +126,9 @@ class Scorer:
         live, failures, _ = self._predict(
             self.live, [predicted[p] for p in staying], {k: v[staying] for k, v in inputs.items()}, metadata
         )
-        moving = [predicted[p] for p in np.flatnonzero(chosen)]
-        encoded = self._candidate_encode(messages, moving, decoded)
+        rows = np.flatnonzero(chosen)
+        moving = [predicted[p] for p in rows]
+        encoded = self._candidate_encode(messages, moving, decoded, inputs, rows)
         failures += failures_of(encoded.failures, moving)
         tried, more, _ = self._predict(
             candidate.predictor, [moving[j] for j in encoded.ok], encoded.inputs, candidate.predictor.metadata
@@ -152,9 +158,16 @@ class Scorer:
                 self.metrics.observe_predictions(prediction.model_version, *scores)
         return VersionRows(prediction.model_version, predicted, rows, time.perf_counter() - started), [], scores
 
-    def _candidate_encode(self, messages: list[Any], indices: list[int], decoded: Any) -> Any:
-        """The candidate's inputs for these messages, with its own kinfer.json; positions in ``indices``."""
+    def _candidate_encode(
+        self, messages: list[Any], indices: list[int], decoded: Any, inputs: dict[str, np.ndarray], rows: np.ndarray
+    ) -> Any:
+        """The candidate's inputs for these messages, with its own kinfer.json; positions in ``indices``.
+        ``rows``: the same records' rows of the live ``inputs``, which a candidate that only scales differently
+        maps to its own."""
         assert self.candidate is not None
+        if self.candidate.rescale is not None:
+            mapped, ok, failures = self.candidate.rescale.apply(inputs, rows)
+            return EncodedBatch(mapped, ok, failures)
         if decoded is not None:
             return self.candidate.preprocessor.encode_documents(decoded.decoded(indices))
         return self.candidate.preprocessor.encode([messages[i].value() for i in indices])

@@ -1,0 +1,106 @@
+"""A candidate model version's inputs made from the live version's, when the two preprocess alike but for the
+scaling of numeric features: what a version retrained on newer data usually is (same fields, vocabularies and
+inputs; new means and spreads).
+
+Each scaled column is then an affine map of the live one: with ``v = (x - o) / k`` for both versions (``o, k``:
+mean and std, or min and span, or 0 and 1), ``v_candidate = v_live * k_live / k_candidate + (o_live -
+o_candidate) / k_candidate``. Two numpy operations per input replace a second pass over the decoded records
+(pipeline/scoring.py); any other difference (a field, a vocabulary, a default, an input's layout) means no
+rescaling, and the candidate encodes the records itself. Computed in float64 from the live float32 values: the
+result matches the candidate's own encoding to float32 rounding (tests/runtime/test_rescaling.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kinfer_runtime.preprocess.columns import FailureReason
+from kinfer_runtime.preprocess.record_reading import RecordFailure
+from kinfer_runtime.spec import FeatureSpec, FeatureType, Scaling
+
+_SCALING_FIELDS = {"scaling", "mean", "std", "min", "max"}
+
+
+def _offset_and_unit(feature: FeatureSpec) -> tuple[float, float]:
+    """(o, k) of ``v = (x - o) / k`` (columns.py's scalers)."""
+    if feature.scaling is Scaling.STANDARD:
+        return float(feature.mean or 0.0), float(feature.std or 1.0)
+    if feature.scaling is Scaling.MIN_MAX:
+        low = float(feature.min or 0.0)
+        return low, float((feature.max or 1.0) - low)
+    return 0.0, 1.0
+
+
+@dataclass(frozen=True)
+class Rescaling:
+    """Per model input, the (factor, offset) arrays of its row shape."""
+
+    maps: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def apply(
+        self, inputs: dict[str, np.ndarray], rows: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], list[int], list[Any]]:
+        """The candidate's inputs for ``rows`` of the live inputs, as ``Preprocessor.encode_documents`` would give
+        them for those records: (inputs, positions kept, failures by position). A value the candidate's scaling
+        takes out of float32's range fails as NonFinite, as it would there."""
+        mapped = {}
+        finite = np.ones(len(rows), dtype=bool)
+        for name, values in inputs.items():
+            factor, offset = self.maps[name]
+            with np.errstate(over="ignore", invalid="ignore"):
+                result = (values[rows] * factor + offset).astype(values.dtype)
+            if result.dtype.kind == "f":
+                finite &= np.isfinite(result.reshape(len(rows), -1)).all(axis=1)
+            mapped[name] = result
+        if finite.all():
+            return mapped, list(range(len(rows))), []
+        kept = np.flatnonzero(finite)
+        failures = [
+            RecordFailure(
+                int(p), FailureReason.NON_FINITE, "a value is not a finite float32 after the candidate's scaling"
+            )
+            for p in np.flatnonzero(~finite)
+        ]
+        return {name: values[kept] for name, values in mapped.items()}, kept.tolist(), failures
+
+
+def rescaling(live: Any, candidate: Any) -> Rescaling | None:
+    """The rescaling from ``live``'s inputs to ``candidate``'s (two JSON-record ``Preprocessor``), or None when they
+    differ in more than numeric scaling."""
+    if type(live) is not type(candidate) or not hasattr(live, "plans") or not hasattr(live, "features"):
+        return None
+    live_features = {feature.name: feature for feature in live.features}
+    candidate_features = {feature.name: feature for feature in candidate.features}
+    if live_features.keys() != candidate_features.keys():
+        return None
+    for name, feature in live_features.items():
+        other = candidate_features[name]
+        if feature.model_dump(exclude=_SCALING_FIELDS) != other.model_dump(exclude=_SCALING_FIELDS):
+            return None
+    live_plans = {plan.name: plan for plan in live.plans}
+    candidate_plans = {plan.name: plan for plan in candidate.plans}
+    if live_plans.keys() != candidate_plans.keys():
+        return None
+    maps = {}
+    for name, plan in live_plans.items():
+        other = candidate_plans[name]
+        layout = [(column.name, column.start, column.stop) for column in plan.columns]
+        if (plan.dtype, plan.row_shape, plan.width) != (other.dtype, other.row_shape, other.width) or layout != [
+            (column.name, column.start, column.stop) for column in other.columns
+        ]:
+            return None
+        factor, offset = np.ones(plan.width), np.zeros(plan.width)
+        for column in plan.columns:
+            if live_features[column.name].type is FeatureType.CATEGORICAL:
+                continue
+            (o_live, k_live), (o_new, k_new) = (
+                _offset_and_unit(live_features[column.name]),
+                _offset_and_unit(candidate_features[column.name]),
+            )
+            factor[column.start : column.stop] = k_live / k_new
+            offset[column.start : column.stop] = (o_live - o_new) / k_new
+        maps[name] = (factor.reshape(plan.row_shape), offset.reshape(plan.row_shape))
+    return Rescaling(maps)
