@@ -86,6 +86,7 @@ def print_table(report: dict[str, Any]) -> None:
         ("(a+) contract floor (decode, 6 headers, delivery reports)", "contract_floor_rps", "rec/s"),
         ("(b) tutorial loop (model.predict per record)", "tutorial_rps", "rec/s"),
         ("(c) quixstreams, signature per record", "quixstreams_rps", "rec/s"),
+        ("(d-warm) kinfer's first run of the bench, at-least-once", "kinfer_first_run_rps", "rec/s"),
         ("(d) kinfer, at-least-once", "kinfer_rps", "rec/s"),
         ("(d-q0) kinfer, at-least-once, quality metrics off", "kinfer_quality_off_rps", "rec/s"),
         ("(d-q1) kinfer, at-least-once, quality metrics on again", "kinfer_quality_on_again_rps", "rec/s"),
