@@ -77,3 +77,37 @@ def test_a_candidate_reads_the_live_versions_decoded_images() -> None:
 def test_image_settings_need_format_image() -> None:
     with pytest.raises(SpecError, match=r"needs preprocessing\.format image"):
         example_pipeline("shapes", {"image": {"resize": False}})
+
+
+def test_an_image_in_a_base64_json_field_reads_like_the_bytes_and_bad_ones_say_why() -> None:
+    import base64
+
+    import orjson
+
+    images, _ = shape_images(3, seed=6)
+    png = encoded(images[0])
+    field = preprocessor(field="image")
+    values: list[bytes | None] = [
+        orjson.dumps({"image": base64.b64encode(png).decode(), "camera": 7}),  # 0
+        orjson.dumps({"image": base64.urlsafe_b64encode(encoded(images[1])).decode()}),  # 1 URL-safe alphabet
+        b"{not json",  # 2
+        b"[1, 2]",  # 3
+        orjson.dumps({"camera": 7}),  # 4
+        orjson.dumps({"image": 12}),  # 5
+        orjson.dumps({"image": "not base64!"}),  # 6
+        orjson.dumps({"image": base64.b64encode(b"not an image").decode()}),  # 7
+        png,  # 8 the bytes alone: not JSON
+    ]
+    batch = field.encode(values)
+    assert batch.ok == [0, 1]
+    assert np.allclose(batch.inputs["image"][0], preprocessor().encode([png]).inputs["image"][0])
+    reasons = {failure.index: failure.reason.value for failure in batch.failures}
+    assert reasons == {
+        2: "MalformedJson",
+        3: "NotAnObject",
+        4: "MissingField",
+        5: "WrongType",
+        6: "ImageDecodeError",
+        7: "ImageDecodeError",
+        8: "MalformedJson",
+    }

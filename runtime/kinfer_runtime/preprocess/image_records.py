@@ -6,17 +6,24 @@ false, resizes (bilinear) to the input's size; then the batch is stacked and sca
 Python loop per pixel. A value that is not an image, or that declares more than ``image.maxPixels`` pixels
 (checked from its header, before decoding), is left out as ``ImageDecodeError``; one of another size with
 ``resize: false`` as ``WrongShape``; the loop dead-letters its original bytes.
+
+With ``image.field``, the value is a JSON object whose field holds the image in base64 (what a producer that
+only speaks JSON sends): a value that is not such an object fails as JSON records do (``MalformedJson``,
+``NotAnObject``, ``MissingField``, ``WrongType``), and a field that is not base64 as ``ImageDecodeError``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
-from kinfer_runtime.preprocess.columns import FailureReason
+from kinfer_runtime.preprocess.columns import FailureReason, short_repr
 from kinfer_runtime.preprocess.input_plan import PreprocessorError
 from kinfer_runtime.preprocess.preprocessor import EncodedBatch
 from kinfer_runtime.preprocess.record_reading import RecordFailure, only_input, read_each
@@ -64,6 +71,10 @@ class ImagePreprocessor:
         from PIL import Image, UnidentifiedImageError
 
         none = np.empty(0)
+        if self.settings.field is not None:
+            data, failure = self._from_field(index, data, self.settings.field)
+            if failure is not None:
+                return none, failure
         try:
             with Image.open(io.BytesIO(data)) as image:  # reads the header only
                 width, height = image.size
@@ -82,6 +93,27 @@ class ImagePreprocessor:
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
             return none, RecordFailure(index, FailureReason.IMAGE_DECODE_ERROR,
                                        f"not an image Pillow can decode: {error}")  # fmt: skip
+
+    @staticmethod
+    def _from_field(index: int, data: bytes, name: str) -> tuple[bytes, RecordFailure | None]:
+        """The image bytes of a JSON record's base64 field."""
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            return b"", RecordFailure(index, FailureReason.MALFORMED_JSON, f"malformed JSON: {error}")
+        if type(document) is not dict:
+            return b"", RecordFailure(index, FailureReason.NOT_AN_OBJECT, "the record must be a JSON object")
+        text = document.get(name)
+        if text is None:
+            return b"", RecordFailure(index, FailureReason.MISSING_FIELD, f"field {name!r} (the image) is missing")
+        if type(text) is not str:
+            message = f"field {name!r} must be a base64 string, got {short_repr(text)}"
+            return b"", RecordFailure(index, FailureReason.WRONG_TYPE, message)
+        try:
+            alphabet = b"-_" if "-" in text or "_" in text else None
+            return base64.b64decode(text, altchars=alphabet, validate=True), None
+        except (binascii.Error, ValueError) as error:
+            return b"", RecordFailure(index, FailureReason.IMAGE_DECODE_ERROR, f"field {name!r} is not base64: {error}")
 
     def _finish(self, rows: np.ndarray, positions: list[int], failures: dict[int, RecordFailure]) -> EncodedBatch:
         """Scale the stacked 8-bit images into the model's dtype and shape; ``rows[i]`` is record ``positions[i]``."""

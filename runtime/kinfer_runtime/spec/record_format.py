@@ -101,6 +101,12 @@ class ImageFormatSpec(SpecModel):
         gt=0,
         description="Each 8-bit channel value is multiplied by this (the default maps 0-255 to 0-1).",
     )
+    field: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The record is a JSON object and this field holds the image, base64-encoded (standard or "
+        "URL-safe alphabet). Not set: the record's value is the image's bytes.",
+    )
     max_pixels: int = Field(
         default=16_777_216,
         ge=1,

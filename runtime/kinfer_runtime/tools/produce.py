@@ -164,6 +164,14 @@ def schema_id(args: argparse.Namespace) -> int | None:
     return avro.schema_id or 0 if avro is not None and avro.framing is AvroFraming.CONFLUENT else None
 
 
+def image_field(args: argparse.Namespace) -> str | None:
+    """The pipeline's ``image.field``: images are then sent as base64 in that field of a JSON object."""
+    if not args.pipeline:
+        return None
+    image = load_pipeline_file(args.pipeline).spec.preprocessing.image
+    return image.field if image is not None else None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kinfer produce", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
@@ -203,7 +211,7 @@ def main(argv: list[str]) -> int:
     from confluent_kafka import Producer
 
     headers = [(name, value.encode()) for name, _, value in (h.partition("=") for h in args.header)]
-    records: Iterable[OutgoingRecord] = read_records(args.file, fmt, args.key_field, schema_id(args))
+    records: Iterable[OutgoingRecord] = read_records(args.file, fmt, args.key_field, schema_id(args), image_field(args))
     if headers:
         records = (OutgoingRecord(r.value, r.key, r.headers + headers) for r in records)
     if args.limit is not None:

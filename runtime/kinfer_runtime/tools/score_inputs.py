@@ -27,7 +27,9 @@ def file_inputs(path: str, fmt: str, pipeline: InferencePipeline | None = None) 
     avro = pipeline.spec.preprocessing.avro if pipeline is not None else None
     framed = avro is not None and avro.framing is AvroFraming.CONFLUENT
     schema_id = (avro.schema_id or 0) if avro is not None and framed else None
-    for number, record in enumerate(read_records(path, fmt, schema_id=schema_id), start=1):
+    image = pipeline.spec.preprocessing.image if pipeline is not None else None
+    field = image.field if image is not None else None
+    for number, record in enumerate(read_records(path, fmt, schema_id=schema_id, image_field=field), start=1):
         yield ScoreInput(record.value, {"file": path, "record": number})
 
 

@@ -13,6 +13,7 @@ record per image file, its bytes unchanged (``format: image``); an Avro containe
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import sys
@@ -167,10 +168,13 @@ def image_files(folder: str) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def records_from_images(folder: str) -> Iterator[OutgoingRecord]:
-    """One record per image file of a folder: its bytes as they are (PNG, JPEG...), keyed by the file's name."""
+def records_from_images(folder: str, image_field: str | None = None) -> Iterator[OutgoingRecord]:
+    """One record per image file of a folder, keyed by the file's name: its bytes as they are (PNG, JPEG...), or
+    with ``image_field`` (a pipeline's ``image.field``) a JSON object holding them in base64 there."""
     for path in image_files(folder):
-        yield OutgoingRecord(value=path.read_bytes(), key=path.name.encode())
+        data = path.read_bytes()
+        value = orjson.dumps({image_field: base64.b64encode(data).decode()}) if image_field else data
+        yield OutgoingRecord(value=value, key=path.name.encode())
 
 
 def records_from_avro(path: str, key_field: str | None, schema_id: int | None) -> Iterator[OutgoingRecord]:
@@ -191,17 +195,17 @@ def records_from_avro(path: str, key_field: str | None, schema_id: int | None) -
 
 
 def read_records(
-    path: str, fmt: str, key_field: str | None = None, schema_id: int | None = None
+    path: str, fmt: str, key_field: str | None = None, schema_id: int | None = None, image_field: str | None = None
 ) -> Iterator[OutgoingRecord]:
     """Records to produce from a file or folder (or ``-``) of the given format; ``schema_id``: the Confluent
-    framing of Avro records (none without it)."""
+    framing of Avro records (none without it); ``image_field``: images as base64 in this field of a JSON object."""
     if fmt == "avro":
         yield from records_from_avro(path, key_field, schema_id)
         return
     if fmt == "images":
         if key_field:
             raise ValueError("--key-field reads a field of JSON records; image records are keyed by file name")
-        yield from records_from_images(path)
+        yield from records_from_images(path, image_field)
         return
     if fmt in ("parquet", "npy"):
         if path == "-":

@@ -54,3 +54,38 @@ def test_images_in_labels_out_and_corrupt_images_dead_lettered_unchanged(kafka_b
     right = sum(predicted[name.encode()] == SHAPES[label] for name, label in zip(names, labels, strict=True))
     print(f"shapes model on {COUNT} images it was not trained on (half JPEG): accuracy {right / COUNT:.3f}")
     assert right / COUNT > 0.9, f"accuracy {right / COUNT:.3f}"
+
+
+def test_images_as_base64_in_a_json_field_sent_by_kinfer_produce_with_the_pipeline(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``image.field``: ``kinfer produce FOLDER --pipeline`` sends each image as base64 in that field of a JSON
+    object; the pipeline labels them as it labels the bytes, and dead-letters what is not such a record."""
+    import yaml
+
+    count = 120
+    images, labels = shape_images(count, seed=778)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    names = [f"img-{n:04d}.png" for n in range(count)]
+    for name, image in zip(names, images, strict=True):
+        (folder / name).write_bytes(encoded(image, "PNG"))
+    bad = {
+        b"bad-MalformedJson": encoded(images[0], "PNG"),  # the bytes alone, not the JSON the pipeline reads
+        b"bad-MissingField": orjson.dumps({"camera": 3}),
+        b"bad-ImageDecodeError": orjson.dumps({"image": "bm90IGFuIGltYWdl"}),  # base64 of "not an image"
+    }
+    topics = create_topics(kafka_bootstrap, partitions=2, prefix="image64")
+    produce(kafka_bootstrap, topics.input, list(bad.items()))
+    preprocessing = {"format": "image", "image": {"field": "image"}}
+    pipeline = manifest("images64", kafka_bootstrap, topics, model="shapes", preprocessing=preprocessing)
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    sent = ["--pipeline", str(tmp_path / "pipeline.yaml"), "--bootstrap-servers", kafka_bootstrap, "--no-progress"]
+    assert produce_tool.main([str(folder), *sent]) == 0
+    reader = score_once(pipeline, tmp_path, kafka_bootstrap, MODEL, topics, outputs=count, dead_letters=len(bad))
+    for key, reason in dead_letter_reasons(reader, topics.dead_letter, bad).items():
+        assert key.decode() == f"bad-{reason}"
+    predicted = {m.key(): orjson.loads(m.value())["prediction"]["label"] for m in reader.seen[topics.output].messages}
+    right = sum(predicted[name.encode()] == SHAPES[label] for name, label in zip(names, labels, strict=True))
+    print(f"shapes model on {count} base64 images in a JSON field: accuracy {right / count:.3f}")
+    assert right / count > 0.9, f"accuracy {right / count:.3f}"
