@@ -240,19 +240,23 @@ class TopicReader:
 
 
 def model_volume(cluster: ClusterBed, directory: Path, claim: str) -> None:
-    """A PersistentVolume on the node holding models/fraud at fraud/, bound to the claim ``claim`` (both named
-    ``claim``: a PersistentVolume is cluster-wide, and the tests of the package share one namespace)."""
+    """A PersistentVolume on the node holding models/fraud at fraud/, bound to the claim ``claim``."""
     shutil.copytree(REPO / "models" / "fraud", directory / "fraud")
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # the pods run as uid 10001
-    volume = claim
+    host_path_claim(cluster, directory, claim, "ReadOnlyMany")
+
+
+def host_path_claim(cluster: ClusterBed, directory: Path, claim: str, access_mode: str) -> None:
+    """A PersistentVolume of a directory on the node, bound to the claim ``claim`` (both named ``claim``: a
+    PersistentVolume is cluster-wide, and the tests of the package share one namespace)."""
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": volume, "labels": {"kinfer.io/test": "true"}},
+        "metadata": {"name": claim, "labels": {"kinfer.io/test": "true"}},
         "spec": {
             "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadOnlyMany"],
+            "accessModes": [access_mode],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "",
             "hostPath": {"path": str(directory), "type": "Directory"},
@@ -264,11 +268,11 @@ def model_volume(cluster: ClusterBed, directory: Path, claim: str) -> None:
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": claim, "namespace": cluster.namespace},
         "spec": {
-            "accessModes": ["ReadOnlyMany"],
+            "accessModes": [access_mode],
             "storageClassName": "",
-            "volumeName": volume,
+            "volumeName": claim,
             "resources": {"requests": {"storage": "1Gi"}},
         },
     }
-    cluster.testbed.kubectl("apply", "-f", "-", input=orjson.dumps({"apiVersion": "v1", "kind": "List",
-                                                                   "items": [pv, pvc]}).decode())  # fmt: skip
+    items = orjson.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]}).decode()
+    cluster.testbed.kubectl("apply", "-f", "-", input=items)

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kinfer_runtime.tools import score
 from kinfer_runtime.tools.demo import BAD_VALUES
-from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, produce, topic
+from tests.cluster.cluster import ClusterBed, TopicReader, fraud_records, host_path_claim, produce, topic
 from tests.cluster.conftest import Installed
 from tests.polling import wait_until
 
@@ -50,32 +50,7 @@ def data_claim(cluster: ClusterBed) -> Iterator[tuple[str, Path]]:
     directory = Path(tempfile.mkdtemp(prefix="kinfer-data-", dir="/var/tmp"))
     directory.chmod(0o777)  # the pods run as uid 10001, and a hostPath volume ignores fsGroup
     claim = f"data-{uuid.uuid4().hex[:6]}"
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": claim, "labels": {"kinfer.io/test": "true"}},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(directory), "type": "Directory"},
-            "claimRef": {"namespace": cluster.namespace, "name": claim},
-        },
-    }
-    pvc = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": claim, "namespace": cluster.namespace},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "",
-            "volumeName": claim,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-    items = orjson.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]}).decode()
-    cluster.testbed.kubectl("apply", "-f", "-", input=items)
+    host_path_claim(cluster, directory, claim, "ReadWriteOnce")
     try:
         yield claim, directory
     finally:

@@ -14,10 +14,9 @@ import posixpath
 from typing import Any
 
 from kinfer_operator.builders import naming
-from kinfer_operator.builders.consumer import CONTAINER_SECURITY, POD_SECURITY
+from kinfer_operator.builders.consumer import CONTAINER_SECURITY, POD_SECURITY, runtime_volumes
 from kinfer_operator.builders.manifests import Owner, child, content_hash
-from kinfer_operator.builders.volumes import PodVolumes, add_kafka_secret_volumes, add_model_volume
-from kinfer_runtime.spec import BatchRunSpec, InferencePipeline, ServingMode
+from kinfer_runtime.spec import BatchRunSpec, InferencePipeline
 
 DATA_ROOT = "/data"  # each claim a run names is mounted at /data/<claim>
 TERMINATION_LOG = "/dev/termination-log"
@@ -77,22 +76,12 @@ def build_batch_job(
 ) -> dict[str, Any]:
     spec = pipeline.spec
     image = spec.consumer.image or runtime_image
-    volumes = PodVolumes()
-    volumes.add(
-        {"name": "runtime-config", "configMap": {"name": naming.runtime_config_name(owner.name)}},
-        {"mountPath": naming.RUNTIME_CONFIG_DIR, "readOnly": True},
-    )
-    volumes.add({"name": "tmp", "emptyDir": {}}, {"mountPath": "/tmp"})
-    add_model_volume(volumes, spec.model, CONTAINER_SECURITY)
+    volumes, env = runtime_volumes(pipeline, owner)
     for index, (claim, writes) in enumerate(sorted(data_claims(run).items())):
         volumes.add(
             {"name": f"data-{index}", "persistentVolumeClaim": {"claimName": claim, "readOnly": not writes}},
             {"mountPath": posixpath.join(DATA_ROOT, claim), "readOnly": not writes},
         )
-    env: list[dict[str, Any]] = [{"name": "KINFER_MODEL_ROOT", "value": naming.MODEL_ROOT}]
-    env += add_kafka_secret_volumes(volumes, spec.kafka)
-    if spec.serving.mode is ServingMode.TFSERVING:
-        env.append({"name": "KINFER_TFSERVING_ENDPOINT", "value": pipeline.tfserving_address})
     container = {
         "name": "score",
         "image": image,

@@ -63,6 +63,24 @@ def build_runtime_configmap(pipeline: InferencePipeline, owner: Owner) -> dict[s
     )
 
 
+def runtime_volumes(pipeline: InferencePipeline, owner: Owner) -> tuple[PodVolumes, list[dict[str, Any]]]:
+    """What every pod running the runtime mounts and gets in its environment (the consumers and the batch runs'
+    Jobs): the runtime ConfigMap, /tmp, the model, the Kafka Secrets, and TF Serving's address in tfserving mode."""
+    spec = pipeline.spec
+    volumes = PodVolumes()
+    volumes.add(
+        {"name": "runtime-config", "configMap": {"name": naming.runtime_config_name(owner.name)}},
+        {"mountPath": naming.RUNTIME_CONFIG_DIR, "readOnly": True},
+    )
+    volumes.add({"name": "tmp", "emptyDir": {}}, {"mountPath": "/tmp"})
+    add_model_volume(volumes, spec.model, CONTAINER_SECURITY)
+    env: list[dict[str, Any]] = [{"name": "KINFER_MODEL_ROOT", "value": naming.MODEL_ROOT}]
+    env += add_kafka_secret_volumes(volumes, spec.kafka)
+    if spec.serving.mode is ServingMode.TFSERVING:
+        env.append({"name": "KINFER_TFSERVING_ENDPOINT", "value": pipeline.tfserving_address})
+    return volumes, env
+
+
 def build_consumer_deployment(
     pipeline: InferencePipeline,
     owner: Owner,
@@ -73,20 +91,8 @@ def build_consumer_deployment(
     """The consumer Deployment. ``replicas`` None leaves the count to an autoscaler (not part of the hash)."""
     spec = pipeline.spec
     port = spec.monitoring.metrics_port
-    volumes = PodVolumes()
-    volumes.add(
-        {"name": "runtime-config", "configMap": {"name": naming.runtime_config_name(owner.name)}},
-        {"mountPath": naming.RUNTIME_CONFIG_DIR, "readOnly": True},
-    )
-    volumes.add({"name": "tmp", "emptyDir": {}}, {"mountPath": "/tmp"})
-    add_model_volume(volumes, spec.model, CONTAINER_SECURITY)
-    env: list[dict[str, Any]] = [
-        {"name": "KINFER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "KINFER_MODEL_ROOT", "value": naming.MODEL_ROOT},
-    ]
-    env += add_kafka_secret_volumes(volumes, spec.kafka)
-    if spec.serving.mode is ServingMode.TFSERVING:
-        env.append({"name": "KINFER_TFSERVING_ENDPOINT", "value": pipeline.tfserving_address})
+    volumes, env = runtime_volumes(pipeline, owner)
+    env.insert(0, {"name": "KINFER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
 
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
         return {
