@@ -155,7 +155,7 @@ ALLOWED = [
     ("get", "deployments.apps"), ("create", "deployments.apps"), ("patch", "deployments.apps"),
     ("list", "deployments.apps"), ("delete", "deployments.apps"), ("delete", "horizontalpodautoscalers.autoscaling"),
     ("create", "configmaps"), ("patch", "services"), ("patch", "horizontalpodautoscalers.autoscaling"),
-    ("create", "events"), ("get", "secrets"),
+    ("create", "events"), ("get", "secrets"), ("create", "jobs.batch"), ("delete", "jobs.batch"),
 ]  # fmt: skip
 DENIED = [
     ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "inferencepipelines.kinfer.io"),
@@ -163,7 +163,8 @@ DENIED = [
     ("create", "pods#exec"), ("watch", "deployments.apps"), ("deletecollection", "deployments.apps"),
     ("create", "serviceaccounts#token"), ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"), ("patch", "persistentvolumeclaims"),
-    ("delete", "namespaces"), ("create", "jobs.batch"), ("patch", "scaledobjects.keda.sh"),
+    ("delete", "namespaces"), ("create", "cronjobs.batch"), ("watch", "jobs.batch"),
+    ("patch", "scaledobjects.keda.sh"),
     ("create", "kafkaconnectors.kafka.strimzi.io"),
 ]  # fmt: skip
 
