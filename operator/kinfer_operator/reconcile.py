@@ -204,6 +204,7 @@ def reconcile(services: Services, body: dict[str, Any]) -> Outcome:
         autoscaling=autoscaler.status or None,
         created_topics=created_topics,
         batch=batch,
+        committed_metadata=tracked.reading.committed_metadata if tracked and tracked.reading and fresh else None,
     )
     status = build_status(previous, observed, pipeline, name, _now())
     events += condition_events(previous.get("conditions") or [], current)

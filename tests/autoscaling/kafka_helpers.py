@@ -32,11 +32,16 @@ def produce_spread(bootstrap: str, topic: str, partitions: int, count: int) -> N
     assert producer.flush(30) == 0
 
 
-def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
-    """Commit as the group without joining it (what a consumer that processed up to there would have done)."""
+def commit_offsets(
+    bootstrap: str, group: str, topic: str, offsets: dict[int, int], metadata: dict[int, str] | None = None
+) -> None:
+    """Commit as the group without joining it (what a consumer that processed up to there would have done),
+    with ``metadata`` per partition when given."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    texts = metadata or {}
     try:
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+        partitions = [TopicPartition(topic, p, o, texts.get(p, "")) for p, o in offsets.items()]
+        consumer.commit(offsets=partitions, asynchronous=False)
     finally:
         consumer.close()
 

@@ -2,7 +2,8 @@
 
 An InferencePipeline with autoscaling enabled gets its HPA from the operator; records produced into its input
 topic with no consumer running scale the consumer Deployment up to the partition count and not beyond, the
-pipeline's status and Events say it is capped by partitions, and once the lag is committed it scales back.
+pipeline's status and Events say it is capped by partitions, and once the lag is committed it scales back; the
+status then sums the records scored per version that the commits carry.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from kinfer_operator.k8s.client import Kube, object_path
+from kinfer_runtime.records.scored_counts import encode
 from tests.autoscaling.bed import Watcher, apiservice_to_loopback, serving_cert, wait_for
 from tests.autoscaling.kafka_helpers import commit_offsets, end_offsets, produce_spread
 from tests.autoscaling.report import record
@@ -88,10 +90,16 @@ def test_operator_hpa_scales_on_lag_capped_and_reports_it(bed: Bed, kube_api: An
                 assert metric == 1.0
 
                 group = manifest["spec"]["consumer"].get("group") or f"kinfer-{name}"
-                commit_offsets(bed.bootstrap, group, topic, end_offsets(bed.bootstrap, topic, PARTITIONS))
+                ends = end_offsets(bed.bootstrap, topic, PARTITIONS)
+                # What the runtime's commits carry (records/scored_counts.py): here one version scored them all.
+                scored = {p: encode({1: end - 10, 2: 10}, [1, 2]) for p, end in ends.items()}
+                commit_offsets(bed.bootstrap, group, topic, ends, scored)
                 consumed = time.monotonic()
                 wait_for(lambda: (s := watcher.latest()) and s.deployment_replicas == 1, 120, "scale back down")
                 back_down = time.monotonic() - consumed
+                counts = wait_for(lambda: ((bed.get(name) or {}).get("status") or {}).get("scoredByVersion"), 60,
+                                  "status.scoredByVersion")  # fmt: skip
+                assert counts == {"1": 600 - 10 * PARTITIONS, "2": 10 * PARTITIONS}
             assert watcher.max_replicas() <= PARTITIONS
             record(
                 "e2e_operator",

@@ -59,6 +59,23 @@ def test_a_rollout_is_shown_while_it_is_in_the_spec() -> None:
     assert status_patch(status, promoted)["rollout"] is None  # removed from the live object, not left stale
 
 
+def test_the_committed_counts_give_records_per_version_and_where_the_candidate_is_loaded() -> None:
+    trying = pipeline(model={"versionPolicy": "Pinned", "version": 1,
+                             "rollout": {"candidateVersion": 2, "mode": "Shadow", "share": 1.0}})  # fmt: skip
+    committed = {
+        0: "kinfer-scored v1=100 v2=100 loaded=1,2",
+        1: "kinfer-scored v1=40 v2=38 loaded=1,2",
+        2: "kinfer-scored v1=7 loaded=1",  # its consumer could not load the candidate
+        3: "kinfer-batch start=0 end=9",  # not the runtime's: left out
+    }
+    status = build_status({}, _observed(committed_metadata=committed), trying, "fraud", "T1")
+    assert status["scoredByVersion"] == {"1": 147, "2": 138}
+    assert status["rollout"]["candidateLoadedPartitions"] == 2 and status["rollout"]["reportingPartitions"] == 3
+    unknown = build_status(status, _observed(committed_metadata=None), trying, "fraud", "T2")
+    assert unknown["scoredByVersion"] == {"1": 147, "2": 138}, "a failed poll keeps the last counts"
+    assert "candidateLoadedPartitions" not in unknown["rollout"]
+
+
 def test_idle_pass_gives_empty_patch() -> None:
     first = build_status({}, _observed(), pipeline(), "fraud", "T1")
     assert status_patch({}, first) == first

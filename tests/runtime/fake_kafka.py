@@ -60,7 +60,8 @@ class FakeConsumer:
     positions: dict[Key, int] = field(default_factory=dict)
     assigned: set[Key] = field(default_factory=set)
     paused: set[Key] = field(default_factory=set)
-    committed: dict[Key, int] = field(default_factory=dict)
+    committed_offsets: dict[Key, int] = field(default_factory=dict)
+    committed_metadata: dict[Key, str] = field(default_factory=dict)
     rebalances: deque[tuple[str, list[Key]]] = field(default_factory=deque)
     callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
     closed: bool = False
@@ -102,7 +103,7 @@ class FakeConsumer:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.assigned.add(key)
-            self.positions[key] = self.committed.get(key, 0)
+            self.positions[key] = self.committed_offsets.get(key, 0)
         self.events.append(("assign", sorted((tp.topic, tp.partition) for tp in partitions)))
 
     def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
@@ -115,8 +116,14 @@ class FakeConsumer:
             self.events.append(("commit lost", {(tp.topic, tp.partition): tp.offset for tp in offsets}))
             return
         for tp in offsets:
-            self.committed[(tp.topic, tp.partition)] = tp.offset
+            self.committed_offsets[(tp.topic, tp.partition)] = tp.offset
+            self.committed_metadata[(tp.topic, tp.partition)] = tp.metadata or ""
         self.events.append(("commit", {(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+
+    def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        offsets, metadata = self.committed_offsets, self.committed_metadata
+        return [TopicPartition(t, p, offsets.get((t, p), -1001), metadata.get((t, p), "")) for t, p in keys]
 
     def seek(self, tp: TopicPartition) -> None:
         self.positions[(tp.topic, tp.partition)] = tp.offset
@@ -187,6 +194,7 @@ class FakeProducer:
         self.purged: list[tuple[Produced, Callable[[Any, Any], None]]] = []
         self.in_transaction: list[Produced] = []
         self.committed_transactions: list[dict[str, Any]] = []
+        self.offsets_metadata: dict[Key, str | None] = {}  # of the last send_offsets_to_transaction
         self.transaction_error: KafkaError | None = None
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, *, headers: Any, on_delivery: Any) -> None:
@@ -291,6 +299,7 @@ class FakeProducer:
             failed = self.transaction_failed
             raise KafkaException(KafkaError(failed.code(), "a record failed: abort", txn_requires_abort=True))
         self.events.append(("send_offsets", {(tp.topic, tp.partition): tp.offset for tp in offsets}))
+        self.offsets_metadata = {(tp.topic, tp.partition): tp.metadata for tp in offsets}
 
     def commit_transaction(self, timeout: float) -> None:
         self.committed_transactions.append({"records": list(self.in_transaction)})

@@ -128,7 +128,7 @@ def test_a_transient_failure_is_retried_with_backoff_a_few_times_then_held_and_p
     consumer.append(IN, 0, *good(2))  # arrives while held: not read
     steps(loop, 50)
     assert producer.offered(to(OUT, b"k0")) == 6 and producer.offered(to(OUT, b"k1")) == 0, "no busy loop"
-    assert not consumer.committed
+    assert not consumer.committed_offsets
     clock.advance(delivery_failures.PROBE_MIN_S)
     steps(loop)
     assert producer.offered(to(OUT, b"k0")) == 7, "a probe"
@@ -143,7 +143,7 @@ def test_a_transient_failure_is_retried_with_backoff_a_few_times_then_held_and_p
     assert metric(loop, "kinfer_ready") == 1
     finish(loop)
     assert [r.key for r in producer.delivered if r.topic == OUT] == [b"k0", b"k1"]
-    assert consumer.committed == {(IN, 0): 2}
+    assert consumer.committed_offsets == {(IN, 0): 2}
 
 
 # --- records refused for their size -----------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_a_dead_letter_too_large_for_the_producer_goes_truncated_with_its_size_a
     assert metric(loop, "kinfer_delivery_failures_total", topic=DLQ, error="MSG_SIZE_TOO_LARGE") == 1
     assert metric(loop, "kinfer_records_dead_lettered_total", reason="MalformedJson") == 1
     if delivery == "atLeastOnce":
-        assert consumer.committed == {(IN, 0): 3}
+        assert consumer.committed_offsets == {(IN, 0): 3}
     else:
         assert len(producer.committed_transactions) == 1 and loop.counters.transactions_aborted == 0
 
@@ -186,7 +186,7 @@ def test_a_dead_letter_the_topic_refuses_goes_truncated(delivery: str) -> None:
     [letter] = [r for r in records if r.topic == DLQ]
     assert letter.value == bad[:TRUNCATED_VALUE_BYTES] and headers(letter)["kinfer.truncated"] == b"value"
     if delivery == "atLeastOnce":
-        assert consumer.committed == {(IN, 0): 3}
+        assert consumer.committed_offsets == {(IN, 0): 3}
     else:
         # The broker's refusal fails the transaction: aborted, read again, the smaller form produced instead.
         assert loop.counters.transactions_aborted == 1 and len(producer.committed_transactions) == 1
@@ -213,7 +213,7 @@ def test_an_output_kafka_refuses_dead_letters_its_input(delivery: str, where: st
     assert headers(letter)["kinfer.source.offset"] == b"1" and headers(letter)["kinfer.pipeline"] == b"unit"
     assert metric(loop, "kinfer_records_dead_lettered_total", reason="OutputRefused") == 1
     if delivery == "atLeastOnce":
-        assert consumer.committed == {(IN, 0): 3} and loop.counters.records_out == 2
+        assert consumer.committed_offsets == {(IN, 0): 3} and loop.counters.records_out == 2
     else:
         assert loop.counters.transactions_aborted == (1 if where == "topic" else 0)
 
@@ -233,7 +233,7 @@ def test_only_the_largest_of_the_records_a_topic_refuses_together_is_replaced(de
     assert letter.key == b"K" * 20_000 and headers(letter)["kinfer.error.class"] == b"OutputRefused"
     assert metric(loop, "kinfer_delivery_failures_total", topic=OUT, error="MSG_SIZE_TOO_LARGE") == 3
     if delivery == "atLeastOnce":
-        assert consumer.committed == {(IN, 0): 3}
+        assert consumer.committed_offsets == {(IN, 0): 3}
     else:
         assert loop.counters.transactions_aborted == 1 and len(producer.committed_transactions) == 1
 
@@ -247,12 +247,12 @@ def test_a_dead_letter_no_form_of_which_is_taken_is_held_not_dropped() -> None:
     forms = [(r.value, headers(r).get("kinfer.truncated")) for r in producer.attempts if r.topic == DLQ]
     assert forms == [(bad, None), (bad[:TRUNCATED_VALUE_BYTES], b"value"),
                      (bad[:MINIMAL_VALUE_BYTES], b"value,headers")]  # fmt: skip
-    assert loop.delivery.held() and DLQ in readyz(loop)[1] and not consumer.committed
+    assert loop.delivery.held() and DLQ in readyz(loop)[1] and not consumer.committed_offsets
     producer.heal()
     clock.advance(delivery_failures.PROBE_MIN_S)
     steps(loop, 3)
     finish(loop)
-    assert consumer.committed == {(IN, 0): 2}
+    assert consumer.committed_offsets == {(IN, 0): 2}
     [letter] = [r for r in producer.delivered if r.topic == DLQ]
     assert headers(letter)["kinfer.original.size"] == b"100000"
 
@@ -280,7 +280,7 @@ def test_a_topic_that_refuses_everything_holds_its_records_and_pauses_until_it_t
     status, reason = readyz(loop)
     assert status == 503 and f"cannot deliver to topic {DLQ}: {name}" in reason, reason
     assert healthz(loop) == 200
-    assert consumer.committed == {(IN, 0): 4}, "nothing past the held record is committed"
+    assert consumer.committed_offsets == {(IN, 0): 4}, "nothing past the held record is committed"
     consumer.append(IN, 0, *good(7))
     steps(loop, 100)
     assert producer.offered(to(DLQ)) == 1 and producer.offered(to(OUT, b"k7")) == 0, "neither spinning nor reading"
@@ -295,7 +295,7 @@ def test_a_topic_that_refuses_everything_holds_its_records_and_pauses_until_it_t
     assert not loop.delivery.held() and consumer.paused == set() and readyz(loop)[0] == 200
     finish(loop)
     assert [r.key for r in producer.delivered if r.topic == DLQ] == [b"k5"]
-    assert consumer.committed == {(IN, 0): 8}
+    assert consumer.committed_offsets == {(IN, 0): 8}
 
 
 def test_a_stop_while_records_are_held_commits_what_came_before_them_without_waiting_out_the_grace() -> None:
@@ -307,7 +307,7 @@ def test_a_stop_while_records_are_held_commits_what_came_before_them_without_wai
     started = time.monotonic()
     finish(loop)
     assert time.monotonic() - started < 5, "the drain does not wait for a topic that refuses everything"
-    assert consumer.committed == {(IN, 0): 4} and consumer.closed
+    assert consumer.committed_offsets == {(IN, 0): 4} and consumer.closed
 
 
 @pytest.mark.parametrize("how", ["refuse", "fail"])

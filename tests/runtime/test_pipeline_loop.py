@@ -152,7 +152,7 @@ def test_every_input_gives_one_record_and_bad_ones_go_to_the_dead_letter_topic()
     assert [orjson.loads(r.value or b"")["prediction"] for r in outputs] == [{"y": 2.0}, {"y": 4.0}, {"y": 6.0}]
     assert [r.value for r in dead_letters] == [b"{oops"], "the dead letter carries the original bytes"
     assert dict(dead_letters[0].headers)["kinfer.error.class"] == b"MalformedJson"
-    assert consumer.committed == {(IN, 0): 4}
+    assert consumer.committed_offsets == {(IN, 0): 4}
     assert loop.counters.records_out == 3 and loop.counters.dead_lettered == 1
 
 
@@ -170,7 +170,7 @@ def test_at_least_once_commits_only_what_is_acknowledged_in_order() -> None:
     loop.step()
     loop.stop.set()
     loop.close()
-    assert consumer.committed == {(IN, 0): 8}
+    assert consumer.committed_offsets == {(IN, 0): 8}
     acked = max(i for i, e in enumerate(producer.events) if e[0] == "acked")
     first_commit = next(i for i, e in enumerate(producer.events) if e[0] == "commit")
     assert first_commit > acked, "no offset is committed before every output up to it is acknowledged"
@@ -189,10 +189,10 @@ def test_offsets_whose_commit_was_lost_in_a_rebalance_are_committed_again_while_
     consumer.lose_async_commits = True
     for _ in range(3):
         loop.step()
-    assert not consumer.committed and any(e[0] == "commit lost" for e in consumer.events)
+    assert not consumer.committed_offsets and any(e[0] == "commit lost" for e in consumer.events)
     consumer.lose_async_commits = False  # the rebalance is over; no record arrives any more
     loop.step()
-    assert consumer.committed == {(IN, 0): 4}
+    assert consumer.committed_offsets == {(IN, 0): 4}
 
 
 def test_a_failed_delivery_is_produced_again_before_its_offset_is_committed() -> None:
@@ -207,7 +207,7 @@ def test_a_failed_delivery_is_produced_again_before_its_offset_is_committed() ->
     failed = [e for e in producer.events if e[0] == "failed"]
     assert len(failed) == 1
     assert [r.key for r in producer.delivered].count(failed[0][2]) == 1, "the failed record is delivered on retry"
-    assert consumer.committed == {(IN, 0): 2} and loop.counters.redelivered == 1
+    assert consumer.committed_offsets == {(IN, 0): 2} and loop.counters.redelivered == 1
 
 
 def test_a_revoke_commits_what_was_produced_from_the_partitions_before_they_go() -> None:
@@ -237,7 +237,7 @@ def test_a_lost_partition_is_never_committed() -> None:
     producer.acknowledge()  # the lost partition's output is acknowledged only after the loss
     loop.stop.set()
     loop.close()
-    assert consumer.committed == {(IN, 0): 1}
+    assert consumer.committed_offsets == {(IN, 0): 1}
 
 
 def strand(events: ClientEvents | None) -> None:
@@ -271,7 +271,7 @@ def test_a_consumer_that_knows_no_broker_is_replaced_and_reads_again_from_the_la
     producer.acknowledge()
     loop.stop.set()
     loop.close()
-    assert replacement.committed == {(IN, 0): 2} and consumer.committed == {}
+    assert replacement.committed_offsets == {(IN, 0): 2} and consumer.committed_offsets == {}
     assert [r.key for r in producer.delivered if r.topic == OUT] == [b"k0", b"k1", b"k0", b"k1"], "read again"
     for _ in range(50):  # the old consumer is closed on a thread of its own
         if consumer.closed:
@@ -301,7 +301,7 @@ def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_produce
     loop.close()
     assert loop.producer is replacement and not producer.delivered
     assert [r.key for r in replacement.delivered if r.topic == OUT] == [b"k0", b"k1"]
-    assert consumer.committed == {(IN, 0): 2}
+    assert consumer.committed_offsets == {(IN, 0): 2}
 
 
 def test_a_stranded_client_stops_an_exactly_once_pipeline() -> None:
@@ -361,7 +361,7 @@ def test_an_unavailable_predictor_holds_the_batch_and_pauses_until_it_is_back() 
         loop.step()
     loop.stop.set()
     loop.close()
-    assert consumer.paused == set() and len(producer.delivered) == 2 and consumer.committed == {(IN, 0): 2}
+    assert consumer.paused == set() and len(producer.delivered) == 2 and consumer.committed_offsets == {(IN, 0): 2}
 
 
 @pytest.mark.parametrize("delivery", ["atLeastOnce", "exactlyOnce"])
@@ -374,6 +374,6 @@ def test_close_delivers_and_commits_everything_in_hand(delivery: str) -> None:
     loop.close()
     assert consumer.closed and len(producer.delivered) == 3
     if delivery == "atLeastOnce":
-        assert consumer.committed == {(IN, 0): 3}
+        assert consumer.committed_offsets == {(IN, 0): 3}
     else:
         assert len(producer.committed_transactions) == 1

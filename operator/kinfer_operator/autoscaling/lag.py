@@ -14,6 +14,7 @@ The differences from KEDA's Kafka scaler are deliberate and documented in ``docs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kinfer_runtime.spec import OffsetReset
@@ -41,6 +42,8 @@ class LagReading:
     partitions: tuple[PartitionOffsets, ...]
     assigned: frozenset[int] = field(default_factory=frozenset)  # partitions a live group member owns
     time: float = 0.0  # monotonic seconds of the poll
+    # The metadata of each committed offset: the runtime's records scored per version (records/scored_counts.py).
+    committed_metadata: Mapping[int, str] = field(default_factory=dict)
 
 
 def end_offset(offsets: PartitionOffsets, read_committed: bool) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from kinfer_operator import metrics
 from kinfer_operator.autoscaling.engine import Decision, PipelineAutoscaler, read_committed
+from kinfer_operator.autoscaling.lag import LagReading
 from kinfer_operator.autoscaling.poller import KafkaLagPoller
 from kinfer_operator.builders import naming
 from kinfer_operator.builders.manifests import content_hash
@@ -45,6 +46,7 @@ class TrackedPipeline:
     secrets_read_at: float | None = None  # monotonic; None: read them at the next poll
     poller_key: str | None = None  # which cached poller the last poll used
     decision: Decision | None = None
+    reading: LagReading | None = None  # of the last successful poll
     error: str | None = None
     polled_at: float | None = None  # monotonic time of the last successful poll
 
@@ -171,7 +173,7 @@ class LagMonitor:
         acting = self.kube is not None and not keda and self.active()
         if decision.scale_to is not None and decision.scale_to != current and acting:
             self._scale(tracked, decision.scale_to)
-        tracked.decision, tracked.error, tracked.polled_at = decision, None, time.monotonic()
+        tracked.decision, tracked.reading, tracked.error, tracked.polled_at = decision, reading, None, time.monotonic()
         export_gauges(tracked.namespace, tracked.name, decision)
 
     def _poller(self, config: dict[str, Any]) -> tuple[str, KafkaLagPoller]:

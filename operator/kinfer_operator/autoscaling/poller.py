@@ -2,10 +2,11 @@
 
 Per poll and pipeline: the input topic's partitions (``describe_topics``), their earliest offset, high
 watermark and last stable offset (``list_offsets`` with ``OffsetSpec.earliest/latest`` and both isolation
-levels), the group's committed offsets (``list_consumer_group_offsets``) and which partitions live members
-own (``describe_consumer_groups``). A small lag that stands still is checked once with a read_committed probe
-consumer: when it returns no record between the committed offset and the end, that lag is only transaction
-markers or aborted records and counts 0 (kedacore/keda#5675).
+levels), the group's committed offsets and their metadata (``list_consumer_group_offsets``; the runtime's
+records scored per version) and which partitions live members own (``describe_consumer_groups``). A small lag
+that stands still is checked once with a read_committed probe consumer: when it returns no record between the
+committed offset and the end, that lag is only transaction markers or aborted records and counts 0
+(kedacore/keda#5675).
 
 ``close`` destroys both clients in the caller's thread. A client left to the garbage collector can be
 collected inside librdkafka's background thread, while it runs an admin result callback: when the client
@@ -63,7 +64,9 @@ class KafkaLagPoller:
         stable = self._offsets(parts, OffsetSpec.latest(), IsolationLevel.READ_COMMITTED)
         request = [ConsumerGroupTopicPartitions(group, parts)]
         answer = self.admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[group]
-        committed = {tp.partition: tp.offset for tp in answer.result(self.timeout).topic_partitions}
+        found = answer.result(self.timeout).topic_partitions
+        committed = {tp.partition: tp.offset for tp in found}
+        metadata = {tp.partition: tp.metadata for tp in found if tp.metadata and tp.offset >= 0}
         assigned = self._assigned(topic, group)
         offsets = []
         for tp in parts:
@@ -73,7 +76,7 @@ class KafkaLagPoller:
             end = stable[p] if read_committed else watermark[p]
             tail = self._control_tail(group, topic, p, position, end) if read_committed else 0
             offsets.append(PartitionOffsets(p, earliest[p], watermark[p], stable[p], position, tail))
-        return LagReading(topic, tuple(offsets), frozenset(assigned), time.monotonic())
+        return LagReading(topic, tuple(offsets), frozenset(assigned), time.monotonic(), metadata)
 
     def _offsets(self, parts: list[TopicPartition], spec: OffsetSpec, isolation: IsolationLevel) -> dict[int, int]:
         futures = self.admin.list_offsets(

@@ -6,12 +6,14 @@ difference, so a reconcile that found everything in place writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kinfer_operator.builders import naming
 from kinfer_operator.status.conditions import Condition, merge_conditions, transitions
 from kinfer_operator.status.reasons import ConditionType, Reason
+from kinfer_runtime.records.scored_counts import PartitionScored, parse, totals
 from kinfer_runtime.spec import InferencePipeline, VersionPolicy
 from kinfer_runtime.spec.status import STATUS_KEYS, PipelineStatus
 
@@ -31,6 +33,22 @@ class Observed:
     autoscaling: dict[str, Any] | None = None
     created_topics: list[str] | None = None  # None: not learnt this pass (the previous list is kept)
     batch: list[dict[str, Any]] | None = None  # None: the spec has no batch runs (the key is removed)
+    # The input partitions' committed metadata (records scored per version); None: not learnt this pass
+    committed_metadata: Mapping[int, str] | None = None
+
+
+def scored_partitions(committed_metadata: Mapping[int, str] | None) -> list[PartitionScored] | None:
+    """The partitions whose committed metadata is the runtime's counts (None: not known this pass)."""
+    if committed_metadata is None:
+        return None
+    parsed = (parse(text) for text in committed_metadata.values())
+    return [scored for scored in parsed if scored is not None]
+
+
+def scored_by_version(partitions: list[PartitionScored] | None) -> dict[str, int] | None:
+    if not partitions:
+        return None
+    return {str(version): count for version, count in sorted(totals(partitions).items())}
 
 
 def model_version_text(pipeline: InferencePipeline | None) -> str | None:
@@ -40,25 +58,34 @@ def model_version_text(pipeline: InferencePipeline | None) -> str | None:
     return str(model.version) if model.version_policy is VersionPolicy.PINNED else "Latest"
 
 
-def rollout_status(pipeline: InferencePipeline | None) -> dict[str, Any] | None:
-    """The rollout in force, or None (then the key is removed from the status)."""
+def rollout_status(
+    pipeline: InferencePipeline | None, partitions: list[PartitionScored] | None = None
+) -> dict[str, Any] | None:
+    """The rollout in force, or None (then the key is removed from the status). ``partitions``: what the input
+    partitions' last commits say (None: not known this pass)."""
     model = pipeline.spec.model if pipeline is not None else None
     if model is None or model.rollout is None or model.version is None:
         return None
     rollout = model.rollout
-    return {
+    status: dict[str, Any] = {
         "summary": f"{rollout.mode.value} {rollout.candidate_version} at {rollout.share:.0%}, live {model.version}",
         "liveVersion": model.version,
         "candidateVersion": rollout.candidate_version,
         "mode": rollout.mode.value,
         "share": rollout.share,
     }
+    reporting = [scored for scored in partitions or [] if scored.loaded]
+    if reporting:
+        status["reportingPartitions"] = len(reporting)
+        status["candidateLoadedPartitions"] = sum(rollout.candidate_version in s.loaded for s in reporting)
+    return status
 
 
 def build_status(
     previous: dict[str, Any], observed: Observed, pipeline: InferencePipeline | None, name: str, now: str
 ) -> dict[str, Any]:
     """The full status. Fields the pass couldn't learn keep their previous value (e.g. lag while Kafka is down)."""
+    scored = scored_partitions(observed.committed_metadata)
     status: dict[str, Any] = {
         "observedGeneration": observed.generation,
         "conditions": merge_conditions(previous.get("conditions") or [], observed.conditions, observed.generation, now),
@@ -71,11 +98,12 @@ def build_status(
         "partitions": observed.partitions.get(observed.input_topic) if observed.input_topic else None,
         "lag": observed.lag,
         "modelVersion": model_version_text(pipeline),
-        "rollout": rollout_status(pipeline),
+        "rollout": rollout_status(pipeline, scored),
         "servingEndpoint": observed.serving_endpoint,
         "autoscaling": observed.autoscaling,
         "createdTopics": observed.created_topics,
         "batch": observed.batch,
+        "scoredByVersion": scored_by_version(scored),
     }
     for key, value in optional.items():
         if value is not None:

@@ -1,13 +1,14 @@
 """Turn one consumed batch plus its predictions and failures into the records to produce (pure).
 
 Every input yields exactly one record: an output when it was predicted, a dead-letter record otherwise. The
-batch also yields, per input partition, the offset to commit once all of them are acknowledged.
+batch also yields, per input partition, the offset to commit once all of them are acknowledged, and how many of
+its records each model version scored (committed with that offset: records/scored_counts.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +43,7 @@ class AssembledBatch:
     messages: Sequence[InputRecord] = ()
     predicted: Sequence[int] = ()
     failed: Sequence[int] = ()
+    scored: dict[TopicPartitionKey, dict[int, int]] = field(default_factory=dict)  # per partition and version
 
     def input_of(self, index: int) -> InputRecord | None:
         """The input whose output or dead letter ``records[index]`` is (None if this batch does not know it).
@@ -106,8 +108,9 @@ def assemble_batch(
         raise ValueError(f"{scored} predicted + {len(failures)} failed != {len(messages)} consumed records")
     records: list[Outgoing] = []
     timestamps = np.empty(scored, dtype=np.float64)
+    counts: dict[TopicPartitionKey, dict[int, int]] = {}
     for group in groups:
-        _outputs(records, timestamps, messages, group, output_topic, int(now_ms))
+        _outputs(records, timestamps, messages, group, output_topic, int(now_ms), counts)
     failed = []
     for index, failure in failures:
         failed.append(index)
@@ -117,10 +120,10 @@ def assemble_batch(
         if len(shadow.predicted) != len(shadow.predictions):
             raise ValueError(f"{len(shadow.predictions)} shadow rows for {len(shadow.predicted)} records")
         scratch = np.empty(len(records) + len(shadow.predicted), dtype=np.float64)  # not outputs: no latency
-        _outputs(records, scratch, messages, shadow, shadow_topic, int(now_ms), shadow=True)
+        _outputs(records, scratch, messages, shadow, shadow_topic, int(now_ms), counts, shadow=True)
     timestamps = timestamps[~np.isnan(timestamps)]
     all_predicted = predicted if not more else [index for group in groups for index in group.predicted]
-    return AssembledBatch(records, next_offsets(messages), timestamps, messages, all_predicted, failed)
+    return AssembledBatch(records, next_offsets(messages), timestamps, messages, all_predicted, failed, counts)
 
 
 def _outputs(
@@ -130,10 +133,11 @@ def _outputs(
     group: ScoredRows,
     output_topic: str,
     now: int,
+    counts: dict[TopicPartitionKey, dict[int, int]],
     shadow: bool = False,
 ) -> None:
     """Append the output records of one group, and their inputs' timestamps (s, NaN for none) from
-    ``len(records)`` on in ``timestamps``."""
+    ``len(records)`` on in ``timestamps``; count the group's records per input partition into ``counts``."""
     # The hot path of the runtime (one pass per output record): everything equal for the whole group is built
     # once (OutputEncoder's template, the shared headers, partition header bytes); per record there is one
     # %-format of the value and one header list: what output.output_value / output_headers describe.
@@ -143,6 +147,7 @@ def _outputs(
     predictions = group.predictions
     first = len(records)
     partition_headers: dict[int, tuple[str, bytes]] = {}
+    per_partition: dict[int, int] = {}
     for row_number, index in enumerate(group.predicted):
         message = messages[index]
         partition, offset = message.partition() or 0, message.offset() or 0
@@ -156,6 +161,8 @@ def _outputs(
         partition_header = partition_headers.get(partition)
         if partition_header is None:
             partition_header = partition_headers[partition] = (SOURCE_PARTITION, str(partition).encode())
+            per_partition[partition] = 0
+        per_partition[partition] += 1
         input_headers = message.headers()
         if input_headers:
             headers = [h for h in input_headers if h[0] not in OWN_HEADERS]
@@ -165,6 +172,10 @@ def _outputs(
         headers.append(partition_header)
         headers.append((SOURCE_OFFSET, str(offset).encode()))
         append(Outgoing(output_topic, message.key(), value, headers, None, shadow))
+    version, topic = group.context.model_version, group.context.source_topic
+    for partition, count in per_partition.items():
+        into = counts.setdefault((topic, partition), {})
+        into[version] = into.get(version, 0) + count
 
 
 def dead_letter(

@@ -4,7 +4,9 @@ The callbacks run inside ``consumer.consume`` on the loop's thread. On revoke, t
 while the partitions are still owned, so that what was produced from them can be acknowledged and committed
 before they go (the next owner starts exactly after our last output). On lost (the group moved on without us),
 the partitions are dropped first and the ``lost`` callback runs after: nothing of theirs may be committed, since
-another member may already own them.
+another member may already own them. On assign, the partitions' committed metadata is read (one round trip per
+rebalance) and handed to the ``assigned`` callback: the records scored per version so far
+(:mod:`kinfer_runtime.records.scored_counts`), which the next commits carry on from.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
 
 from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import fields
@@ -23,6 +25,9 @@ from kinfer_runtime.pipeline.commits import TopicPartitionKey
 log = logging.getLogger("kinfer.rebalance")
 
 PartitionsCallback = Callable[[set[TopicPartitionKey]], None]
+# (committed metadata of each newly assigned partition, the partitions whose metadata could not be read)
+AssignedCallback = Callable[[dict[TopicPartitionKey, str | None], set[TopicPartitionKey]], None]
+COMMITTED_TIMEOUT_S = 5.0
 
 
 def partition_lag(
@@ -48,11 +53,12 @@ class Assignment:
         state: LoopState,
         revoked: PartitionsCallback,
         lost: PartitionsCallback,
+        assigned: AssignedCallback = lambda _committed, _unreadable: None,
     ) -> None:
         self.consumer = consumer
         self.input_topic = input_topic
         self.metrics, self.state = metrics, state
-        self.revoked, self.lost = revoked, lost
+        self.revoked, self.lost, self.assigned_metadata = revoked, lost, assigned
         self.assigned: set[TopicPartitionKey] = set()
         self.paused = False
 
@@ -77,11 +83,25 @@ class Assignment:
                       "changing the input topic)", extra=fields(foreign=_names(foreign)))  # fmt: skip
             partitions = [tp for tp in partitions if tp.topic == self.input_topic]
         consumer.incremental_assign(partitions)
+        if partitions:
+            self._read_committed_metadata(partitions)
         if self.paused and partitions:
             consumer.pause(partitions)
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         self._changed()
         log.info("partitions assigned", extra=fields(added=_names(partitions), assigned=sorted(self.assigned)))
+
+    def _read_committed_metadata(self, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        try:
+            found = self.consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+        except KafkaException as error:
+            log.warning("committed offsets not readable; these partitions' scored counts start again from zero "
+                        "when next assigned", extra=fields(error=error, partitions=_names(partitions)))  # fmt: skip
+            self.assigned_metadata({}, keys)
+            return
+        committed = {(tp.topic, tp.partition): tp.metadata for tp in found if tp.error is None}
+        self.assigned_metadata(committed, keys - committed.keys())
 
     def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         if consumer is not self.consumer:

@@ -26,6 +26,7 @@ from kinfer_runtime.pipeline.commits import BatchTracker, CommitPacer, TopicPart
 from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, Redelivery
 from kinfer_runtime.pipeline.sending import produce_records
 from kinfer_runtime.pipeline.tally import Tally
+from kinfer_runtime.records.scored_counts import ScoredCounts
 
 log = logging.getLogger("kinfer.loop")
 
@@ -50,11 +51,14 @@ class AtLeastOnce:
         stop: threading.Event,
         max_batch: int,
         failures: DeliveryFailures | None = None,
+        scored: ScoredCounts | None = None,
     ) -> None:
         self.consumer, self.producer = consumer, producer
         self.tally, self.metrics = tally, metrics
         self.owned, self.heartbeat, self.stop = owned, heartbeat, stop
         self.tracker = BatchTracker()
+        # Records scored per version as of the acknowledged offsets: each commit carries them as its metadata.
+        self.scored = scored or ScoredCounts(tuple)
         failures = failures or DeliveryFailures(None, metrics, LoopState())
         self.redelivery = Redelivery(failures, tally.counters, heartbeat, stop)
         # Offsets whose batches (and all before them) are acknowledged: what a synchronous commit may commit.
@@ -67,7 +71,11 @@ class AtLeastOnce:
 
     def submit(self, _messages: list[Any], assembled: AssembledBatch) -> None:
         batch = self.tracker.add(
-            assembled.next_offsets, assembled.records, assembled.output_timestamps_s, assembled.input_of
+            assembled.next_offsets,
+            assembled.records,
+            assembled.output_timestamps_s,
+            assembled.input_of,
+            assembled.scored,
         )
         refused = produce_records(self.producer, batch, range(len(batch.records)), self.heartbeat, self.stop)
         for index, error in refused:  # e.g. larger than message.max.bytes: no report will come for it
@@ -96,6 +104,8 @@ class AtLeastOnce:
         now = time.monotonic()
         if completed:
             self.tally.completed(completed)
+            for batch in completed:
+                self.scored.add(batch.scored)
             offsets = merge_offsets(completed)
             self.acknowledged.update(offsets)
             self.pacer.acknowledged(offsets, sum(len(batch.records) for batch in completed), now)
@@ -154,12 +164,14 @@ class AtLeastOnce:
     def _forget(self, partitions: set[TopicPartitionKey]) -> None:
         self.tracker.forget_partitions(partitions)
         self.pacer.forget_partitions(partitions)
+        self.scored.forget(partitions)
         for key in partitions:
             self.acknowledged.pop(key, None)
 
     def _commit(self, offsets: dict[TopicPartitionKey, int], asynchronous: bool) -> None:
         owned = self.owned()
-        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in owned]
+        scored = self.scored.metadata
+        partitions = [TopicPartition(t, p, o, scored((t, p))) for (t, p), o in offsets.items() if (t, p) in owned]
         if not partitions:
             return
         started = time.perf_counter()

@@ -51,6 +51,8 @@ class InFlightBatch:
     # Only a failed delivery writes these: the last error of each failed record, and how often it was retried.
     errors: dict[int, Any] | None = None
     attempts: dict[int, int] | None = None
+    # Per input partition, records each model version scored: committed with the offsets (records/scored_counts.py).
+    scored: dict[TopicPartitionKey, dict[int, int]] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -115,9 +117,12 @@ class BatchTracker:
         records: list[Outgoing],
         output_timestamps_s: np.ndarray,
         source: Callable[[int], Any] | None = None,
+        scored: dict[TopicPartitionKey, dict[int, int]] | None = None,
     ) -> InFlightBatch:
         self._sequence += 1
-        batch = InFlightBatch(self._sequence, next_offsets, records, output_timestamps_s, len(records), source=source)
+        batch = InFlightBatch(
+            self._sequence, next_offsets, records, output_timestamps_s, len(records), source=source, scored=scored or {}
+        )
         self.batches.append(batch)
         return batch
 
@@ -147,6 +152,8 @@ class BatchTracker:
         for batch in self.batches:
             for key in lost & batch.next_offsets.keys():
                 del batch.next_offsets[key]
+            for key in lost & batch.scored.keys():
+                del batch.scored[key]
 
 
 def merge_offsets(batches: Iterable[InFlightBatch]) -> dict[TopicPartitionKey, int]:

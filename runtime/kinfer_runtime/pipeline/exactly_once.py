@@ -48,6 +48,7 @@ from kinfer_runtime.pipeline.delivery_failures import (
 )
 from kinfer_runtime.pipeline.sending import produce_records
 from kinfer_runtime.pipeline.tally import Tally
+from kinfer_runtime.records.scored_counts import ScoredCounts, add_counts
 
 log = logging.getLogger("kinfer.transactions")
 
@@ -110,10 +111,13 @@ class ExactlyOnce:
         stop: threading.Event,
         max_batch: int,
         failures: DeliveryFailures | None = None,
+        scored: ScoredCounts | None = None,
     ) -> None:
         self.consumer, self.producer = consumer, producer
         self.tally, self.metrics = tally, metrics
         self.seek, self.heartbeat, self.stop = seek, heartbeat, stop
+        # Records scored per version as of the committed transactions: each commit carries them as its metadata.
+        self.scored = scored or ScoredCounts(tuple)
         self.open: OpenTransaction | None = None
         self.max_records = TRANSACTION_MAX_BATCHES * max_batch
         self.failures = failures or DeliveryFailures(None, metrics, LoopState())
@@ -136,7 +140,7 @@ class ExactlyOnce:
             return
         records = assembled.records
         batch = InFlightBatch(0, assembled.next_offsets, records, assembled.output_timestamps_s, len(records),
-                              source=assembled.input_of)  # fmt: skip
+                              source=assembled.input_of, scored=assembled.scored)  # fmt: skip
         if self.replacements:
             self._use_replacements(batch)
         opening = self.open is None
@@ -183,11 +187,13 @@ class ExactlyOnce:
     def before_hold(self) -> None:
         self.commit()  # the batches before a held one; the held one goes in a later transaction
 
-    def revoke(self, _partitions: set[TopicPartitionKey]) -> None:
+    def revoke(self, partitions: set[TopicPartitionKey]) -> None:
         self.commit()  # what was produced from these partitions, with their offsets
+        self.scored.forget(partitions)
 
-    def lose(self, _partitions: set[TopicPartitionKey]) -> None:
+    def lose(self, partitions: set[TopicPartitionKey]) -> None:
         self.abort()  # its commit would be fenced; partitions still ours are read again
+        self.scored.forget(partitions)
 
     def close(self, _grace_s: float) -> None:
         try:
@@ -205,14 +211,21 @@ class ExactlyOnce:
             return
         transaction = self.open
         started = time.perf_counter()
+        scored: dict[TopicPartitionKey, dict[int, int]] = {}
+        for batch in transaction.batches:
+            add_counts(scored, batch.scored)
         try:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in transaction.next_offsets.items()]
+            offsets = [
+                TopicPartition(t, p, o, self.scored.metadata((t, p), scored.get((t, p))))
+                for (t, p), o in transaction.next_offsets.items()
+            ]
             self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self._commit_transaction()
         except KafkaException as exception:
             self._abort_on(exception)
             return
         self.open = None
+        self.scored.add(scored)
         self.metrics.stage["commit"].observe(time.perf_counter() - started)
         self.producer.poll(0)
         self.tally.completed(transaction.batches)

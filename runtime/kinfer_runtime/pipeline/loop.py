@@ -39,6 +39,7 @@ from kinfer_runtime.predictors import PredictorUnavailable
 from kinfer_runtime.quality.drift import DriftWindow, watched_features
 from kinfer_runtime.records.dead_letter import dead_letter_summary
 from kinfer_runtime.records.output import BatchContext
+from kinfer_runtime.records.scored_counts import ScoredCounts
 from kinfer_runtime.spec import Delivery
 
 log = logging.getLogger("kinfer.loop")
@@ -83,8 +84,15 @@ class PipelineLoop:
         self.clients = Clients(parts, consumer, producer)
         self.consumer, self.producer = self.clients.consumer, self.clients.producer
         self.tally = Tally(self.metrics)
+        self.scored = ScoredCounts(self._loaded_versions)
         self.assignment = Assignment(
-            self.consumer, self.input_topic, self.metrics, self.state, revoked=self._revoked, lost=self._lost
+            self.consumer,
+            self.input_topic,
+            self.metrics,
+            self.state,
+            revoked=self._revoked,
+            lost=self._lost,
+            assigned=self.scored.restore,
         )
         self.delivery = self._delivery_side()
         self.input_hold = InputHold(self.assignment, self.max_batch)  # paused while the output side holds records
@@ -111,8 +119,16 @@ class PipelineLoop:
         common = (self.consumer, self.producer, self.tally, self.metrics)
         failures = DeliveryFailures(self.dead_letter_topic, self.metrics, self.state)
         if self.exactly_once:
-            return ExactlyOnce(*common, self.assignment.seek, self.state.heartbeat, self.stop, self.max_batch, failures)
-        return AtLeastOnce(*common, self.assignment.owned, self.state.heartbeat, self.stop, self.max_batch, failures)
+            return ExactlyOnce(*common, self.assignment.seek, self.state.heartbeat, self.stop, self.max_batch, failures,
+                               self.scored)  # fmt: skip
+        return AtLeastOnce(*common, self.assignment.owned, self.state.heartbeat, self.stop, self.max_batch, failures,
+                           self.scored)  # fmt: skip
+
+    def _loaded_versions(self) -> list[int]:
+        """The model versions this consumer has loaded (each commit says so: status shows where a candidate is)."""
+        candidate = self.parts.candidate
+        loaded = [self.parts.predictor.model_version]
+        return [*loaded, candidate.predictor.model_version] if candidate is not None else loaded
 
     def _drift_window(self) -> DriftWindow:
         """Input drift of the model version in use (no feature watched when its kinfer.json has no statistics)."""

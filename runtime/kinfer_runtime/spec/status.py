@@ -33,6 +33,14 @@ class RolloutStatus(SpecModel):
     candidate_version: int
     mode: str = Field(description="Canary or Shadow.")
     share: float = Field(description="Canary: the share of keys the candidate scores. Shadow: of records.")
+    candidate_loaded_partitions: int | None = Field(
+        default=None,
+        description="Input partitions whose consumer had the candidate loaded, as of each partition's last commit "
+        "(one that could not load it serves every record with the live version and says why in its log).",
+    )
+    reporting_partitions: int | None = Field(
+        default=None, description="Input partitions whose last commit says which versions its consumer had loaded."
+    )
 
 
 class BatchRunStatus(SpecModel):
@@ -71,9 +79,14 @@ class PipelineStatus(SpecModel):
     model_version: str | None = Field(default=None, description="Pinned version, or Latest.")
     rollout: RolloutStatus | None = Field(
         default=None,
-        description="The candidate version being tried, and how (absent without a rollout). Per-version counts "
-        "and the comparison of the two are metrics: kinfer_predictions_total by model_version, "
-        "kinfer_rollout_* (docs/models.md).",
+        description="The candidate version being tried, and how (absent without a rollout). The comparison of "
+        "the two versions is in metrics: kinfer_rollout_* (docs/models.md).",
+    )
+    scored_by_version: dict[str, int] | None = Field(
+        default=None,
+        description="Records scored by each model version, summed over the input partitions' committed offsets "
+        "(a record read again after a restart counts once). A shadow candidate's count is of the records it "
+        "scored beside the live version.",
     )
     serving_endpoint: str | None = Field(default=None, description="host:port of TF Serving (tfserving mode).")
     created_topics: list[str] | None = Field(

@@ -1,7 +1,9 @@
 """A canary through the real loop and a real broker: ``kinfer run`` with version 1 live and version 2 as the
 candidate for 30 % of keys. Every input gets one output; every output says, in its value and its header, which
 version scored it; a key is scored by the same version every time, across a restart; the runtime's metrics count
-predictions per version; and promoting (version 2 pinned, no rollout) moves every key to version 2."""
+predictions per version; and promoting (version 2 pinned, no rollout) moves every key to version 2. The counts per
+version that the commits carry are read back as the operator reads them (its lag poller, a real AdminClient) and
+turned into the status's ``scoredByVersion``: exact across a restart, a redelivery counted once."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import orjson
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
+from kinfer_operator.autoscaling.poller import KafkaLagPoller
+from kinfer_operator.status.document import rollout_status, scored_by_version, scored_partitions
+from kinfer_runtime.spec import parse_pipeline
 from tests.runtime.integration.harness import (
     FRAUD_MODEL,
     RuntimeProcess,
@@ -37,6 +42,18 @@ def predictions_by_version(runtime: RuntimeProcess) -> dict[int, float]:
             if sample.name == "kinfer_predictions_total":
                 counts[int(sample.labels["model_version"])] += sample.value
     return dict(counts)
+
+
+def committed_counts(bootstrap: str, pipeline: dict[str, Any]) -> tuple[dict[str, int] | None, dict[str, Any] | None]:
+    """``status.scoredByVersion`` and ``status.rollout`` as the operator computes them from the group's commits."""
+    parsed = parse_pipeline(pipeline)
+    poller = KafkaLagPoller({"bootstrap.servers": bootstrap})
+    try:
+        reading = poller.read(parsed.spec.topics.input.name, parsed.spec.consumer_group(parsed.metadata.name), False)
+    finally:
+        poller.close()
+    partitions = scored_partitions(reading.committed_metadata)
+    return scored_by_version(partitions), rollout_status(parsed, partitions)
 
 
 def run_phase(pipeline: dict[str, Any], workdir: Path, bootstrap: str, model_dir: Path, topic: str,
@@ -80,7 +97,9 @@ def test_canary_scores_a_share_of_keys_with_the_candidate_then_promotion_moves_a
         before_restart = len(output.messages)
         run_phase(canary, tmp_path / "restarted", *args, 1, reader, topics.output)
         before_promotion = len(output.messages)
+        canary_status = committed_counts(kafka_bootstrap, canary)
         _, promoted_counts = run_phase(promoted, tmp_path / "promoted", *args, 1, reader, topics.output)
+        promoted_status = committed_counts(kafka_bootstrap, promoted)
         reader.poll(1.0)
     finally:
         reader.close()
@@ -101,6 +120,10 @@ def test_canary_scores_a_share_of_keys_with_the_candidate_then_promotion_moves_a
     assert counts == {1: 2 * (KEYS - candidate_keys), 2: 2 * candidate_keys}
     assert promoted_counts == {2: KEYS}
     assert before_restart == 2 * KEYS
+    scored, rollout = canary_status
+    assert scored == {"1": 3 * (KEYS - candidate_keys), "2": 3 * candidate_keys}, "carried on across the restart"
+    assert rollout is not None and rollout["candidateLoadedPartitions"] == rollout["reportingPartitions"] == 2
+    assert promoted_status == ({"1": 3 * (KEYS - candidate_keys), "2": 3 * candidate_keys + KEYS}, None)
 
 
 def metric_sum(runtime: RuntimeProcess, name: str) -> float:
@@ -139,6 +162,7 @@ def test_a_shadow_scores_every_record_and_publishes_only_the_live_predictions(
         failed = metric_sum(runtime, "kinfer_rollout_candidate_failures_total")
         assert runtime.terminate() == 0, runtime.log_tail()
         reader.poll(2.0)  # anything published twice would arrive now
+        scored, _ = committed_counts(kafka_bootstrap, shadow)
     finally:
         runtime.stop()
         reader.close()
@@ -152,3 +176,4 @@ def test_a_shadow_scores_every_record_and_publishes_only_the_live_predictions(
     assert sorted(m.key() for m in candidate.messages) == sorted(keys)
     assert {orjson.loads(m.value())["model"]["version"] for m in candidate.messages} == {2}
     assert {dict(m.headers() or [])["kinfer.model.version"] for m in candidate.messages} == {b"2"}
+    assert scored == {"1": KEYS, "2": KEYS}, "the commits count the shadow's records too"
