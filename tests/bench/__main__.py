@@ -85,7 +85,7 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
     n, parts, cases = args.records, args.partitions, set(args.cases.split(","))
     topic_roles = ("in", "a", "floor", "b", "c", "d", "d-dlq", "q", "q-dlq", "q1", "q1-dlq", "s", "s-dlq", "f",
                    "f-dlq", "e", "e-dlq", "l-in", "l", "l-dlq", "t", "t-dlq", "tl", "tl-dlq", "v-in", "v",
-                   "v-dlq", "i-in", "i", "i-dlq", "il-in", "il", "il-dlq", "w", "w-dlq")  # fmt: skip
+                   "v-dlq", "i-in", "i", "i-dlq", "il-in", "il", "il-dlq", "w", "w-dlq", "floor2")  # fmt: skip
     names = {c: f"{run}-{c}" for c in topic_roles}
     inputs = [names["in"], names["l-in"], names["v-in"], names["i-in"], names["il-in"]]
     kafka_io.create_topics(bootstrap, inputs, parts)
@@ -140,6 +140,14 @@ def run_all(args: argparse.Namespace, bootstrap: str, work: Path) -> dict[str, f
             topics = Topics(names["in"], names["q1"], names["q1-dlq"], parts)
             again = run_throughput(bootstrap, topics, n, kinfer_pipeline("q1", topics, "atLeastOnce"), work, MODEL_DIR)
             figures["kinfer_quality_on_again_rps"] = again["rps"]
+        if "a+" in cases and "d" in cases:
+            # The floor again, after kinfer's runs: kinfer's two at-least-once runs (d, d-q1) are compared with the
+            # two floor runs around them, so that a drift of the shared machine (single pairs gave 0.69-0.83 for
+            # one commit) weighs on both sides alike.
+            step("(a+ again) contract floor, after the kinfer runs")
+            baselines.contract_floor(bootstrap, names["in"], names["floor2"], n, f"{run}-a2")
+            again_floor = kafka_io.read_outputs(bootstrap, names["floor2"], parts, n, 120)
+            figures["contract_floor_again_rps"] = again_floor.rate()
         if "qcost" in cases:
             step("quality metrics' own work per record, timed in this process on 256-record batches")
             figures.update(quality_cost(MODEL_DIR))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -64,28 +65,29 @@ class InFlightBatch:
 
     def delivery_callback(self, index: int) -> Callable[[Any, Any], None]:
         """The ``on_delivery`` for record ``index`` (confluent-kafka passes (error, message))."""
+        return partial(self.delivered, index)
 
-        def on_delivery(error: Any, _message: Any) -> None:
-            self.pending -= 1
-            if error is not None:
-                self.failed.append(index)
-                if self.errors is None:
-                    self.errors = {}
-                self.errors[index] = error
-                if getattr(error, "fatal", lambda: False)():
-                    self.fatal_error = error
-                return
-            record = self.records[index]
-            reason = record.reason
-            if reason is None:
-                if record.shadow:
-                    self.acked_shadow += 1
-                else:
-                    self.acked_outputs += 1
+    def delivered(self, index: int, error: Any, _message: Any) -> None:
+        """Record ``index``'s delivery report. Produced with ``partial(batch.delivered, i)``: a partial is made in
+        C, where a closure per record cost a Python call each (3 % of the loop in a py-spy profile)."""
+        self.pending -= 1
+        if error is not None:
+            self.failed.append(index)
+            if self.errors is None:
+                self.errors = {}
+            self.errors[index] = error
+            if getattr(error, "fatal", lambda: False)():
+                self.fatal_error = error
+            return
+        record = self.records[index]
+        reason = record.reason
+        if reason is None:
+            if record.shadow:
+                self.acked_shadow += 1
             else:
-                self.acked_dead_letters[reason] = self.acked_dead_letters.get(reason, 0) + 1
-
-        return on_delivery
+                self.acked_outputs += 1
+        else:
+            self.acked_dead_letters[reason] = self.acked_dead_letters.get(reason, 0) + 1
 
     def take_failed(self) -> list[int]:
         """Indices whose delivery failed, to be produced again (their batch stays uncommittable until then)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -35,14 +36,14 @@ def produce_records(
     stop: threading.Event,
     callback: Callable[[int], Callable[[Any, Any], None]] | None = None,
 ) -> list[tuple[int, Any]]:
-    """Produce ``batch.records[i]`` for each index, each with its delivery callback (``batch.delivery_callback(i)``
-    unless ``callback`` gives another); then serve reports once. Returns the records ``produce`` refused at once,
-    as (index, KafkaError): no delivery report will come for them."""
-    produce, poll = producer.produce, producer.poll
-    on_delivery = callback or batch.delivery_callback
+    """Produce ``batch.records[i]`` for each index, each with its delivery callback (``batch.delivered`` for
+    record i unless ``callback(i)`` gives another); then serve reports once. Returns the records ``produce`` refused
+    at once, as (index, KafkaError): no delivery report will come for them."""
+    produce, poll, records = producer.produce, producer.poll, batch.records
+    on_delivery = callback or partial(partial, batch.delivered)
     refused: list[tuple[int, Any]] = []
     for i in indices:
-        record = batch.records[i]
+        record = records[i]
         full_since = 0.0
         while True:
             try:
