@@ -197,7 +197,18 @@ class FakeProducer:
         self.offsets_metadata: dict[Key, str | None] = {}  # of the last send_offsets_to_transaction
         self.transaction_error: KafkaError | None = None
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, *, headers: Any, on_delivery: Any) -> None:
+    def produce(  # confluent_kafka.Producer.produce's parameters, in its order (pipeline/sending.py passes them so)
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        callback: Any = None,
+        on_delivery: Any = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
+        on_delivery = callback or on_delivery
         record = Produced(topic, key, value, list(headers or []))
         self.attempts.append(record)
         if self.max_message_bytes is not None and _size(record) > self.max_message_bytes:

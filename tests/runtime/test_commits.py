@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinfer_runtime.pipeline.commits import BatchTracker, CommitPacer, Outgoing, merge_offsets
+from kinfer_runtime.pipeline.commits import BatchTracker, CommitPacer, merge_offsets
+from kinfer_runtime.pipeline.outgoing import BatchRecords, Outgoing
 
 NO_TIMES = np.empty(0)
 
@@ -23,8 +24,8 @@ class Error:
 
 def test_a_later_batch_acked_first_waits_for_the_earlier_one() -> None:
     tracker = BatchTracker()
-    first = tracker.add({("in", 0): 10}, records(2), NO_TIMES)
-    second = tracker.add({("in", 0): 20, ("in", 1): 5}, records(1), NO_TIMES)
+    first = tracker.add({("in", 0): 10}, BatchRecords.of(records(2)), NO_TIMES)
+    second = tracker.add({("in", 0): 20, ("in", 1): 5}, BatchRecords.of(records(1)), NO_TIMES)
     second.delivery_callback(0)(None, None)
     assert tracker.pop_completed() == []
     first.delivery_callback(0)(None, None)
@@ -37,7 +38,7 @@ def test_a_later_batch_acked_first_waits_for_the_earlier_one() -> None:
 
 def test_a_failed_delivery_blocks_the_batch_until_it_is_produced_again() -> None:
     tracker = BatchTracker()
-    batch = tracker.add({("in", 0): 3}, records(2) + records(1, "MalformedJson"), NO_TIMES)
+    batch = tracker.add({("in", 0): 3}, BatchRecords.of(records(2) + records(1, "MalformedJson")), NO_TIMES)
     batch.delivery_callback(0)(None, None)
     batch.delivery_callback(1)(Error(), None)
     batch.delivery_callback(2)(None, None)
@@ -53,7 +54,7 @@ def test_a_failed_delivery_blocks_the_batch_until_it_is_produced_again() -> None
 
 def test_fatal_delivery_errors_are_kept_and_lost_partitions_never_committed() -> None:
     tracker = BatchTracker()
-    batch = tracker.add({("in", 0): 3, ("in", 1): 9}, records(1), NO_TIMES)
+    batch = tracker.add({("in", 0): 3, ("in", 1): 9}, BatchRecords.of(records(1)), NO_TIMES)
     batch.delivery_callback(0)(Error(fatal=True), None)
     assert batch.fatal_error is not None
     tracker.forget_partitions([("in", 1)])
@@ -62,8 +63,8 @@ def test_fatal_delivery_errors_are_kept_and_lost_partitions_never_committed() ->
 
 def test_records_in_flight_count_every_record_until_its_batch_completes() -> None:
     tracker = BatchTracker()
-    first = tracker.add({("in", 0): 3}, records(3), NO_TIMES)
-    tracker.add({("in", 0): 5}, records(1, "MalformedJson") + records(1), NO_TIMES)
+    first = tracker.add({("in", 0): 3}, BatchRecords.of(records(3)), NO_TIMES)
+    tracker.add({("in", 0): 5}, BatchRecords.of(records(1, "MalformedJson") + records(1)), NO_TIMES)
     assert tracker.records_in_flight() == 5
     for index in range(3):
         first.delivery_callback(index)(None, None)

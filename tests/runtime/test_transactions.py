@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from kinfer_runtime.pipeline.commits import InFlightBatch, Outgoing, first_offsets
+from kinfer_runtime.pipeline.commits import InFlightBatch, first_offsets
 from kinfer_runtime.pipeline.exactly_once import TRANSACTION_MAX_S, OpenTransaction
+from kinfer_runtime.pipeline.outgoing import BatchRecords, Outgoing
 
 
 @dataclass
@@ -31,7 +32,7 @@ class FakeMessage:
 
 def batch(next_offsets: dict[tuple[str, int], int], records: int) -> InFlightBatch:
     outgoing = [Outgoing("out", None, b"{}", []) for _ in range(records)]
-    return InFlightBatch(0, next_offsets, outgoing, np.empty(0), pending=records)
+    return InFlightBatch(0, next_offsets, BatchRecords.of(outgoing), np.empty(0), pending=records)
 
 
 def test_first_offsets_are_the_first_consumed_per_partition() -> None:
@@ -94,7 +95,7 @@ def test_a_batch_interrupted_while_producing_is_never_committed() -> None:
     producer = ProducerStoppedMidBatch()
     metrics = RuntimeMetrics("test", "eos")
     side = ExactlyOnce(None, producer, Tally(metrics), metrics, lambda _: None, lambda: None, threading.Event(), 256)
-    assembled = AssembledBatch([Outgoing("out", None, b"{}", [])], {("in", 0): 11}, np.empty(0))
+    assembled = AssembledBatch(BatchRecords.of([Outgoing("out", None, b"{}", [])]), {("in", 0): 11}, np.empty(0))
     with pytest.raises(StoppedWhileProducing):  # the stop goes on up to the loop
         side.submit([FakeMessage("in", 0, 10)], assembled)
     side.commit()  # what shutdown does

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
-from kinfer_runtime.pipeline.assemble import assemble_batch, next_offsets
+from kinfer_runtime.pipeline.assemble import assemble_batch
+from kinfer_runtime.pipeline.consumed import next_offsets
 from kinfer_runtime.records.dead_letter import Failure, dead_letter_headers, previous_attempts
 from kinfer_runtime.records.output import BatchContext, output_headers, output_value
 
@@ -131,3 +133,38 @@ def test_next_offsets_take_the_highest_per_partition_and_ignore_missing_timestam
     batch = assemble_batch([FakeMessage(0, 1, _timestamp=(0, -1))], [0], [b"{}"], [], CONTEXT,
                            output_topic="o", dead_letter_topic="d", now_ms=0)  # fmt: skip
     assert batch.output_timestamps_s.size == 0
+
+
+def test_a_batch_of_real_messages_gets_the_values_and_headers_output_value_and_output_headers_describe() -> None:
+    """The batch path (pipeline/assemble.py builds a usual batch with C-level maps, prediction fields spliced into
+    the value template) against the per-record description, for messages of confluent_kafka's own class: timed
+    and not, with and without headers of their own, the predictions as bytes and as EncodedPredictions."""
+    from confluent_kafka import Message
+
+    from kinfer_runtime.records.predictions import EncodedPredictions
+
+    def message(partition: int, offset: int, stamp: tuple[int, int] = (1, 1_000_000), headers: Any = None) -> Any:
+        return Message(topic="transactions", partition=partition, offset=offset, key=b"k%d" % offset, value=b"{}",
+                       headers=headers, timestamp=stamp)  # fmt: skip
+
+    usual = [message(i % 3, 100 + i) for i in range(7)]
+    unusual = [message(0, 1), message(1, 2, (0, -1)), message(2, 3, headers=[("kinfer.pipeline", b"x"), ("h", b"v")])]
+    columns = [[orjson.dumps(p) for p in (0.25, 0.5, 1e-05, 0.75, 1.0, 0.0, 0.125)], [b'"fraud%"'] * 7]
+    encoded = EncodedPredictions(b'{"p":%b,"label":%b}', columns)
+    for messages, predictions in ((usual, encoded), (usual, list(encoded)), (unusual, list(encoded)[:3])):
+        batch = assemble_batch(messages, list(range(len(messages))), predictions, [], CONTEXT, output_topic="o",
+                               dead_letter_topic="d", now_ms=1_000_250.0)  # fmt: skip
+        shared = CONTEXT.shared_headers()
+        for record, m, prediction in zip(batch.records, messages, predictions, strict=True):
+            kind, stamp = m.timestamp()
+            timestamp = stamp if kind and stamp > 0 else None
+            value = output_value(orjson.loads(prediction), CONTEXT, m.partition(), m.offset(), timestamp, 1_000_250)
+            assert record.value == value and orjson.loads(record.value)["prediction"] == orjson.loads(prediction)
+            assert record.headers == output_headers(shared, m.headers(), m.partition(), m.offset())
+            assert (record.topic, record.key, record.reason, record.shadow) == ("o", m.key(), None, False)
+
+
+def test_next_offsets_of_a_batch_whose_offsets_go_back_within_a_partition() -> None:
+    batch = assemble_batch([FakeMessage(2, 9), FakeMessage(2, 3), FakeMessage(0, 4)], [0, 1, 2], [b"{}"] * 3, [],
+                           CONTEXT, output_topic="o", dead_letter_topic="d", now_ms=0)  # fmt: skip
+    assert batch.next_offsets == {("transactions", 2): 10, ("transactions", 0): 5}

@@ -280,8 +280,9 @@ class TestBed:
 
     def _link_binaries(self) -> None:
         self.bin_dir.mkdir(parents=True, exist_ok=True)
-        links = {"helm": component_dir("helm") / "helm"}
-        if self.with_kubernetes:
+        links = {}
+        if self.with_kubernetes:  # a Kafka-only bed (make bench) has nothing to install or inspect
+            links["helm"] = component_dir("helm") / "helm"
             links["kubectl"] = component_dir("kubernetes") / "kubectl"
             links["kwok"] = component_dir("kwok") / "kwok"
         for name, target in links.items():

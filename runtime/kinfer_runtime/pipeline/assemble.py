@@ -9,27 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from itertools import repeat
+from operator import sub, truediv
+from typing import Any
 
 import numpy as np
 
-from kinfer_runtime.pipeline.commits import Outgoing, TopicPartitionKey
+from kinfer_runtime.pipeline.commits import TopicPartitionKey
+from kinfer_runtime.pipeline.consumed import TIMESTAMP_NOT_AVAILABLE, ConsumedBatch, InputRecord, record_timestamp_ms
+from kinfer_runtime.pipeline.outgoing import BatchRecords, Outgoing
 from kinfer_runtime.records.dead_letter import Failure, dead_letter_headers
 from kinfer_runtime.records.output import OWN_HEADERS, SOURCE_OFFSET, SOURCE_PARTITION, BatchContext, OutputEncoder
-
-TIMESTAMP_NOT_AVAILABLE = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
-
-
-class InputRecord(Protocol):
-    """The part of ``confluent_kafka.Message`` used here."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> Any: ...
-    def value(self) -> Any: ...
-    def headers(self) -> Any: ...
-    def timestamp(self) -> tuple[int, int]: ...
+from kinfer_runtime.records.predictions import EncodedPredictions
 
 
 @dataclass
@@ -37,7 +28,7 @@ class AssembledBatch:
     """``records[i]`` is the output or dead letter of ``messages[predicted[i]]`` for the first ``len(predicted)``
     records, and of ``messages[failed[i - len(predicted)]]`` after them (:meth:`input_of`)."""
 
-    records: list[Outgoing]
+    records: BatchRecords
     next_offsets: dict[TopicPartitionKey, int]
     output_timestamps_s: np.ndarray
     messages: Sequence[InputRecord] = ()
@@ -54,21 +45,6 @@ class AssembledBatch:
         if index >= n + len(self.failed):
             return None  # a shadow candidate's record: its input has an output of its own
         return self.messages[self.predicted[index] if index < n else self.failed[index - n]]
-
-
-def record_timestamp_ms(message: InputRecord) -> int | None:
-    kind, value = message.timestamp()
-    return None if kind == TIMESTAMP_NOT_AVAILABLE or value <= 0 else value
-
-
-def next_offsets(messages: Sequence[InputRecord]) -> dict[TopicPartitionKey, int]:
-    offsets: dict[TopicPartitionKey, int] = {}
-    for message in messages:
-        key = (message.topic() or "", message.partition() or 0)
-        offset = (message.offset() or 0) + 1
-        if offset > offsets.get(key, -1):
-            offsets[key] = offset
-    return offsets
 
 
 @dataclass(frozen=True)
@@ -106,11 +82,12 @@ def assemble_batch(
     scored = sum(len(group.predicted) for group in groups)
     if scored + len(failures) != len(messages):
         raise ValueError(f"{scored} predicted + {len(failures)} failed != {len(messages)} consumed records")
-    records: list[Outgoing] = []
-    timestamps = np.empty(scored, dtype=np.float64)
+    records = BatchRecords([], [], [], [], [], [])
+    consumed = ConsumedBatch(messages)
+    timestamps: list[float] = []
     counts: dict[TopicPartitionKey, dict[int, int]] = {}
     for group in groups:
-        _outputs(records, timestamps, messages, group, output_topic, int(now_ms), counts)
+        _outputs(records, timestamps, consumed, group, output_topic, int(now_ms), counts)
     failed = []
     for index, failure in failures:
         failed.append(index)
@@ -119,61 +96,98 @@ def assemble_batch(
     if shadow is not None and shadow_topic is not None and shadow.predicted:
         if len(shadow.predicted) != len(shadow.predictions):
             raise ValueError(f"{len(shadow.predictions)} shadow rows for {len(shadow.predicted)} records")
-        scratch = np.empty(len(records) + len(shadow.predicted), dtype=np.float64)  # not outputs: no latency
-        _outputs(records, scratch, messages, shadow, shadow_topic, int(now_ms), counts, shadow=True)
-    timestamps = timestamps[~np.isnan(timestamps)]
+        _outputs(records, [], consumed, shadow, shadow_topic, int(now_ms), counts, shadow=True)
+    output_times = np.array(timestamps, dtype=np.float64)
+    output_times = output_times[~np.isnan(output_times)]
     all_predicted = predicted if not more else [index for group in groups for index in group.predicted]
-    return AssembledBatch(records, next_offsets(messages), timestamps, messages, all_predicted, failed, counts)
+    return AssembledBatch(records, consumed.next_offsets(), output_times, messages, all_predicted, failed, counts)
 
 
 def _outputs(
-    records: list[Outgoing],
-    timestamps: np.ndarray,
-    messages: Sequence[InputRecord],
+    records: BatchRecords,
+    timestamps: list[float],
+    consumed: ConsumedBatch,
     group: ScoredRows,
     output_topic: str,
     now: int,
     counts: dict[TopicPartitionKey, dict[int, int]],
     shadow: bool = False,
 ) -> None:
-    """Append the output records of one group, and their inputs' timestamps (s, NaN for none) from
-    ``len(records)`` on in ``timestamps``; count the group's records per input partition into ``counts``."""
-    # The hot path of the runtime (one pass per output record): everything equal for the whole group is built
-    # once (OutputEncoder's template, the shared headers, partition header bytes); per record there is one
-    # %-format of the value and one header list: what output.output_value / output_headers describe.
-    append = records.append
+    """Append the output records of one group to ``records``, and their inputs' timestamps (s, NaN for none) to
+    ``timestamps``; count the group's records per input partition into ``counts``."""
+    # The hot path of the runtime. Everything equal for the whole group is built once (the value templates, the
+    # shared headers, the partition headers); the per-record reads of the messages are C-level maps; per record
+    # there is one %-format of the value and one header list: what output.output_value / output_headers describe.
+    predicted = group.predicted
+    chosen = list(map(consumed.messages.__getitem__, predicted))
+    at_partition = list(map(consumed.partitions.__getitem__, predicted))
+    at_offset = list(map(consumed.offsets.__getitem__, predicted))
+    n = len(chosen)
+    records.topics.extend(repeat(output_topic, n))
+    records.keys.extend(consumed.read("key", chosen))
+    records.reasons.extend(repeat(None, n))
+    records.shadows.extend(repeat(shadow, n))
+    encoder = OutputEncoder(group.context)
     shared = group.context.shared_headers()
-    encode = OutputEncoder(group.context).value
+    partition_headers = {p: (SOURCE_PARTITION, b"%d" % p) for p in set(at_partition)}
+    kinds, stamps = zip(*consumed.read("timestamp", chosen), strict=True) if n else ((), ())
+    own = consumed.read("headers", chosen)
+    if TIMESTAMP_NOT_AVAILABLE in kinds or (n and min(stamps) <= 0) or any(own):
+        _outputs_one_by_one(records, timestamps, encoder, shared, partition_headers, group.predictions,
+                            at_partition, at_offset, kinds, stamps, own, now)  # fmt: skip
+        return _count(counts, group.context, at_partition)
+    # Every input has a timestamp and no headers of its own (the usual batch): the same records built by C-level
+    # maps, with no Python code run per record. Each offset is written once, for its header and its value; the
+    # prediction's fields go straight into the value (one %-format per record).
+    timestamps.extend(map(truediv, stamps, repeat(1000.0)))
+    offset_bytes = list(map(b"%d".__mod__, at_offset))
+    partition_bytes = map(b"%d".__mod__, at_partition)
+    end_to_end = map(sub, repeat(now), stamps)
     predictions = group.predictions
-    first = len(records)
-    partition_headers: dict[int, tuple[str, bytes]] = {}
-    per_partition: dict[int, int] = {}
-    for row_number, index in enumerate(group.predicted):
-        message = messages[index]
-        partition, offset = message.partition() or 0, message.offset() or 0
-        kind, timestamp_ms = message.timestamp()
-        if kind == TIMESTAMP_NOT_AVAILABLE or timestamp_ms <= 0:
-            timestamps[first + row_number] = np.nan
-            value = encode(predictions[row_number], partition, offset, None, now)
-        else:
-            timestamps[first + row_number] = timestamp_ms / 1000.0
-            value = encode(predictions[row_number], partition, offset, timestamp_ms, now)
-        partition_header = partition_headers.get(partition)
-        if partition_header is None:
-            partition_header = partition_headers[partition] = (SOURCE_PARTITION, str(partition).encode())
-            per_partition[partition] = 0
-        per_partition[partition] += 1
-        input_headers = message.headers()
-        if input_headers:
-            headers = [h for h in input_headers if h[0] not in OWN_HEADERS]
-            headers += shared
-        else:
-            headers = shared.copy()
-        headers.append(partition_header)
-        headers.append((SOURCE_OFFSET, str(offset).encode()))
-        append(Outgoing(output_topic, message.key(), value, headers, None, shadow))
-    version, topic = group.context.model_version, group.context.source_topic
-    for partition, count in per_partition.items():
+    if isinstance(predictions, EncodedPredictions):
+        template = encoder.template(predictions.template, b"%b")
+        rows = zip(*predictions.columns, partition_bytes, offset_bytes, stamps, end_to_end, strict=True)
+    else:
+        template = encoder.template(b"%b", b"%b")
+        rows = zip(predictions, partition_bytes, offset_bytes, stamps, end_to_end, strict=True)
+    records.values.extend(map(template.__mod__, rows))
+    records.headers += [
+        [*shared, partition_headers[partition], (SOURCE_OFFSET, offset)]
+        for partition, offset in zip(at_partition, offset_bytes, strict=True)
+    ]
+    _count(counts, group.context, at_partition)
+
+
+def _outputs_one_by_one(
+    records: BatchRecords,
+    timestamps: list[float],
+    encoder: OutputEncoder,
+    shared: list[tuple[str, bytes]],
+    partition_headers: dict[int, tuple[str, bytes]],
+    predictions: Sequence[bytes],
+    partitions: list[int],
+    offsets: list[int],
+    kinds: Sequence[int],
+    stamps: Sequence[int],
+    own: list[Any],
+    now: int,
+) -> None:
+    """``_outputs``' values and headers for a group where some input has no timestamp or headers of its own."""
+    nan = float("nan")
+    rows = zip(predictions, partitions, offsets, kinds, stamps, own, strict=True)
+    for prediction, partition, offset, kind, stamp, headers in rows:
+        timed = kind != TIMESTAMP_NOT_AVAILABLE and stamp > 0
+        timestamps.append(stamp / 1000.0 if timed else nan)
+        records.values.append(encoder.value(prediction, partition, offset, stamp if timed else None, now))
+        kept = [h for h in headers if h[0] not in OWN_HEADERS] if headers else []
+        records.headers.append([*kept, *shared, partition_headers[partition], (SOURCE_OFFSET, b"%d" % offset)])
+
+
+def _count(counts: dict[TopicPartitionKey, dict[int, int]], context: BatchContext, partitions: list[int]) -> None:
+    """Add one version's records per input partition to ``counts``."""
+    version, topic = context.model_version, context.source_topic
+    for partition in set(partitions):
+        count = partitions.count(partition)  # C-level; a batch holds records of a few partitions
         into = counts.setdefault((topic, partition), {})
         into[version] = into.get(version, 0) + count
 

@@ -17,20 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from kinfer_runtime.pipeline.outgoing import BatchRecords
+
 TopicPartitionKey = tuple[str, int]
-
-
-@dataclass(slots=True)
-class Outgoing:
-    """One record to produce: an output, a dead-letter record (``reason`` set), or a shadow candidate's
-    prediction (``shadow``: not an output of its input, which has one already)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    reason: str | None = None
-    shadow: bool = False
 
 
 @dataclass
@@ -39,7 +28,7 @@ class InFlightBatch:
 
     sequence: int
     next_offsets: dict[TopicPartitionKey, int]  # per input partition: the offset after the batch's last record
-    records: list[Outgoing]
+    records: BatchRecords
     output_timestamps_s: np.ndarray  # input timestamps (seconds) of the output records, for end-to-end latency
     pending: int = 0
     failed: list[int] = field(default_factory=list)
@@ -79,10 +68,9 @@ class InFlightBatch:
             if getattr(error, "fatal", lambda: False)():
                 self.fatal_error = error
             return
-        record = self.records[index]
-        reason = record.reason
+        reason = self.records.reasons[index]
         if reason is None:
-            if record.shadow:
+            if self.records.shadows[index]:
                 self.acked_shadow += 1
             else:
                 self.acked_outputs += 1
@@ -116,7 +104,7 @@ class BatchTracker:
     def add(
         self,
         next_offsets: dict[TopicPartitionKey, int],
-        records: list[Outgoing],
+        records: BatchRecords,
         output_timestamps_s: np.ndarray,
         source: Callable[[int], Any] | None = None,
         scored: dict[TopicPartitionKey, dict[int, int]] | None = None,

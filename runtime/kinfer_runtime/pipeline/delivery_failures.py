@@ -38,7 +38,8 @@ from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import error_class, fields
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.assemble import dead_letter
-from kinfer_runtime.pipeline.commits import InFlightBatch, Outgoing, first_offsets
+from kinfer_runtime.pipeline.commits import InFlightBatch, first_offsets
+from kinfer_runtime.pipeline.outgoing import Outgoing
 from kinfer_runtime.pipeline.sending import produce_records
 from kinfer_runtime.records.dead_letter import OUTPUT_REFUSED, TRUNCATED, Failure, smaller_dead_letter
 from kinfer_runtime.records.output import MODEL_VERSION, PIPELINE

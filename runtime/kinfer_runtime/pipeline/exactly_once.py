@@ -37,7 +37,7 @@ from kinfer_runtime.observability.health import LoopState
 from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline.assemble import AssembledBatch
-from kinfer_runtime.pipeline.commits import InFlightBatch, Outgoing, TopicPartitionKey, first_offsets, merge_offsets
+from kinfer_runtime.pipeline.commits import InFlightBatch, TopicPartitionKey, first_offsets, merge_offsets
 from kinfer_runtime.pipeline.delivery_failures import (
     PROBE_MAX_S,
     PROBE_MIN_S,
@@ -46,6 +46,7 @@ from kinfer_runtime.pipeline.delivery_failures import (
     classify,
     record_size,
 )
+from kinfer_runtime.pipeline.outgoing import Outgoing
 from kinfer_runtime.pipeline.sending import produce_records
 from kinfer_runtime.pipeline.tally import Tally
 from kinfer_runtime.records.scored_counts import ScoredCounts, add_counts

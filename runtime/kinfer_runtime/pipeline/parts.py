@@ -69,7 +69,7 @@ class LoopParts:
     producer_config: dict[str, Any]
     predictor: PredictorLike
     make_preprocessor: Callable[[Any], PreprocessorLike]
-    encode_predictions: Callable[[Any, Any], list[bytes]]
+    encode_predictions: Callable[[Any, Any], Sequence[bytes]]
     metrics: RuntimeMetrics
     state: LoopState = field(default_factory=LoopState)
     candidate: Any = None  # a pipeline.scoring.Candidate while spec.model.rollout tries another version

@@ -55,18 +55,28 @@ class OutputEncoder:
         def constant(value: Any) -> bytes:
             return orjson.dumps(value).replace(b"%", b"%%")  # literal text of a %-format template
 
-        source = b',"model":' + constant({"name": context.model_name, "version": context.model_version})
-        source += b',"source":{"topic":' + constant(context.source_topic) + b',"partition":%d,"offset":%d'
+        self._model = b',"model":' + constant({"name": context.model_name, "version": context.model_version})
+        self._topic = b',"source":{"topic":' + constant(context.source_topic)
         timings = b',"timings_ms":{"preprocess":' + constant(context.preprocess_ms)
-        timings += b',"predict":' + constant(context.predict_ms) + b',"end_to_end":'
-        self._timed = b'{"prediction":%b' + source + b',"timestamp_ms":%d}' + timings + b"%d}}"
-        self._untimed = b'{"prediction":%b' + source + b',"timestamp_ms":null}' + timings + b"null}}"
+        self._timings = timings + b',"predict":' + constant(context.predict_ms) + b',"end_to_end":'
+        # %-format templates: timed % (prediction, partition, offset, timestamp_ms, end_to_end_ms) and
+        # untimed % (prediction, partition, offset), for an input without a timestamp.
+        self.timed = self.template(b"%b", b"%d")
+        self.untimed = self.template(b"%b", b"%d", timed=False)
+
+    def template(self, prediction: bytes, place: bytes, timed: bool = True) -> bytes:
+        """The value's %-format template with ``prediction`` (a template itself: the prediction's fields) in place
+        of the prediction object and ``place`` as the format of the partition and the offset."""
+        source = self._model + self._topic + b',"partition":' + place + b',"offset":' + place
+        if not timed:
+            return b'{"prediction":' + prediction + source + b',"timestamp_ms":null}' + self._timings + b"null}}"
+        return b'{"prediction":' + prediction + source + b',"timestamp_ms":%d}' + self._timings + b"%d}}"
 
     def value(self, prediction: bytes, partition: int, offset: int, timestamp_ms: int | None, now_ms: int) -> bytes:
         """``prediction`` is the JSON of the prediction object (see ``outputs.encode_predictions``)."""
         if timestamp_ms is None:
-            return self._untimed % (prediction, partition, offset)
-        return self._timed % (prediction, partition, offset, timestamp_ms, now_ms - timestamp_ms)
+            return self.untimed % (prediction, partition, offset)
+        return self.timed % (prediction, partition, offset, timestamp_ms, now_ms - timestamp_ms)
 
 
 def output_value(

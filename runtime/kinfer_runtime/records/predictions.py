@@ -12,7 +12,8 @@ numeric column, split at its commas; one encoding per distinct label), which mak
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -30,14 +31,44 @@ def format_outputs(prediction: Prediction, metadata: ModelMetadata) -> list[dict
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def encode_predictions(prediction: Prediction, metadata: ModelMetadata) -> list[bytes]:
+class EncodedPredictions(Sequence[bytes]):
+    """The JSON of each row's prediction object, kept as a %-format ``template`` with one ``%b`` per field and
+    the encoded ``columns`` (one list of JSON bytes per field): row i is ``template % (column[i] for each column)``.
+    The loop splices the template into its output template (pipeline/assemble.py), so a row's prediction is never
+    built on its own."""
+
+    def __init__(self, template: bytes, columns: list[list[bytes]]) -> None:
+        self.template, self.columns = template, columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return self.template % tuple(column[index] for column in self.columns)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return map(self.template.__mod__, zip(*self.columns, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def encode_predictions(prediction: Prediction, metadata: ModelMetadata) -> EncodedPredictions:
     """The JSON of each row's prediction object, byte for byte what ``orjson.dumps`` makes of
     :func:`format_outputs`' dicts."""
     names, arrays = prediction_columns(prediction, metadata)
     if not names:
-        return []
+        return EncodedPredictions(b"{}", [])
     template = b"{" + b",".join(orjson.dumps(name).replace(b"%", b"%%") + b":%b" for name in names) + b"}"
-    return [template % row for row in zip(*map(_encode_column, arrays), strict=True)]
+    return EncodedPredictions(template, [_encode_column(array) for array in arrays])
 
 
 def score_columns(prediction: Prediction, metadata: ModelMetadata) -> tuple[dict[str, np.ndarray], list[str]]:
