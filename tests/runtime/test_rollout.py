@@ -49,13 +49,13 @@ def fraud_pipeline(model: dict[str, Any], serving: dict[str, Any] | None = None)
 def test_a_key_always_lands_on_the_same_side_and_the_share_holds() -> None:
     keys = [f"card-{i}".encode() for i in range(20_000)]
     places = [(0, i) for i in range(20_000)]
-    chosen = candidate_mask(keys, places, 0.1)
+    chosen = candidate_mask(keys, lambda: places, 0.1)
     assert abs(chosen.mean() - 0.1) < 0.01
-    again = candidate_mask(list(reversed(keys)), places, 0.1)[::-1]
+    again = candidate_mask(list(reversed(keys)), lambda: places, 0.1)[::-1]
     assert (again == chosen).all()  # by key alone, wherever the record is
-    assert candidate_mask(keys, places, 1.0).all()
-    assert (candidate_mask(keys, places, 0.3) >= chosen).all()  # a larger share keeps the keys it had
-    keyless = candidate_mask([None] * 1000, [(1, i) for i in range(1000)], 0.5)
+    assert candidate_mask(keys, lambda: places, 1.0).all()
+    assert (candidate_mask(keys, lambda: places, 0.3) >= chosen).all()  # a larger share keeps the keys it had
+    keyless = candidate_mask([None] * 1000, lambda: [(1, i) for i in range(1000)], 0.5)
     assert 0.4 < keyless.mean() < 0.6
 
 
@@ -146,7 +146,7 @@ def test_shadow_publishes_the_live_predictions_and_counts_agreement() -> None:
     assert failures == [] and len(groups) == 1 and groups[0].version == 1 and groups[0].predicted == list(encoded.ok)
     assert groups[0].rows == encode_predictions(live.predict(encoded.inputs), live.metadata)
     keys = [messages[i].key() for i in encoded.ok]
-    sampled = int(candidate_mask(keys, [(0, i) for i in encoded.ok], 0.5).sum())
+    sampled = int(candidate_mask(keys, lambda: [(0, i) for i in encoded.ok], 0.5).sum())
     compared = sum(
         metrics.registry.get_sample_value(
             "kinfer_rollout_label_agreement_total",
@@ -267,7 +267,7 @@ def test_a_shadow_topic_gets_the_candidates_predictions_with_the_inputs_keys() -
     assert [g.shadow for g in groups] == [False, True] and groups[1].version == 2
     shadow = groups[1]
     keys = [messages[i].key() for i in encoded.ok]
-    sampled = candidate_mask(keys, [(0, i) for i in encoded.ok], 0.5)
+    sampled = candidate_mask(keys, lambda: [(0, i) for i in encoded.ok], 0.5)
     assert shadow.predicted == [i for i, chosen in zip(encoded.ok, sampled, strict=True) if chosen]
     context = BatchContext("fraud", "fraud", 1, "in", 0.1, 0.1)
     assembled = assemble_batch(

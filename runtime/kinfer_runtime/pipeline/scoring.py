@@ -110,9 +110,12 @@ class Scorer:
         if candidate is None or rollout is None or not predicted:
             live, failures, _ = self._predict(self.live, predicted, inputs, metadata)
             return [live], failures
-        keys = [messages[i].key() for i in predicted]
-        places = [(messages[i].partition() or 0, messages[i].offset() or 0) for i in predicted]
-        chosen = candidate_mask(keys, places, rollout.share)
+        scored = [messages[i] for i in predicted]
+
+        def places() -> list[tuple[int, int]]:
+            return [(m.partition() or 0, m.offset() or 0) for m in scored]
+
+        chosen = candidate_mask([m.key() for m in scored], places, rollout.share)
         if rollout.mode is RolloutMode.SHADOW:
             live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
             if scored is not None and chosen.any():

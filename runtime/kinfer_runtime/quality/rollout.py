@@ -9,7 +9,7 @@ the output topic read both), and may need other inputs: each version preprocesse
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +21,23 @@ HASH_RANGE = 2**32
 DIFFERENCE_BUCKETS = (-1.0, -0.5, -0.2, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def candidate_mask(keys: Sequence[bytes | str | None], places: Sequence[tuple[int, int]], share: float) -> np.ndarray:
-    """Per record, whether the candidate scores it: hash(key) below ``share`` of the hash range (``places``:
-    (partition, offset) of each record, for those without a key)."""
+def candidate_mask(
+    keys: Sequence[bytes | str | None], places: Callable[[], Sequence[tuple[int, int]]], share: float
+) -> np.ndarray:
+    """Per record, whether the candidate scores it: hash(key) below ``share`` of the hash range (``places()``:
+    (partition, offset) of each record, asked for only when a record has no key). A share of 1 (a shadow of every
+    record) or 0 takes no hashing."""
+    if share >= 1.0 or share <= 0.0:
+        return np.full(len(keys), share >= 1.0)
     limit = share * HASH_RANGE
     crc32 = zlib.crc32
-    hashes = [
-        crc32(key.encode() if isinstance(key, str) else key) if key is not None else crc32(b"%d:%d" % place)
-        for key, place in zip(keys, places, strict=True)
-    ]
+    try:
+        hashes = list(map(crc32, keys))  # keys as consumed (bytes): C-level
+    except TypeError:  # a key that is None (or text)
+        hashes = [
+            crc32(key.encode() if isinstance(key, str) else key) if key is not None else crc32(b"%d:%d" % place)
+            for key, place in zip(keys, places(), strict=True)
+        ]
     return np.fromiter(hashes, dtype=np.uint64, count=len(hashes)) < limit
 
 
