@@ -110,12 +110,12 @@ class Scorer:
         if candidate is None or rollout is None or not predicted:
             live, failures, _ = self._predict(self.live, predicted, inputs, metadata)
             return [live], failures
-        scored = [messages[i] for i in predicted]
+        records = [messages[i] for i in predicted]
 
         def places() -> list[tuple[int, int]]:
-            return [(m.partition() or 0, m.offset() or 0) for m in scored]
+            return [(m.partition() or 0, m.offset() or 0) for m in records]
 
-        chosen = candidate_mask([m.key() for m in scored], places, rollout.share)
+        chosen = candidate_mask([m.key() for m in records], places, rollout.share)
         if rollout.mode is RolloutMode.SHADOW:
             live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
             if scored is not None and chosen.any():

@@ -32,7 +32,7 @@ def candidate_mask(
     limit = share * HASH_RANGE
     crc32 = zlib.crc32
     try:
-        hashes = list(map(crc32, keys))  # keys as consumed (bytes): C-level
+        hashes = list(map(crc32, keys))  # type: ignore[arg-type]  # keys as consumed (bytes): C-level
     except TypeError:  # a key that is None (or text)
         hashes = [
             crc32(key.encode() if isinstance(key, str) else key) if key is not None else crc32(b"%d:%d" % place)
