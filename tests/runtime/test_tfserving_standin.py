@@ -348,8 +348,13 @@ def test_started_with_the_operators_arguments_it_serves_the_predictor(tmp_path: 
         predictor.close()
     finally:
         process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=60)
-        log.close()
+        try:
+            code = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:  # never leave it running, whatever failed
+                process.kill()
+                process.wait()
+            log.close()
     assert code == 0, (tmp_path / "standin.log").read_text()
 
 
