@@ -11,6 +11,7 @@ from prometheus_client import generate_latest
 
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.preprocess.preprocessor import Preprocessor
+from kinfer_runtime.quality.bucket_plan import BucketPlan
 from kinfer_runtime.quality.drift import (
     MIN_RECORDS,
     WINDOW_RECORDS,
@@ -139,3 +140,28 @@ def test_the_drift_gauge_drops_features_it_no_longer_reports() -> None:
     text = generate_latest(metrics.registry).decode()
     assert "kinfer_feature_drift_psi{" not in text
     assert 'kinfer_drift_window_records{namespace="ns",pipeline="p"} 10.0' in text
+
+
+def test_a_batch_is_counted_as_bucket_counts_counts_each_feature() -> None:
+    """quality/bucket_plan.py counts every feature of a tensor together; each feature's buckets must equal
+    bucket_counts' for that feature alone: the fraud model's numeric, one-hot and index features, on records
+    with unknown categories and values beyond every edge; then a numeric feature with values on its edges."""
+    metadata = load_model_metadata(FRAUD_MODEL / "2")
+    preprocessor = Preprocessor(metadata.features, metadata.inputs, metadata.feature_inputs)
+    features = watched_features(preprocessor.feature_columns(), preprocessor.features, metadata)
+    records, _ = fraud_transactions(1_000, seed=5)
+    for i, record in enumerate(records[:40]):
+        record.update(country="ZZ", merchant_category="unheard-of") if i % 2 else record.update(amount=1e9)
+    inputs = preprocessor.encode([orjson.dumps(r) for r in records]).inputs
+    plan = BucketPlan(features)
+    counts, rows = plan.count(inputs)
+    assert rows == 1_000 and len(features) == 7
+    for feature, counted in zip(features, plan.split(counts), strict=True):
+        tensor = inputs[feature.input]
+        alone = bucket_counts(tensor.reshape(len(tensor), -1)[:, feature.start : feature.stop], feature.statistics)
+        assert counted.tolist() == alone.tolist(), feature.name
+
+    on_edges = FeatureStatistics(kind="numeric", edges=[-1.0, 0.0, 0.5, 2.0], shares=[0.2] * 5)
+    values = np.array([[-3.0], [-1.0], [0.0], [0.25], [0.5], [2.0], [7.0], [0.5]], dtype=np.float32)
+    counts, _ = BucketPlan([WatchedFeature("x", "dense", 0, 1, on_edges)]).count({"dense": values})
+    assert counts.tolist() == bucket_counts(values, on_edges).tolist() == [1, 1, 2, 2, 2]

@@ -10,7 +10,7 @@ Population Stability Index per feature:
 
 Read it as the industry does: below 0.1 no shift worth a look, 0.1-0.25 a moderate one, above 0.25 a significant
 one (the default threshold of the alert KinferInputDrift). Counting works on the preprocessed input tensors a whole
-batch at a time (one ``searchsorted`` or column sum per feature), so it costs no Python work per record. Array
+batch at a time, every feature of a tensor together (quality/bucket_plan.py): no Python work per record. Array
 features (e.g. a sensor window) have no statistics and are not watched.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kinfer_runtime.quality.bucket_plan import BucketPlan
 from kinfer_runtime.spec import FeatureSpec, FeatureType
 from kinfer_runtime.spec.model_metadata import FeatureStatistics, ModelMetadata, StatisticsKind
 
@@ -96,45 +97,43 @@ def psi(expected: np.ndarray, counts: np.ndarray) -> float:
 
 
 class DriftWindow:
-    """Bucket counts of the latest :data:`WINDOW_RECORDS` scored records, per watched feature."""
+    """Bucket counts of the latest :data:`WINDOW_RECORDS` scored records, per watched feature (kept flat:
+    quality/bucket_plan.py says where each feature's buckets are)."""
 
     def __init__(self, features: list[WatchedFeature], slot_records: int = WINDOW_RECORDS // WINDOW_SLOTS):
         self.features = features
         self.slot_records = slot_records
         self.expected = [np.asarray(f.statistics.shares) for f in features]
-        self.slots: deque[tuple[int, list[np.ndarray]]] = deque(maxlen=WINDOW_SLOTS)
-        self._open = self._empty()
+        self.plan = BucketPlan(features)
+        self.slots: deque[tuple[int, np.ndarray]] = deque(maxlen=WINDOW_SLOTS)
+        self._open = np.zeros(self.plan.size, dtype=np.int64)
         self._open_records = 0
-
-    def _empty(self) -> list[np.ndarray]:
-        return [np.zeros(len(f.statistics.shares), dtype=np.int64) for f in self.features]
 
     def observe(self, inputs: dict[str, np.ndarray]) -> None:
         """Count one batch of preprocessed inputs (the tensors the model is called with)."""
-        rows = 0
-        for feature, counts in zip(self.features, self._open, strict=True):
-            tensor = inputs[feature.input]
-            columns = tensor.reshape(len(tensor), -1)[:, feature.start : feature.stop]
-            counts += bucket_counts(columns, feature.statistics)
-            rows = len(tensor)
+        counts, rows = self.plan.count(inputs)
+        self._open += counts
         self._open_records += rows
         if self._open_records >= self.slot_records:
             self.slots.append((self._open_records, self._open))
-            self._open, self._open_records = self._empty(), 0
+            self._open, self._open_records = np.zeros(self.plan.size, dtype=np.int64), 0
 
     def records(self) -> int:
         return sum(records for records, _ in self.slots) + self._open_records
+
+    def counts(self) -> list[np.ndarray]:
+        """Each watched feature's bucket counts over the window."""
+        total = self._open.copy()
+        for _, slot in self.slots:
+            total += slot
+        return self.plan.split(total)
 
     def psi(self) -> dict[str, float]:
         """PSI per feature over the window; empty while it holds fewer than :data:`MIN_RECORDS` records."""
         if self.records() < MIN_RECORDS:
             return {}
-        totals = [counts.copy() for counts in self._open]
-        for _, slot in self.slots:
-            for total, counts in zip(totals, slot, strict=True):
-                total += counts
-        return {f.name: psi(expected, total) for f, expected, total in zip(self.features, self.expected, totals,
-                                                                             strict=True)}  # fmt: skip
+        return {f.name: psi(expected, total) for f, expected, total in zip(self.features, self.expected,
+                                                                             self.counts(), strict=True)}  # fmt: skip
 
 
 def dataset_statistics(
