@@ -205,3 +205,22 @@ def _pipeline(preprocessing):
             },
         }
     )
+
+
+def test_numeric_features_encoded_together_equal_each_encoded_alone():
+    """A batch whose numeric values are all numbers takes preprocess/columns.py encode_numeric_block (one array
+    operation for all numeric features); it must give each column what the feature's own encoder gives, as a
+    batch with one bad record does (that one takes every encoder's own path)."""
+    features = [*FEATURES, FeatureSpec(name="raw"), FeatureSpec(name="small", scaling="standard", mean=0.5, std=3)]
+    inputs = {"x": TensorInfo(shape=[None, 8])}
+    rng = np.random.default_rng(11)
+    records = [{"amount": float(a), "hour": int(h), "raw": float(r), "small": int(s), "channel": "pos"}
+               for a, h, r, s in zip(rng.normal(10, 5, 300), rng.integers(0, 24, 300), rng.normal(0, 1e6, 300),
+                                     rng.integers(-9, 9, 300), strict=True)]  # fmt: skip
+    preprocessor = Preprocessor(features, inputs)
+    assert preprocessor.plans[0].block is not None and len(preprocessor.plans[0].block.columns) == 4
+    together = preprocessor.encode([orjson.dumps(r) for r in records])
+    alone = preprocessor.encode([orjson.dumps(r) for r in records] + [b'{"amount": "ten"}'])
+    assert together.ok == list(range(300)) and alone.ok == list(range(300))
+    assert [f.reason for f in alone.failures] == [FailureReason.WRONG_TYPE]
+    np.testing.assert_array_equal(together.inputs["x"], alone.inputs["x"])

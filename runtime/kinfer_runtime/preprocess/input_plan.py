@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from kinfer_runtime.preprocess.columns import ColumnEncoder, build_column_encoder
-from kinfer_runtime.spec import FeatureSpec
+from kinfer_runtime.preprocess.columns import ColumnEncoder, build_column_encoder, offset_and_unit
+from kinfer_runtime.spec import FeatureSpec, FeatureType
 from kinfer_runtime.spec.model_metadata import TensorInfo, columns_of
 
 
@@ -27,12 +27,38 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class NumericBlock:
+    """The one-column numeric features of an input, encoded together when their values allow
+    (columns.py ``encode_numeric_block``): their columns, positions, and scalings."""
+
+    columns: tuple[Column, ...]
+    positions: np.ndarray
+    offsets: np.ndarray
+    units: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class InputPlan:
     name: str
     dtype: np.dtype[Any]
     row_shape: tuple[int, ...]
     width: int
     columns: tuple[Column, ...]
+    block: NumericBlock | None = None  # when the input has several numeric features
+    others: tuple[Column, ...] = ()  # the columns outside the block
+
+
+def numeric_block(columns: list[Column], features: dict[str, FeatureSpec]) -> NumericBlock | None:
+    numeric = [c for c in columns if features[c.name].type is FeatureType.NUMERIC and c.stop - c.start == 1]
+    if len(numeric) < 2:
+        return None
+    scalings = [offset_and_unit(features[c.name]) for c in numeric]
+    return NumericBlock(
+        tuple(numeric),
+        np.array([c.start for c in numeric], dtype=np.intp),
+        np.array([offset for offset, _ in scalings], dtype=np.float64),
+        np.array([unit for _, unit in scalings], dtype=np.float64),
+    )
 
 
 def plan_inputs(
@@ -67,5 +93,7 @@ def plan_inputs(
                 f"model input {input_name!r} has {expected} values per row (shape {info.shape}) but its features "
                 f"{names} give {start} columns"
             )
-        plans.append(InputPlan(input_name, np.dtype(info.dtype), info.row_shape, start, tuple(columns)))
+        block = numeric_block(columns, by_name)
+        others = tuple(c for c in columns if block is None or c not in block.columns)
+        plans.append(InputPlan(input_name, np.dtype(info.dtype), info.row_shape, start, tuple(columns), block, others))
     return tuple(plans)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from kinfer_runtime.preprocess.columns import FailureReason, short_repr
+from kinfer_runtime.preprocess.columns import FailureReason, encode_numeric_block, short_repr
 from kinfer_runtime.preprocess.input_plan import PreprocessorError, plan_inputs
 from kinfer_runtime.preprocess.record_reading import RecordFailure, unreadable
 from kinfer_runtime.spec import FeatureSpec, InferencePipelineSpec
@@ -141,7 +141,15 @@ class Preprocessor:
         buffers = {}
         for plan in self.plans:
             buffer = np.zeros((len(docs), plan.width), dtype=plan.dtype)
-            for column in plan.columns:
+            columns = plan.columns
+            if plan.block is not None:
+                block = plan.block
+                fields = [list(map(dict.get, docs, repeat(column.name))) for column in block.columns]
+                scaled = encode_numeric_block(fields, block.offsets, block.units, plan.dtype)
+                if scaled is not None:  # else every column below, each finding its own failures
+                    buffer[:, block.positions] = scaled
+                    columns = plan.others
+            for column in columns:
                 values_of_field = list(map(dict.get, docs, repeat(column.name)))  # C-speed field lookup
                 column.encode(values_of_field, buffer[:, column.start : column.stop], fail)
             buffers[plan.name] = buffer

@@ -3,7 +3,7 @@ scaling of numeric features: what a version retrained on newer data usually is (
 inputs; new means and spreads).
 
 Each scaled column is then an affine map of the live one: with ``v = (x - o) / k`` for both versions (``o, k``:
-mean and std, or min and span, or 0 and 1), ``v_candidate = v_live * k_live / k_candidate + (o_live -
+preprocess/columns.py offset_and_unit), ``v_candidate = v_live * k_live / k_candidate + (o_live -
 o_candidate) / k_candidate``. Two numpy operations per input replace a second pass over the decoded records
 (pipeline/scoring.py); any other difference (a field, a vocabulary, a default, an input's layout) means no
 rescaling, and the candidate encodes the records itself. Computed in float64 from the live float32 values: the
@@ -17,21 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from kinfer_runtime.preprocess.columns import FailureReason
+from kinfer_runtime.preprocess.columns import FailureReason, offset_and_unit
 from kinfer_runtime.preprocess.record_reading import RecordFailure
-from kinfer_runtime.spec import FeatureSpec, FeatureType, Scaling
+from kinfer_runtime.spec import FeatureType
 
 _SCALING_FIELDS = {"scaling", "mean", "std", "min", "max"}
-
-
-def _offset_and_unit(feature: FeatureSpec) -> tuple[float, float]:
-    """(o, k) of ``v = (x - o) / k`` (columns.py's scalers)."""
-    if feature.scaling is Scaling.STANDARD:
-        return float(feature.mean or 0.0), float(feature.std or 1.0)
-    if feature.scaling is Scaling.MIN_MAX:
-        low = float(feature.min or 0.0)
-        return low, float((feature.max or 1.0) - low)
-    return 0.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -97,8 +87,8 @@ def rescaling(live: Any, candidate: Any) -> Rescaling | None:
             if live_features[column.name].type is FeatureType.CATEGORICAL:
                 continue
             (o_live, k_live), (o_new, k_new) = (
-                _offset_and_unit(live_features[column.name]),
-                _offset_and_unit(candidate_features[column.name]),
+                offset_and_unit(live_features[column.name]),
+                offset_and_unit(candidate_features[column.name]),
             )
             factor[column.start : column.stop] = k_live / k_new
             offset[column.start : column.stop] = (o_live - o_new) / k_new
