@@ -120,7 +120,8 @@ class Scorer:
             live, failures, scored = self._predict(self.live, predicted, inputs, metadata)
             if scored is not None and chosen.any():
                 sampled = np.flatnonzero(chosen)
-                encoded = self._candidate_encode(messages, [predicted[p] for p in sampled], decoded, inputs, sampled)
+                indices = predicted if len(sampled) == len(predicted) else [predicted[p] for p in sampled]
+                encoded = self._candidate_encode(messages, indices, decoded, inputs, sampled)
                 shadow = self._shadow(predicted, sampled, encoded, live.version, scored)
                 if shadow is not None:
                     return [live, shadow], failures

@@ -26,9 +26,9 @@ _SCALING_FIELDS = {"scaling", "mean", "std", "min", "max"}
 
 @dataclass(frozen=True)
 class Rescaling:
-    """Per model input, the (factor, offset) arrays of its row shape."""
+    """Per model input, the (factor, offset) arrays of its row shape ((None, None): the same values)."""
 
-    maps: dict[str, tuple[np.ndarray, np.ndarray]]
+    maps: dict[str, tuple[np.ndarray, np.ndarray] | tuple[None, None]]
 
     def apply(
         self, inputs: dict[str, np.ndarray], rows: np.ndarray
@@ -38,10 +38,15 @@ class Rescaling:
         takes out of float32's range fails as NonFinite, as it would there."""
         mapped = {}
         finite = np.ones(len(rows), dtype=bool)
+        every_row = len(rows) == len(next(iter(inputs.values()), ())) and bool((rows == np.arange(len(rows))).all())
         for name, values in inputs.items():
+            chosen = values if every_row else values[rows]  # a shadow of every record reads the live inputs as they are
             factor, offset = self.maps[name]
+            if factor is None:  # nothing of this input scales differently (categorical codes, unchanged features)
+                mapped[name] = chosen
+                continue
             with np.errstate(over="ignore", invalid="ignore"):
-                result = (values[rows] * factor + offset).astype(values.dtype)
+                result = (chosen * factor + offset).astype(values.dtype)
             if result.dtype.kind == "f":
                 finite &= np.isfinite(result.reshape(len(rows), -1)).all(axis=1)
             mapped[name] = result
@@ -92,5 +97,6 @@ def rescaling(live: Any, candidate: Any) -> Rescaling | None:
             )
             factor[column.start : column.stop] = k_live / k_new
             offset[column.start : column.stop] = (o_live - o_new) / k_new
-        maps[name] = (factor.reshape(plan.row_shape), offset.reshape(plan.row_shape))
+        identity = bool((factor == 1).all() and (offset == 0).all())
+        maps[name] = (None, None) if identity else (factor.reshape(plan.row_shape), offset.reshape(plan.row_shape))
     return Rescaling(maps)
