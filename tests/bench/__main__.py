@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--max-batch-size", type=int, default=256)
     parser.add_argument("--max-batch-wait-ms", type=int, default=20)
-    parser.add_argument("--slow-seconds", type=float, default=15, help="how long (b) and (c) run")
+    parser.add_argument("--slow-seconds", type=float, default=10, help="how long (b) and (c) run")
     parser.add_argument(
         "--cases",
         default="a,a+,d,q0,qcost,shadow,avro,image,d1024,eos,latency,tfs,b,c",

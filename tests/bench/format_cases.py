@@ -15,7 +15,7 @@ from tests.bench.kinfer_case import Topics, percentile, run_latency, run_through
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUD_MODEL_DIR, SHAPES_MODEL_DIR = ROOT / "models" / "fraud", ROOT / "models" / "shapes"
-IMAGE_RECORDS, IMAGE_RATE = 20_000, 1_000.0  # images are larger and slower than transactions: fewer of them
+IMAGE_RECORDS, IMAGE_RATE = 10_000, 1_000.0  # images are larger and slower than transactions: fewer of them
 
 Pipeline = Callable[[str, Topics, str], dict[str, Any]]
 
@@ -81,7 +81,7 @@ def image_case(bootstrap: str, names: dict[str, str], parts: int, work: Path,
     step(f"(d-image) end-to-end latency at {IMAGE_RATE:,.0f} images/s offered")
     topics = Topics(names["il-in"], names["il"], names["il-dlq"], parts)
     pipeline = image_pipeline(kinfer_pipeline("image-lat", topics, "atLeastOnce"))
-    phases = [("warm-up", IMAGE_RATE, 2.0), ("rate", IMAGE_RATE, 10.0)]
+    phases = [("warm-up", IMAGE_RATE, 2.0), ("rate", IMAGE_RATE, 6.0)]
     latency, _ = run_latency(bootstrap, topics, pipeline, work, SHAPES_MODEL_DIR, phases, pngs)
     for q in (50, 99):
         figures[f"kinfer_image_p{q}_ms_at_{IMAGE_RATE:.0f}"] = percentile(latency["rate"], q)
