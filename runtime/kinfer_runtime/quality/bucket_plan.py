@@ -1,11 +1,13 @@
 """The drift window's bucket counts of a whole batch, for every watched feature at once (pure).
 
 Counting feature by feature (quality/drift.py ``bucket_counts``) takes a few array operations per feature, and at
-a batch of 256 records each operation costs more in call overhead than in work (76 µs a batch for the fraud
-model's seven features, 0.3 µs per record). Here each numeric feature takes one ``searchsorted`` (its edges made an
-array once), the categorical index columns of a tensor are clipped together, all of them are counted with one
-``bincount`` into a flat array of every feature's buckets, and the one-hot columns of a tensor are summed at once
-(45 µs a batch for the same features). The counts equal ``bucket_counts``' feature by feature.
+a batch of 256 records each operation costs more in call overhead than in work (about 75 µs a batch for the fraud
+model's seven features). Here the numeric columns of a tensor are copied out once, contiguous and in the edges'
+dtype, for one ``searchsorted`` each; the categorical index columns of a tensor are bounded together (ufuncs:
+``np.clip``'s wrapper costs more than the work); all of them are counted with one ``bincount`` into a flat array
+of every feature's buckets; and the one-hot columns of a tensor are summed at once. That saves about a fifth
+(three paired timings: 82 to 61, 76 to 62, 76 to 62 µs a batch). The counts equal ``bucket_counts``' feature by
+feature.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class InputPlan:
     """The watched columns of one input tensor and where their buckets sit in the flat counts."""
 
     input: str
-    numeric: list[tuple[int, np.ndarray, int]]  # per numeric feature: its column, its edges, its first bucket
+    numeric_columns: np.ndarray  # one column per numeric feature
+    numeric: list[tuple[np.ndarray, int]]  # per numeric feature: its edges, its first bucket
     index_columns: np.ndarray  # one column per categorical feature encoded as an index
     index_last: np.ndarray  # their last bucket (unknown values and out-of-range codes count there)
     index_starts: np.ndarray
@@ -61,10 +64,15 @@ class BucketPlan:
             tensor = inputs[plan.input]
             rows = len(tensor)
             table = tensor.reshape(rows, -1)
-            indices = [np.searchsorted(edges, table[:, column], side="right") + start
-                       for column, edges, start in plan.numeric]  # fmt: skip
+            indices = []
+            if plan.numeric:
+                # one contiguous row per feature, in the edges' dtype
+                columns = table[:, plan.numeric_columns].T.astype(np.float64, order="C")
+                indices = [edges.searchsorted(values, side="right") + start
+                           for (edges, start), values in zip(plan.numeric, columns, strict=True)]  # fmt: skip
             if plan.index_columns.size:
-                codes = np.clip(table[:, plan.index_columns].astype(np.int64), 0, plan.index_last)
+                # ufuncs, not np.clip: its Python wrapper costs more than the work at this size
+                codes = np.minimum(np.maximum(table[:, plan.index_columns].astype(np.int64), 0), plan.index_last)
                 indices.append((codes + plan.index_starts).ravel())
             if indices:
                 counts += np.bincount(np.concatenate(indices), minlength=self.size)
@@ -81,7 +89,8 @@ def _input_plan(name: str, kinds: dict[str, list[Any]]) -> InputPlan:
     numeric, index, one_hot = kinds["numeric"], kinds["index"], kinds["one_hot"]
     return InputPlan(
         input=name,
-        numeric=[(column, np.asarray(edges, dtype=np.float64), start) for column, edges, start in numeric],
+        numeric_columns=np.array([column for column, _, _ in numeric], dtype=np.intp),
+        numeric=[(np.asarray(edges, dtype=np.float64), start) for _, edges, start in numeric],
         index_columns=np.array([column for column, _, _ in index], dtype=np.intp),
         index_last=np.array([last for _, last, _ in index], dtype=np.int64),
         index_starts=np.array([start for _, _, start in index], dtype=np.int64),
