@@ -31,7 +31,7 @@ PARTITIONS = 3
 @pytest.fixture
 def bed(testbed: Any, kube_api: Any, kafka_bootstrap: str, namespace: str) -> Bed:
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/inferencepipelines.kinfer.io")
+    testbed.wait_established("inferencepipelines.kinfer.io")
     return Bed(testbed, kube_api, kafka_bootstrap, namespace)
 
 

@@ -22,7 +22,7 @@ KEDA_CRD = Path(__file__).with_name("keda-scaledobject-crd.yaml")
 @pytest.fixture
 def keda_crd(testbed: Any) -> Iterator[None]:
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KEDA_CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh")
+    testbed.wait_established("scaledobjects.keda.sh")
     yield
     testbed.kubectl("delete", "-f", str(KEDA_CRD), "--wait=false", check=False)
 
@@ -30,7 +30,7 @@ def keda_crd(testbed: Any) -> Iterator[None]:
 @pytest.fixture
 def bed(testbed: Any, kube_api: Any, kafka_bootstrap: str, namespace: str) -> Bed:
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/inferencepipelines.kinfer.io")
+    testbed.wait_established("inferencepipelines.kinfer.io")
     return Bed(testbed, kube_api, kafka_bootstrap, namespace)
 
 

@@ -24,7 +24,7 @@ def test_pipeline_connectors_are_created_reported_and_removed_by_the_operator(
     testbed: Any, kube_api: Any, kafka_bootstrap: str, namespace: str, connect_worker: ConnectWorker, tmp_path: Path
 ) -> None:
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/inferencepipelines.kinfer.io")
+    testbed.wait_established("inferencepipelines.kinfer.io")
     bed = Bed(testbed, kube_api, kafka_bootstrap, namespace)
     lines = [f'{{"transaction_id": "op-{i}", "amount": {i}}}' for i in range(30)]
     source = tmp_path / "transactions.jsonl"

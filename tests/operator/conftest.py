@@ -29,7 +29,7 @@ CRD = REPO / "crds" / "kinfer.io_inferencepipelines.yaml"
 @pytest.fixture(scope="session")
 def pipeline_crd(testbed: Any) -> None:
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/inferencepipelines.kinfer.io")
+    testbed.wait_established("inferencepipelines.kinfer.io")
 
 
 def _free_port() -> int:

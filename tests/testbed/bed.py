@@ -266,6 +266,17 @@ class TestBed:
     def helm(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return self._run("helm", args, check, input)
 
+    def wait_established(self, crd: str, timeout: float = 60.0) -> None:
+        """Wait until a CRD is Established. Not ``kubectl wait --for=condition=Established``: it fails at once when
+        it reads the CRD before the API server wrote any condition (kubernetes/kubernetes#66439; it failed a CI
+        run so)."""
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={jsonpath}", check=False).stdout.strip() != "True":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRD {crd} not Established within {timeout:.0f} s")
+            time.sleep(0.2)
+
     def _run(
         self, tool: str, args: tuple[str, ...], check: bool, input: str | None
     ) -> subprocess.CompletedProcess[str]:
