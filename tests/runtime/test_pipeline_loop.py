@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from kinfer_runtime.kafka.client_events import STRANDED_AFTER_S, ClientEvents
-from kinfer_runtime.observability.health import LoopState
+from kinfer_runtime.observability.health import LoopState, probe_result
 from kinfer_runtime.observability.metrics import RuntimeMetrics
 from kinfer_runtime.pipeline import at_least_once, exactly_once
 from kinfer_runtime.pipeline.loop import PipelineLoop
@@ -89,7 +89,7 @@ class StubPredictor:
         return StubPrediction({"y": inputs["x"] * 2})
 
     def ready(self) -> bool:
-        return True
+        return not self.unavailable
 
     def maybe_reload(self) -> bool:
         return False
@@ -98,7 +98,9 @@ class StubPredictor:
         pass
 
 
-def pipeline_loop(delivery: str, auto_ack: bool = True) -> tuple[PipelineLoop, FakeConsumer, FakeProducer]:
+def pipeline_loop(
+    delivery: str, auto_ack: bool = True, predictor: StubPredictor | None = None
+) -> tuple[PipelineLoop, FakeConsumer, FakeProducer]:
     pipeline = parse_pipeline(
         {
             "apiVersion": "kinfer.io/v1alpha1",
@@ -118,7 +120,7 @@ def pipeline_loop(delivery: str, auto_ack: bool = True) -> tuple[PipelineLoop, F
         pipeline=pipeline,
         consumer_config={},
         producer_config={},
-        predictor=StubPredictor(),
+        predictor=predictor or StubPredictor(),
         make_preprocessor=lambda _metadata: StubPreprocessor(),
         encode_predictions=lambda prediction, _metadata: [
             orjson.dumps({"y": float(y)}) for y in prediction.outputs["y"]
@@ -362,6 +364,20 @@ def test_an_unavailable_predictor_holds_the_batch_and_pauses_until_it_is_back() 
     loop.stop.set()
     loop.close()
     assert consumer.paused == set() and len(producer.delivered) == 2 and consumer.committed_offsets == {(IN, 0): 2}
+
+
+def test_a_model_server_that_answers_only_after_the_start_makes_the_pod_ready() -> None:
+    """tfserving mode: TF Serving not answering when the loop starts (not ready), answering later."""
+    down = StubPredictor()
+    down.unavailable = True
+    loop, consumer, producer = pipeline_loop("atLeastOnce", predictor=down)
+    consumer.rebalance("assign", (IN, 0))
+    assert probe_result("/readyz", loop.state, time.monotonic())[0] == 503
+    down.unavailable = False
+    consumer.append(IN, 0, *good(1, 2))
+    loop.step()
+    assert len(producer.delivered) == 2
+    assert probe_result("/readyz", loop.state, time.monotonic()) == (200, "ok\n")
 
 
 @pytest.mark.parametrize("delivery", ["atLeastOnce", "exactlyOnce"])

@@ -213,6 +213,9 @@ class PipelineLoop:
         except PredictorUnavailable as error:
             self._hold(messages, encoded, error)
             return
+        if not self.state.model_loaded:  # a model server that did not answer at the start does now: ready
+            self.state.model_loaded = True
+            self.metrics.ready.set(1 if self.assignment.assigned else 0)
         if encoded.ok:  # every version's work: a canary's own preprocessing and a shadow's scoring included
             self.metrics.stage["predict"].observe(time.perf_counter() - started)
         failures += failed
