@@ -136,6 +136,10 @@ class Assignment:
     def _changed(self) -> None:
         self.state.assigned_partitions = len(self.assigned)
         self.metrics.assigned_partitions.set(len(self.assigned))
+        self.report_ready()
+
+    def report_ready(self) -> None:
+        """The ready gauge: partitions assigned and the model loaded."""
         self.metrics.ready.set(1 if self.assigned and self.state.model_loaded else 0)
 
     def seek(self, offsets: dict[TopicPartitionKey, int]) -> None:

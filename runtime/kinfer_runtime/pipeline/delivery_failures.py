@@ -333,7 +333,7 @@ class InputHold:
                 self.paused = False
                 log.info("delivery side no longer holds records; resuming the input")
                 assignment.resume_all()
-                assignment.metrics.ready.set(1 if assignment.assigned and assignment.state.model_loaded else 0)
+                assignment.report_ready()
             return False
         if not self.paused or not assignment.paused:  # e.g. resumed by a predictor outage ending meanwhile
             self.paused = True

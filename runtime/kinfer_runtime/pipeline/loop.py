@@ -215,7 +215,7 @@ class PipelineLoop:
             return
         if not self.state.model_loaded:  # a model server that did not answer at the start does now: ready
             self.state.model_loaded = True
-            self.metrics.ready.set(1 if self.assignment.assigned else 0)
+            self.assignment.report_ready()
         if encoded.ok:  # every version's work: a canary's own preprocessing and a shadow's scoring included
             self.metrics.stage["predict"].observe(time.perf_counter() - started)
         failures += failed
