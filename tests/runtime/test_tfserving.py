@@ -149,6 +149,27 @@ def test_rest_fallback_when_grpc_is_unreachable(healthy, model_dir, inputs, expe
     assert _eventually(back_on_grpc).model_version == 1
 
 
+def test_rest_successes_do_not_extend_the_rest_window(healthy, model_dir, inputs):
+    """Only the fallback opens the REST window: REST calls answered inside it must not push its end, or a
+    consumer that fell back once stays on REST (one pod behind the Service name) for as long as REST answers."""
+    import time
+
+    predictor = make_predictor(healthy, model_dir, timeout_ms=300, max_retries=0, rest_fallback=True)
+    predictor.rest_preferred_seconds = 1.0
+    healthy.unavailable = True
+    predictor.predict(inputs)  # gRPC refuses, REST answers: REST is preferred for the next second
+    window_end = time.monotonic() + 1.0  # the window opened before this line
+    healthy.unavailable = False
+    grpc_calls, rest_calls = healthy.predict_calls, healthy.rest_calls
+    while time.monotonic() < window_end - 0.2:  # REST keeps answering inside the window
+        predictor.predict(inputs)
+        time.sleep(0.2)
+    time.sleep(max(0.0, window_end + 0.05 - time.monotonic()))
+    assert healthy.rest_calls > rest_calls and healthy.predict_calls == grpc_calls
+    predictor.predict(inputs)
+    assert healthy.predict_calls == grpc_calls + 1  # the window closed: gRPC again
+
+
 def test_a_batch_the_model_refuses_fails_at_once(healthy, model_dir, inputs):
     predictor = make_predictor(healthy, model_dir, max_retries=4)
     calls = healthy.predict_calls

@@ -255,10 +255,10 @@ class TfServingPredictor:
             return self._rest_failed(f"HTTP {error.code}", fallback_from)
         except (OSError, ValueError) as error:
             return self._rest_failed(repr(error), fallback_from)
-        if fallback_from is not None:
+        if fallback_from is not None:  # only the fallback opens the window: answers inside it must not extend it
             log.warning("gRPC at %s unreachable (%s): using REST %s for %ds", self.endpoint, fallback_from,
                         self.rest_url, self.rest_preferred_seconds)  # fmt: skip
-        self._rest_until = time.monotonic() + self.rest_preferred_seconds
+            self._rest_until = time.monotonic() + self.rest_preferred_seconds
         self._healthy = True
         outputs = document.get("outputs")
         if not isinstance(outputs, dict):  # a single-output signature answers with the bare list
