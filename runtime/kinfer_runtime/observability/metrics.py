@@ -151,6 +151,7 @@ class RuntimeMetrics:
         ).labels(**ids)
         self._drift_features: set[str] = set()
         self._scores: dict[tuple[str, int], BulkHistogram] = {}  # (output, model version) -> its histogram
+        self._label_counts: dict[tuple[str, int], Callable[..., None]] = {}  # (label, model version) -> its inc
         self._predictions = Counter(
             "kinfer_predictions", "Output records by predicted label and model version.",
             [*base, "label", "model_version"], registry=r,
@@ -182,7 +183,11 @@ class RuntimeMetrics:
                 self._scores[(output, model_version)] = histogram
             histogram.observe_many(values[np.isfinite(values)])  # a NaN would make the sum NaN for good
         for label, count in collections.Counter(labels).items():
-            self._predictions.labels(label=label, model_version=str(model_version), **self._ids).inc(count)
+            inc = self._label_counts.get((label, model_version))
+            if inc is None:  # labels() with keywords costs microseconds: once per label and version, not per batch
+                inc = self._predictions.labels(label=label, model_version=str(model_version), **self._ids).inc
+                self._label_counts[(label, model_version)] = inc
+            inc(count)
 
     def set_drift(self, psi: dict[str, float], records: int) -> None:
         """PSI per watched feature; the series of features not in ``psi`` (a window still filling, a model
