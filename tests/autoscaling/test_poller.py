@@ -135,3 +135,39 @@ def test_monitor_polls_many_pipelines_within_a_period(kafka_bootstrap: str) -> N
     finally:
         monitor.stop()
     record("monitor_poll_pass", {"pipelines": 40, "partitions_each": 6, "seconds": round(elapsed, 2)})
+
+
+def test_a_rollout_without_autoscaling_is_polled_for_its_counts_but_never_scaled_or_served(
+    kafka_bootstrap: str,
+) -> None:
+    """A pipeline with a rollout and autoscaling off: the monitor reads its commits (the per-version counts in
+    their metadata reach the status), while its decision is neither exported, nor served to the HPA, nor acted
+    on; without the rollout it is not polled at all."""
+    from kinfer_operator import metrics
+    from kinfer_operator.autoscaling.monitor import LagMonitor
+    from kinfer_runtime.spec import InferencePipelineSpec
+    from tests.autoscaling.pipelines import spec_dict
+
+    topic = create_topic(kafka_bootstrap, 2)
+    produce_spread(kafka_bootstrap, topic, 2, 40)
+    body = spec_dict(bootstrap=kafka_bootstrap, topic=topic, partitions=2, enabled=False)
+    plain = InferencePipelineSpec.model_validate(body)
+    body["model"] |= {"versionPolicy": "Pinned", "version": 1, "rollout": {"candidateVersion": 2, "share": 0.5}}
+    rollout = InferencePipelineSpec.model_validate(body)
+    counts = {0: "kinfer-scored v1=12 v2=8 loaded=1,2", 1: "kinfer-scored v1=11 v2=9 loaded=1,2"}
+    commit_offsets(kafka_bootstrap, rollout.consumer_group("rolled"), topic, {0: 20, 1: 20}, counts)
+    monitor = LagMonitor(None, poll_seconds=5)
+    try:
+        assert monitor.observe("ns", "plain", plain) == (None, False)
+        monitor.observe("ns", "rolled", rollout)
+        monitor.poll_once()
+        tracked, fresh = monitor.observe("ns", "rolled", rollout)
+        assert fresh and tracked is not None and tracked.reading is not None
+        assert dict(tracked.reading.committed_metadata) == counts
+        assert monitor.fresh_decisions("ns") == [], "served to the HPA though autoscaling is off"
+        samples = [sample for family in metrics.PIPELINE_LAG.collect() for sample in family.samples]
+        assert [s for s in samples if s.labels.get("pipeline") == "rolled"] == []
+        monitor.observe("ns", "rolled", plain)  # the rollout ends: no longer polled
+        assert monitor.latest("ns", "rolled") is None
+    finally:
+        monitor.stop()

@@ -5,6 +5,10 @@ external metrics API reads it for the HPA. Per poll and pipeline: read offsets (
 consumer (and TF Serving) Deployment, run the pure ``PipelineAutoscaler``, and act only for scale to or from
 zero (the one move the HPA can't make). Everything is in memory: after a restart the first polls rebuild it.
 
+A pipeline with a rollout in its spec is polled too when its autoscaling is off: the commits' metadata that the
+poll reads carries the records scored per model version, which its status shows during the rollout. Such a
+pipeline's decision is never acted on, exported or served to the HPA (:func:`watched`).
+
 The Kafka Secrets a pipeline names are read again every :data:`SECRETS_REFRESH_SECONDS` and after a failed poll,
 so that a rotated password reaches the poller without a spec change; a poller whose settings no tracked pipeline
 uses any more is closed.
@@ -95,9 +99,9 @@ class LagMonitor:
                     metrics.PIPELINE_PARTITION_LAG.remove(namespace, name, str(partition))
 
     def observe(self, namespace: str, name: str, spec: InferencePipelineSpec) -> tuple[TrackedPipeline | None, bool]:
-        """The reconcile's call: track the pipeline while its autoscaling is on (forget it otherwise), and return
+        """The reconcile's call: track the pipeline while it is :func:`watched` (forget it otherwise), and return
         its latest state with whether the last successful poll is recent (a failed poll since is a blip)."""
-        if not spec.autoscaling.enabled:
+        if not watched(spec):
             self.forget(namespace, name)
             return None, False
         self.track(namespace, name, spec)
@@ -117,7 +121,8 @@ class LagMonitor:
         """The namespace's pipelines with a fresh decision (what the external metrics API may serve)."""
         with self._lock:
             pipelines = [p for p in self._pipelines.values() if p.namespace == namespace]
-        return [(p.name, p.decision) for p in pipelines if p.decision is not None and self.is_fresh(p)]
+        return [(p.name, p.decision) for p in pipelines
+                if p.spec.autoscaling.enabled and p.decision is not None and self.is_fresh(p)]  # fmt: skip
 
     # --- the loop -------------------------------------------------------------------------------------------
 
@@ -170,11 +175,12 @@ class LagMonitor:
         current, serving_ready = self._workload(tracked)
         decision = tracked.autoscaler.step(reading, current, serving_ready)
         keda = spec.autoscaling.provider is AutoscalingProvider.KEDA  # KEDA does 0 <-> 1 itself
-        acting = self.kube is not None and not keda and self.active()
+        acting = self.kube is not None and not keda and spec.autoscaling.enabled and self.active()
         if decision.scale_to is not None and decision.scale_to != current and acting:
             self._scale(tracked, decision.scale_to)
         tracked.decision, tracked.reading, tracked.error, tracked.polled_at = decision, reading, None, time.monotonic()
-        export_gauges(tracked.namespace, tracked.name, decision)
+        if spec.autoscaling.enabled:
+            export_gauges(tracked.namespace, tracked.name, decision)
 
     def _poller(self, config: dict[str, Any]) -> tuple[str, KafkaLagPoller]:
         key = content_hash(config)
@@ -218,6 +224,11 @@ class LagMonitor:
         )
         self.scale_actions.append((tracked.namespace, tracked.name, replicas))
         log.info("scaled %s/%s consumers to %d (scale to/from zero)", tracked.namespace, tracked.name, replicas)
+
+
+def watched(spec: InferencePipelineSpec) -> bool:
+    """Polled: autoscaling on (the decision scales), or a rollout in the spec (its per-version counts)."""
+    return spec.autoscaling.enabled or spec.model.rollout is not None
 
 
 def export_gauges(namespace: str, name: str, decision: Decision) -> None:
