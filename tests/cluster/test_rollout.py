@@ -1,13 +1,21 @@
-"""A canary rollout on real pods: two consumer pods each load versions 1 and 2 of the fraud model baked into the
-runtime image; 10 % of keys are scored by version 2, the same keys after a pod is deleted and replaced; promoting
+"""Rollouts on real pods: two consumer pods each load versions 1 and 2 of the fraud model baked into the runtime
+image.
+
+Canary: 10 % of keys are scored by version 2, the same keys after a pod is deleted and replaced; promoting
 (version 2 pinned, the rollout removed, a spec change the operator rolls out) scores every later record with
 version 2, and no record goes unscored across the change. The status shows the rollout while it is in the spec.
+
+Shadow: version 2 scores every record beside version 1, exactly-once: the output topic gets one prediction of
+version 1 per input and the shadow topic (created by the operator) one of version 2, none lost or published
+twice; the status counts both versions' records from the pods' commits.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
+import orjson
 import pytest
 
 from kinfer_runtime.records.output import MODEL_VERSION
@@ -75,6 +83,51 @@ def test_a_canary_scores_a_tenth_of_keys_on_real_pods_and_promotion_leaves_no_ga
     assert all(v == {b"2"} for v in last.values()), "a record after the promotion scored by version 1"
     record("canary on real pods", {"candidate_share_of_keys": round(share, 4), "keys": KEYS,
                                    "promotion_rolled_out_s": round(rolled_s, 1)}, "cluster")  # fmt: skip
+
+
+def test_a_shadow_scores_every_record_beside_the_live_version_on_real_pods(
+    cluster: ClusterBed, kafka_bootstrap: str
+) -> None:
+    name = "shadow"
+    model = {"versionPolicy": "Pinned", "version": 1,
+             "rollout": {"candidateVersion": 2, "mode": "Shadow", "share": 1.0}}  # fmt: skip
+    consumer = {"replicas": 2, "delivery": "exactlyOnce"}
+    topics = {"shadow": {"name": f"{cluster.namespace}.{name}.shadow", "partitions": 3}}
+    manifest = cluster.pipeline(name, partitions=3, consumer=consumer, model=model, topics=topics)
+    records = fraud_records(KEYS, seed=34)
+    keys = {key for key, _ in records}
+    output = TopicReader(kafka_bootstrap, topic(manifest, "output"))
+    shadow = TopicReader(kafka_bootstrap, topic(manifest, "shadow"))
+    try:
+        cluster.apply(manifest)
+        cluster.wait_ready_pods(name, 2, timeout=240)
+        produce(kafka_bootstrap, topic(manifest, "input"), records)
+        live = output.until(lambda got: {r.key for r in got} >= keys, 300, "every record scored by the live version")
+        candidate = shadow.until(lambda got: {r.key for r in got} >= keys, 120, "every record in the shadow topic")
+        output.poll(5)  # anything published twice arrives now
+        shadow.poll(2)
+
+        def scored() -> dict[str, int]:
+            return dict((cluster.get(name) or {}).get("status", {}).get("scoredByVersion") or {})
+
+        try:
+            wait_until(lambda: scored() == {"1": KEYS, "2": KEYS}, 120, "status.scoredByVersion to count both versions")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; status {(cluster.get(name) or {}).get('status')}") from None
+        rollout = (cluster.get(name) or {}).get("status", {}).get("rollout", {})
+    finally:
+        output.close()
+        shadow.close()
+    twice = [key for key, n in Counter(r.key for r in live).items() if n > 1]
+    assert len(live) == KEYS and not twice, f"{len(live)} outputs for {KEYS} inputs; {len(twice)} keys twice"
+    assert {r.headers[MODEL_VERSION] for r in live} == {b"1"}, "only the live version's predictions are published"
+    places = [orjson.loads(r.value)["source"] for r in candidate]
+    assert len(candidate) == KEYS and len({(p["partition"], p["offset"]) for p in places}) == KEYS
+    assert {r.key for r in candidate} == keys
+    assert {r.headers[MODEL_VERSION] for r in candidate} == {b"2"}
+    assert rollout.get("summary") == "Shadow 2 at 100%, live 1", rollout
+    record("shadow on real pods", {"records": KEYS, "outputs": len(live), "shadow_predictions": len(candidate),
+                                   "scored_by_version": scored()}, "cluster")  # fmt: skip
 
 
 def pods_run_version(cluster: ClusterBed, name: str) -> bool:
