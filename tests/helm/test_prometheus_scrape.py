@@ -77,10 +77,7 @@ def scraped(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> Itera
     # The CRD, whether or not a test before this one installed it (the module runs alone too).
     crd = CHART / "files" / "crds" / "kinfer.io_inferencepipelines.yaml"
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    established = ("get", "crd/inferencepipelines.kinfer.io", "-o",
-                   'jsonpath={.status.conditions[?(@.type=="Established")].status}')  # fmt: skip
-    # (kubectl wait fails at once on a CRD whose status has no conditions yet)
-    wait_for(lambda: testbed.kubectl(*established).stdout == "True", 60, "the CRD to be established")
+    testbed.wait_established("inferencepipelines.kinfer.io")
     testbed.kubectl("create", "namespace", namespace)
     topics = create_topics(testbed.bootstrap_servers, partitions=3, prefix="prom")
     pipeline = manifest("scraped", testbed.bootstrap_servers, topics)

@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tests.polling import wait_until
+
 from .kafka import KafkaBroker
 from .kubernetes import ControlPlane, ControlPlanePaths
 from .ledger import Ledger, tear_down
@@ -271,11 +273,11 @@ class TestBed:
         it reads the CRD before the API server wrote any condition (kubernetes/kubernetes#66439; it failed a CI
         run so)."""
         jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-        deadline = time.monotonic() + timeout
-        while self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={jsonpath}", check=False).stdout.strip() != "True":
-            if time.monotonic() > deadline:
-                raise AssertionError(f"CRD {crd} not Established within {timeout:.0f} s")
-            time.sleep(0.2)
+
+        def established() -> bool:
+            return self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={jsonpath}", check=False).stdout.strip() == "True"
+
+        wait_until(established, timeout, f"CRD {crd} to be Established", interval=0.2)
 
     def _run(
         self, tool: str, args: tuple[str, ...], check: bool, input: str | None
