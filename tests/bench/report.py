@@ -17,7 +17,7 @@ TARGETS = [
     ("kinfer_p99_ms_at_5000", 50.0, "<="),
     ("kinfer_p99_ms_at_10", None, "<="),  # maxBatchWaitMs + 20
     ("cold_start_s", 8.0, "<="),
-    ("eos_vs_alo", 0.3, ">="),
+    ("eos_vs_alo", 0.5, ">="),  # issue 17
 ]
 
 

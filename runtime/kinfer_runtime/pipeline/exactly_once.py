@@ -53,7 +53,7 @@ from kinfer_runtime.records.scored_counts import ScoredCounts, add_counts
 
 log = logging.getLogger("kinfer.transactions")
 
-TRANSACTION_MAX_BATCHES = 4
+TRANSACTION_MAX_BATCHES = 16
 TRANSACTION_MAX_S = 0.1
 COMMIT_ATTEMPTS = 10
 RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S = 0.2, 5.0
