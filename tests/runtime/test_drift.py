@@ -88,6 +88,19 @@ def test_the_window_reports_nothing_until_it_holds_enough_records_then_slides() 
     assert WINDOW_RECORDS <= window.records() <= WINDOW_RECORDS * 1.1
 
 
+def test_the_batches_of_the_slot_being_filled_count_as_soon_as_the_window_is_read() -> None:
+    statistics = FeatureStatistics(kind="numeric", edges=[0.0], shares=[0.5, 0.5])
+    window = window_for(statistics)
+    for _ in range(3):  # 300 records: the slot of 1,000 is not full, nothing is counted yet
+        window.observe({"dense": np.full((100, 1), 5.0)})
+    window.observe({"dense": np.full((400, 1), -5.0)})
+    assert window.records() == 700 and len(window.slots) == 0
+    assert [list(c) for c in window.counts()] == [[400, 300]]
+    window.observe({"dense": np.full((300, 1), 5.0)})  # the slot is full: counted once and kept
+    assert len(window.slots) == 1 and list(window.slots[0][1]) == [400, 600]
+    assert [list(c) for c in window.counts()] == [[400, 600]] and window.records() == 1_000
+
+
 def test_a_feature_is_watched_only_with_statistics_and_served_as_trained() -> None:
     statistics = FeatureStatistics(kind="numeric", edges=[0.0], shares=[0.5, 0.5])
     metadata = ModelMetadata(name="m", version=1, inputs={"dense": {"shape": [None, 4]}},

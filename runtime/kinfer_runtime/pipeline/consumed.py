@@ -34,6 +34,13 @@ def record_timestamp_ms(message: InputRecord) -> int | None:
     return None if kind == TIMESTAMP_NOT_AVAILABLE or value <= 0 else value
 
 
+def read_each(messages: Sequence[InputRecord], method: str) -> list[Any]:
+    """``message.<method>()`` of each message, by a C-level map over their class's method when they share one."""
+    classes = set(map(type, messages))
+    reader = getattr(classes.pop(), method) if len(classes) == 1 else methodcaller(method)
+    return list(map(reader, messages))
+
+
 class ConsumedBatch:
     """``messages`` with their partitions and offsets read; :meth:`read` reads anything else of a subset."""
 

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaException, Message
 
 from kinfer_runtime.observability.logs import fields
 from kinfer_runtime.pipeline.batching import BatchWindow
+from kinfer_runtime.pipeline.consumed import read_each
 from kinfer_runtime.pipeline.parts import DeliverySide
 
 log = logging.getLogger("kinfer.loop")
@@ -62,6 +63,8 @@ class Intake:
 
 
 def _valid(messages: list[Message]) -> list[Message]:
+    if not any(read_each(messages, "error")):  # the usual batch: no Python code per record
+        return messages
     valid = []
     for message in messages:
         error = message.error()

@@ -28,6 +28,7 @@ from kinfer_runtime.pipeline.assignment import Assignment
 from kinfer_runtime.pipeline.at_least_once import AtLeastOnce
 from kinfer_runtime.pipeline.clients import Clients
 from kinfer_runtime.pipeline.commits import TopicPartitionKey, first_offsets
+from kinfer_runtime.pipeline.consumed import read_each
 from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, InputHold
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
 from kinfer_runtime.pipeline.intake import Intake
@@ -198,7 +199,7 @@ class PipelineLoop:
             return
         self.tally.consumed(len(messages))
         started = time.perf_counter()
-        encoded = self.preprocessor.encode([m.value() for m in messages])
+        encoded = self.preprocessor.encode(read_each(messages, "value"))
         if encoded.ok and self.drift.features:
             self.drift.observe(encoded.inputs)  # a column operation per watched feature, for the whole batch
         preprocess_s = time.perf_counter() - started

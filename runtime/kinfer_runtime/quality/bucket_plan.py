@@ -1,4 +1,4 @@
-"""The drift window's bucket counts of a whole batch, for every watched feature at once (pure).
+"""The drift window's bucket counts of a batch of rows, for every watched feature at once (pure).
 
 Counting feature by feature (quality/drift.py ``bucket_counts``) takes a few array operations per feature, and at
 a batch of 256 records each operation costs more in call overhead than in work (about 75 µs a batch for the fraud

@@ -9,9 +9,9 @@ Population Stability Index per feature:
     PSI = sum over buckets of (actual share - expected share) * ln(actual share / expected share)
 
 Read it as the industry does: below 0.1 no shift worth a look, 0.1-0.25 a moderate one, above 0.25 a significant
-one (the default threshold of the alert KinferInputDrift). Counting works on the preprocessed input tensors a whole
-batch at a time, every feature of a tensor together (quality/bucket_plan.py): no Python work per record. Array
-features (e.g. a sensor window) have no statistics and are not watched.
+one (the default threshold of the alert KinferInputDrift). Counting works on the preprocessed input tensors of a
+slot (about 1,000 records) at a time, every feature of a tensor together (quality/bucket_plan.py): no Python work
+per record. Array features (e.g. a sensor window) have no statistics and are not watched.
 """
 
 from __future__ import annotations
@@ -106,24 +106,39 @@ class DriftWindow:
         self.expected = [np.asarray(f.statistics.shares) for f in features]
         self.plan = BucketPlan(features)
         self.slots: deque[tuple[int, np.ndarray]] = deque(maxlen=WINDOW_SLOTS)
-        self._open = np.zeros(self.plan.size, dtype=np.int64)
+        # The slot being filled is kept as its batches and counted once it is full (or read): counting has a fixed
+        # cost per call larger than the per-row cost of a 256-row batch, so one count per slot, not per batch. Only
+        # the tensors holding watched features are kept, not copied (the preprocessor makes new ones every batch).
+        self._inputs = sorted({plan.input for plan in self.plan.plans})
+        self._open: list[dict[str, np.ndarray]] = []
         self._open_records = 0
 
     def observe(self, inputs: dict[str, np.ndarray]) -> None:
         """Count one batch of preprocessed inputs (the tensors the model is called with)."""
-        counts, rows = self.plan.count(inputs)
-        self._open += counts
+        rows = len(next(iter(inputs.values()))) if inputs else 0
+        if not rows:
+            return
+        self._open.append({name: inputs[name] for name in self._inputs})
         self._open_records += rows
         if self._open_records >= self.slot_records:
-            self.slots.append((self._open_records, self._open))
-            self._open, self._open_records = np.zeros(self.plan.size, dtype=np.int64), 0
+            self.slots.append((self._open_records, self._count_open()))
+            self._open, self._open_records = [], 0
+
+    def _count_open(self) -> np.ndarray:
+        """The bucket counts of the slot being filled."""
+        if not self._open:
+            return np.zeros(self.plan.size, dtype=np.int64)
+        batches = self._open
+        joined = batches[0] if len(batches) == 1 else {name: np.concatenate([b[name] for b in batches])
+                                                        for name in batches[0]}  # fmt: skip
+        return self.plan.count(joined)[0]
 
     def records(self) -> int:
         return sum(records for records, _ in self.slots) + self._open_records
 
     def counts(self) -> list[np.ndarray]:
         """Each watched feature's bucket counts over the window."""
-        total = self._open.copy()
+        total = self._count_open()
         for _, slot in self.slots:
             total += slot
         return self.plan.split(total)

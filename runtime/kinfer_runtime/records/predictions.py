@@ -104,9 +104,9 @@ def _encode_column(array: np.ndarray) -> list[bytes]:
     if array.ndim == 1 and array.dtype.kind in "fiub":
         # Numbers and booleans never contain a comma: encode the column once and split it.
         return orjson.dumps(values)[1:-1].split(b",") if values else []
-    if array.ndim == 1 and all(isinstance(value, str) for value in values):
+    if array.ndim == 1 and set(map(type, values)) <= {str}:  # C-level: no Python code per row
         encoded = {value: orjson.dumps(value) for value in set(values)}  # labels: a handful of distinct values
-        return [encoded[value] for value in values]
+        return list(map(encoded.__getitem__, values))
     return [orjson.dumps(value) for value in values]
 
 
