@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from kinfer_runtime.pipeline.loop import settle_garbage_collector
+from kinfer_runtime.pipeline.garbage import YOUNG_GENERATION_THRESHOLD, settle_garbage_collector
 
 
 class Node:
@@ -28,3 +28,14 @@ def test_objects_alive_at_settling_are_frozen_and_a_dropped_cycle_is_freed_at_th
         assert gc.get_freeze_count() > 0 and gc.get_freeze_count() <= frozen + 1000
     finally:
         gc.unfreeze()
+
+
+def test_settling_raises_the_young_generations_threshold_and_keeps_the_older_ones() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        settle_garbage_collector()
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, 10, 10)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -13,7 +13,6 @@ committed and the consumer closes (a static member keeps its assignment for its 
 
 from __future__ import annotations
 
-import gc
 import logging
 import random
 import threading
@@ -31,6 +30,7 @@ from kinfer_runtime.pipeline.commits import TopicPartitionKey, first_offsets
 from kinfer_runtime.pipeline.consumed import read_each
 from kinfer_runtime.pipeline.delivery_failures import DeliveryFailures, InputHold
 from kinfer_runtime.pipeline.exactly_once import ExactlyOnce
+from kinfer_runtime.pipeline.garbage import settle_garbage_collector
 from kinfer_runtime.pipeline.intake import Intake
 from kinfer_runtime.pipeline.parts import DeliverySide, LoopParts
 from kinfer_runtime.pipeline.scoring import Scorer, failures_of
@@ -52,17 +52,6 @@ MAX_IN_FLIGHT_BATCHES = 4
 LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
-
-
-def settle_garbage_collector() -> None:
-    """Put every object alive now (TensorFlow, the loaded model, imported modules: about 280,000 objects) out of
-    the cyclic garbage collector's reach. A full collection over them took 143-165 ms on the test machine, a stall
-    of the whole loop that came back every few seconds under load and made the p99 of end-to-end latency; they
-    live as long as the process or the model version anyway. Called once the model is loaded, and after each
-    reload (unfreezing first, so that the previous version's cycles can be collected: one such pause per reload)."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 class PipelineLoop:
