@@ -34,11 +34,20 @@ def record_timestamp_ms(message: InputRecord) -> int | None:
     return None if kind == TIMESTAMP_NOT_AVAILABLE or value <= 0 else value
 
 
+def shared_class(messages: Sequence[InputRecord]) -> type | None:
+    """The class of all ``messages``, None if they are of several."""
+    classes = set(map(type, messages))
+    return classes.pop() if len(classes) == 1 else None
+
+
+def reader_of(cls: type | None, method: str) -> Callable[[InputRecord], Any]:
+    """A function giving ``message.<method>()`` for messages of ``cls`` (any message when None)."""
+    return getattr(cls, method) if cls is not None else methodcaller(method)
+
+
 def read_each(messages: Sequence[InputRecord], method: str) -> list[Any]:
     """``message.<method>()`` of each message, by a C-level map over their class's method when they share one."""
-    classes = set(map(type, messages))
-    reader = getattr(classes.pop(), method) if len(classes) == 1 else methodcaller(method)
-    return list(map(reader, messages))
+    return list(map(reader_of(shared_class(messages), method), messages))
 
 
 class ConsumedBatch:
@@ -46,14 +55,13 @@ class ConsumedBatch:
 
     def __init__(self, messages: Sequence[InputRecord]) -> None:
         self.messages = messages
-        classes = set(map(type, messages))
-        self.cls = classes.pop() if len(classes) == 1 else None  # the class of all messages, None if several
+        self.cls = shared_class(messages)
         self.partitions: list[int] = list(map(self.reader("partition"), messages))
         self.offsets: list[int] = list(map(self.reader("offset"), messages))
 
     def reader(self, method: str) -> Callable[[InputRecord], Any]:
         """A function giving ``message.<method>()`` for these messages."""
-        return getattr(self.cls, method) if self.cls is not None else methodcaller(method)
+        return reader_of(self.cls, method)
 
     def read(self, method: str, chosen: Sequence[InputRecord]) -> list[Any]:
         """``message.<method>()`` of each of ``chosen`` (messages of this batch)."""

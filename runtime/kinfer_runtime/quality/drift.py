@@ -114,7 +114,7 @@ class DriftWindow:
         self._open_records = 0
 
     def observe(self, inputs: dict[str, np.ndarray]) -> None:
-        """Count one batch of preprocessed inputs (the tensors the model is called with)."""
+        """Add one batch of preprocessed inputs (the tensors the model is called with) to the slot being filled."""
         rows = len(next(iter(inputs.values()))) if inputs else 0
         if not rows:
             return
