@@ -197,6 +197,43 @@ def test_offsets_whose_commit_was_lost_in_a_rebalance_are_committed_again_while_
     assert consumer.committed_offsets == {(IN, 0): 4}
 
 
+def test_with_the_window_full_the_next_batch_is_scored_and_waits_for_room_to_be_produced() -> None:
+    """The in-flight window (four batches of 4 here) bounds what is produced and unacknowledged; one more batch is
+    consumed and scored meanwhile, so its work overlaps the wait for an acknowledgement."""
+    loop, consumer, producer = pipeline_loop("atLeastOnce", auto_ack=False)
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(*range(24)))  # six batches of 4
+    for _ in range(6):
+        loop.step()
+    assert len(producer.pending) == 16, "never more than four batches produced and unacknowledged"
+    assert consumer.positions[(IN, 0)] == 20, "the fifth batch is read while the window is full, the sixth is not"
+    producer.acknowledge(4)  # the first batch
+    loop.step()
+    assert len(producer.pending) == 16, "room for one batch: the fifth is produced"
+    assert [r.key for r, _ in producer.pending[-4:]] == [b"k16", b"k17", b"k18", b"k19"]
+    assert consumer.positions[(IN, 0)] == 24, "and the sixth is read and scored, to wait in its turn"
+    producer.auto_ack = True
+    producer.acknowledge()
+    loop.step()
+    loop.stop.set()
+    loop.close()
+    assert consumer.committed_offsets == {(IN, 0): 24} and len(producer.delivered) == 24
+
+
+def test_close_produces_the_batch_waiting_for_room_and_commits_it() -> None:
+    loop, consumer, producer = pipeline_loop("atLeastOnce", auto_ack=False)
+    consumer.rebalance("assign", (IN, 0))
+    consumer.append(IN, 0, *good(*range(20)))
+    for _ in range(5):
+        loop.step()
+    assert len(producer.pending) == 16 and consumer.positions[(IN, 0)] == 20
+    producer.auto_ack = True
+    producer.acknowledge()
+    loop.stop.set()
+    loop.close()
+    assert consumer.committed_offsets == {(IN, 0): 20} and len(producer.delivered) == 20
+
+
 def test_a_failed_delivery_is_produced_again_before_its_offset_is_committed() -> None:
     loop, consumer, producer = pipeline_loop("atLeastOnce")
     producer.failures_left = 1

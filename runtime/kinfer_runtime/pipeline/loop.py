@@ -17,12 +17,13 @@ import logging
 import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException, Message
 
 from kinfer_runtime.observability.logs import fields
-from kinfer_runtime.pipeline.assemble import ScoredRows, assemble_batch
+from kinfer_runtime.pipeline.assemble import AssembledBatch, ScoredRows, assemble_batch
 from kinfer_runtime.pipeline.assignment import Assignment
 from kinfer_runtime.pipeline.at_least_once import AtLeastOnce
 from kinfer_runtime.pipeline.clients import Clients
@@ -47,11 +48,22 @@ log = logging.getLogger("kinfer.loop")
 
 # Full batches' worth of records produced and not yet acknowledged: overlaps Kafka round trips with the next
 # batches, and bounds what a kill can duplicate. Counted in records, so that many small batches (a lightly loaded
-# loop closes them early) do not stall on round trips that full ones would not.
+# loop closes them early) do not stall on round trips that full ones would not. While the window is full the loop
+# still consumes and scores one more batch, which waits (``Ready``) for an acknowledgement to make room: the wait
+# overlaps that batch's work instead of idling before it, and the bound on what is produced stays the same.
 MAX_IN_FLIGHT_BATCHES = 4
 LAG_INTERVAL_S = 2.0
 RELOAD_INTERVAL_S = 1.0  # the predictor throttles its own directory scans
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A batch scored and assembled while the in-flight window was full; ``assemble_s``: its produce stage so far."""
+
+    messages: list[Message]
+    assembled: AssembledBatch
+    assemble_s: float
 
 
 class PipelineLoop:
@@ -101,6 +113,7 @@ class PipelineLoop:
         )
         self.held: list[Message] | None = None  # a batch waiting for the predictor to come back
         self.held_encoded: Any = None
+        self.ready: Ready | None = None  # produced once the in-flight window has room
         self._backoff = BACKOFF_MIN_S
         self._next_lag = 0.0
         self._next_reload = time.monotonic() + RELOAD_INTERVAL_S
@@ -172,9 +185,11 @@ class PipelineLoop:
         self.delivery.serve()
         if self.input_hold.holding(self.delivery):
             return
-        if self.delivery.records_in_flight() > (MAX_IN_FLIGHT_BATCHES - 1) * self.max_batch:
-            self.producer.poll(0.005)
-            return
+        if self.ready is not None:
+            if self._window_full():
+                self.producer.poll(0.005)
+                return
+            self._submit_ready()
         started = time.perf_counter()
         messages = self.intake.read()
         if messages:
@@ -245,16 +260,31 @@ class PipelineLoop:
             shadow=shadow,
             shadow_topic=self.shadow_topic,
         )
-        self.delivery.submit(messages, batch)
-        self.metrics.stage["produce"].observe(time.perf_counter() - started)
+        self.ready = Ready(messages, batch, time.perf_counter() - started)
+        if not self._window_full():
+            self._submit_ready()
+
+    def _window_full(self) -> bool:
+        return self.delivery.records_in_flight() > (MAX_IN_FLIGHT_BATCHES - 1) * self.max_batch
+
+    def _submit_ready(self) -> None:
+        """Produce the batch waiting for room (if any), whether or not there is room now."""
+        ready, self.ready = self.ready, None
+        if ready is None:
+            return
+        started = time.perf_counter()
+        self.delivery.submit(ready.messages, ready.assembled)
+        self.metrics.stage["produce"].observe(ready.assemble_s + time.perf_counter() - started)
 
     # --- assignment changes ---------------------------------------------------------------------------------
 
     def _revoked(self, partitions: set[TopicPartitionKey]) -> None:
+        self._submit_ready()  # consumed before the revoke: produced, then drained and committed with the rest
         self.delivery.revoke(partitions)
         self._drop_held(partitions)
 
     def _lost(self, partitions: set[TopicPartitionKey]) -> None:
+        self._submit_ready()  # its other partitions' offsets must not be passed by a later commit
         self.delivery.lose(partitions)
         self._drop_held(partitions)
 
@@ -325,6 +355,10 @@ class PipelineLoop:
     def close(self) -> None:
         """Drain and commit what is in flight (within the termination grace), then close the clients."""
         log.info("stopping: draining in-flight batches")
+        try:
+            self._submit_ready()  # the batch in hand
+        except PipelineStopped:
+            log.warning("stopped with the output queue full: the last batch is read again by the next consumer")
         self.delivery.close(float(self.parts.pipeline.spec.consumer.termination_grace_seconds) * 0.8)
         self.state.assigned_partitions = 0
         self.metrics.ready.set(0)
