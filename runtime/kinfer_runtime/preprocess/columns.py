@@ -74,11 +74,14 @@ def _scaler(feature: FeatureSpec) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: (x - offset) / unit  # exact for no scaling too: x - 0.0 and x / 1.0 are x
 
 
-def encode_numeric_block(fields: list[list[Any]], offsets: np.ndarray, units: np.ndarray, dtype: Any) -> Any:
+def encode_numeric_block(
+    fields: list[list[Any]], offsets: np.ndarray, units: np.ndarray, dtype: Any, checked: bool = False
+) -> Any:
     """Several numeric features of a batch at once, as (rows, features) scaled columns of ``dtype``, when every
     value is a number and finite once scaled: the same values as each feature's own encoder, in four array
-    operations for all of them. None otherwise: each feature's encoder then says which record fails and why."""
-    if not set(map(type, chain.from_iterable(fields))) <= _NUMBER_TYPES:
+    operations for all of them. None otherwise: each feature's encoder then says which record fails and why.
+    ``checked``: every value is known to be an int or a float (typed_decoding.py), which is not checked again."""
+    if not checked and not set(map(type, chain.from_iterable(fields))) <= _NUMBER_TYPES:
         return None
     try:
         raw = np.array(fields, dtype=np.float64)

@@ -2,17 +2,18 @@
 
 The feature spec (from the model's ``kinfer.json``, with overrides from ``spec.preprocessing.features``) is
 compiled once into a plan: for each model input, which features fill which columns and with which encoder
-(:mod:`kinfer_runtime.preprocess.input_plan`). ``encode`` then decodes each value with orjson, optionally runs the
-custom hook on the decoded batch, and fills preallocated numpy buffers column by column. A bad record never
-raises: it is listed in ``failures`` with a stable reason and left out of the tensors.
+(:mod:`kinfer_runtime.preprocess.input_plan`). ``encode`` then decodes the values (the usual batch straight into
+its features' types: :mod:`kinfer_runtime.preprocess.typed_decoding`; any other with orjson, record by record where
+needed), optionally runs the custom hook on the decoded batch, and fills preallocated numpy buffers column by
+column. A bad record never raises: it is listed in ``failures`` with a stable reason and left out of the tensors.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -21,7 +22,8 @@ import orjson
 
 from kinfer_runtime.preprocess.columns import FailureReason, encode_numeric_block, short_repr
 from kinfer_runtime.preprocess.input_plan import PreprocessorError, plan_inputs
-from kinfer_runtime.preprocess.record_reading import RecordFailure, unreadable
+from kinfer_runtime.preprocess.record_reading import RecordFailure, json_failure, unreadable
+from kinfer_runtime.preprocess.typed_decoding import TypedDecoder
 from kinfer_runtime.spec import FeatureSpec, InferencePipelineSpec
 from kinfer_runtime.spec.model_metadata import ModelMetadata, TensorInfo
 
@@ -39,9 +41,14 @@ class EncodedBatch:
     # (encode_documents): a candidate model version reuses the decoding instead of parsing every record again.
     documents: list[Any] = field(default_factory=list)  # JSON objects; one array each for tensor records
     positions: list[int] = field(default_factory=list)
+    # The values themselves instead, when they were decoded into typed fields only (typed_decoding.py): every one
+    # a JSON object, parsed again if another version asks for them (a canary's records, not every batch's).
+    undecoded: Sequence[Any] | None = None
 
     def decoded(self, indices: Sequence[int]) -> list[Any]:
         """The decoded records of these indices (each must have been decoded)."""
+        if self.undecoded is not None:
+            return [orjson.loads(self.undecoded[index]) for index in indices]
         by_index = dict(zip(self.positions, self.documents, strict=True))
         return [by_index[index] for index in indices]
 
@@ -78,6 +85,8 @@ class Preprocessor:
         self.max_record_bytes = max_record_bytes
         self.hook = hook
         self.plans = plan_inputs(self.features, inputs, dict(feature_inputs or {}))
+        # A hook may read any field and change any: it needs every record's whole dict.
+        self.typed = TypedDecoder.for_features(self.features, max_record_bytes) if hook is None else None
 
     @classmethod
     def from_spec(cls, spec: InferencePipelineSpec, metadata: ModelMetadata) -> Preprocessor:
@@ -89,10 +98,17 @@ class Preprocessor:
         return cls(features, metadata.inputs, mapping, max_record_bytes=settings.max_record_bytes, hook=hook)
 
     def encode(self, values: Sequence[bytes | str | None]) -> EncodedBatch:
+        typed = self.typed
+        records = typed.decode(values) if typed is not None else None
+        if typed is not None and records is not None:  # the usual batch: every feature there, of the right type
+            positions = list(range(len(records)))
+            encoded = self._fill(len(records), partial(typed.field, records), positions, {}, typed=True)
+            encoded.positions, encoded.undecoded = positions, values
+            return encoded
         docs, positions, failures = self._decode_batch(values)
         if self.hook is not None and docs:
             docs, positions = self._run_hook(docs, positions, failures)
-        encoded = self._fill(docs, positions, failures)
+        encoded = self._fill(len(docs), partial(_field, docs), positions, failures)
         encoded.documents, encoded.positions = docs, positions
         return encoded
 
@@ -137,12 +153,19 @@ class Preprocessor:
     def encode_documents(self, docs: Sequence[dict[str, Any]]) -> EncodedBatch:
         """``encode`` for records decoded already (``EncodedBatch.documents`` of another version's preprocessor:
         the hook has run on them); indices are positions in ``docs``."""
-        return self._fill(list(docs), list(range(len(docs))), {})
+        return self._fill(len(docs), partial(_field, docs), list(range(len(docs))), {})
 
     def _fill(
-        self, docs: list[dict[str, Any]], positions: list[int], failures: dict[int, RecordFailure]
+        self,
+        rows: int,
+        field_of: Callable[[str], list[Any]],
+        positions: list[int],
+        failures: dict[int, RecordFailure],
+        typed: bool = False,
     ) -> EncodedBatch:
-        """Fill the model's inputs from decoded records; ``positions[row]``: the index of ``docs[row]``."""
+        """Fill the model's inputs from ``rows`` decoded records; ``field_of(name)``: that field of each (None
+        where missing); ``positions[row]``: the index of record ``row``. ``typed``: every field holds the type its
+        encoder takes (typed_decoding.py), so the numeric block needs no type check."""
 
         def fail(row: int, reason: FailureReason, message: str) -> None:
             index = positions[row]
@@ -151,24 +174,23 @@ class Preprocessor:
 
         buffers = {}
         for plan in self.plans:
-            buffer = np.zeros((len(docs), plan.width), dtype=plan.dtype)
+            buffer = np.zeros((rows, plan.width), dtype=plan.dtype)
             columns = plan.columns
             if plan.block is not None:
                 block = plan.block
-                fields = [list(map(dict.get, docs, repeat(column.name))) for column in block.columns]
-                scaled = encode_numeric_block(fields, block.offsets, block.units, plan.dtype)
+                fields = [field_of(column.name) for column in block.columns]
+                scaled = encode_numeric_block(fields, block.offsets, block.units, plan.dtype, checked=typed)
                 if scaled is not None:  # else every column below, each finding its own failures
                     buffer[:, block.positions] = scaled
                     columns = plan.others
             for column in columns:
-                values_of_field = list(map(dict.get, docs, repeat(column.name)))  # C-speed field lookup
-                column.encode(values_of_field, buffer[:, column.start : column.stop], fail)
+                column.encode(field_of(column.name), buffer[:, column.start : column.stop], fail)
             buffers[plan.name] = buffer
         if not failures:  # the usual batch: every record kept, in order
-            inputs = {plan.name: buffers[plan.name].reshape((len(docs), *plan.row_shape)) for plan in self.plans}
+            inputs = {plan.name: buffers[plan.name].reshape((rows, *plan.row_shape)) for plan in self.plans}
             return EncodedBatch(inputs, list(positions), [])
         keep = [row for row, index in enumerate(positions) if index not in failures]
-        all_kept = len(keep) == len(docs)
+        all_kept = len(keep) == rows
         inputs = {}
         for plan in self.plans:
             buffer = buffers[plan.name] if all_kept else buffers[plan.name][keep]
@@ -190,7 +212,7 @@ class Preprocessor:
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as error:
-            document, failure = _decode_slowly(index, value, error)
+            document, failure = json_failure(index, value, error)
             if failure is not None:
                 return None, failure
         if type(document) is not dict:
@@ -226,21 +248,10 @@ class Preprocessor:
         return kept_docs, kept_positions
 
 
+def _field(docs: Sequence[dict[str, Any]], name: str) -> list[Any]:
+    """Field ``name`` of each decoded record, None where it is missing (a C-level map)."""
+    return list(map(dict.get, docs, repeat(name)))
+
+
 def _by_index(failure: RecordFailure) -> int:
     return failure.index
-
-
-def _decode_slowly(index: int, value: bytes | str, error: Exception) -> tuple[Any, RecordFailure | None]:
-    """Classify what orjson refused: not UTF-8, blank, or JSON with NaN/Infinity (which becomes NonFinite later)."""
-    try:
-        text = value.decode("utf-8") if isinstance(value, bytes) else value
-    except UnicodeDecodeError as decode_error:
-        return None, RecordFailure(index, FailureReason.NOT_UTF8, f"the value is not UTF-8: {decode_error.reason}")
-    if not text.strip():
-        return None, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record's value is blank")
-    try:
-        # The stdlib parser accepts NaN and Infinity, which orjson (rightly) does not: the feature checks then
-        # report the field as NonFinite, which tells the producer more than "malformed".
-        return json.loads(text), None
-    except (ValueError, RecursionError):
-        return None, RecordFailure(index, FailureReason.MALFORMED_JSON, f"malformed JSON: {error}")

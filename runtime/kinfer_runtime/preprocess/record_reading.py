@@ -1,9 +1,10 @@
 """What every record format shares before its own decoding (pure): the reason a value is not read at all (empty,
 or above ``maxRecordBytes``), the loop that reads a batch one value at a time and keeps each failure's reason,
-and the model input of the formats whose record is that input itself (tensor, image)."""
+why a value is not JSON, and the model input of the formats whose record is that input itself (tensor, image)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,3 +61,19 @@ def only_input(metadata: ModelMetadata, record_format: str) -> tuple[str, Tensor
             f"preprocessing.format {record_format} needs a model with one input; this one has {sorted(metadata.inputs)}"
         )
     return next(iter(metadata.inputs.items()))
+
+
+def json_failure(index: int, value: bytes | str, error: Exception) -> tuple[Any, RecordFailure | None]:
+    """Why orjson refused a value: not UTF-8, blank, or JSON with NaN/Infinity (which becomes NonFinite later)."""
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError as decode_error:
+        return None, RecordFailure(index, FailureReason.NOT_UTF8, f"the value is not UTF-8: {decode_error.reason}")
+    if not text.strip():
+        return None, RecordFailure(index, FailureReason.EMPTY_VALUE, "the record's value is blank")
+    try:
+        # The stdlib parser accepts NaN and Infinity, which orjson (rightly) does not: the feature checks then
+        # report the field as NonFinite, which tells the producer more than "malformed".
+        return json.loads(text), None
+    except (ValueError, RecursionError):
+        return None, RecordFailure(index, FailureReason.MALFORMED_JSON, f"malformed JSON: {error}")
