@@ -8,7 +8,7 @@ some value is missing or of the wrong type. Records that fail are reported as ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from itertools import chain, repeat
 from typing import Any
@@ -40,7 +40,7 @@ class FailureReason(StrEnum):
 
 
 Fail = Callable[[int, FailureReason, str], None]
-ColumnEncoder = Callable[[list[Any], np.ndarray, Fail], None]
+ColumnEncoder = Callable[[Sequence[Any], np.ndarray, Fail], None]
 _NUMBER_TYPES = frozenset({int, float})
 
 
@@ -75,7 +75,7 @@ def _scaler(feature: FeatureSpec) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def encode_numeric_block(
-    fields: list[list[Any]], offsets: np.ndarray, units: np.ndarray, dtype: Any, checked: bool = False
+    fields: Sequence[Sequence[Any]], offsets: np.ndarray, units: np.ndarray, dtype: Any, checked: bool = False
 ) -> Any:
     """Several numeric features of a batch at once, as (rows, features) scaled columns of ``dtype``, when every
     value is a number and finite once scaled: the same values as each feature's own encoder, in four array
@@ -105,7 +105,7 @@ def _numeric_default(feature: FeatureSpec) -> float | None:
 def _numeric_encoder(feature: FeatureSpec) -> ColumnEncoder:
     name, scale, default = feature.name, _scaler(feature), _numeric_default(feature)
 
-    def encode(values: list[Any], columns: np.ndarray, fail: Fail) -> None:
+    def encode(values: Sequence[Any], columns: np.ndarray, fail: Fail) -> None:
         raw = np.zeros(len(values), dtype=np.float64)
         try:
             if not set(map(type, values)) <= _NUMBER_TYPES:
@@ -142,7 +142,7 @@ def _categorical_encoder(feature: FeatureSpec) -> ColumnEncoder:
     one_hot = feature.encoding is CategoricalEncoding.ONE_HOT
     default_code = None if feature.required else lookup.get(str(feature.default), unknown)
 
-    def encode(values: list[Any], columns: np.ndarray, fail: Fail) -> None:
+    def encode(values: Sequence[Any], columns: np.ndarray, fail: Fail) -> None:
         codes = np.empty(len(values), dtype=np.int64)
         if set(map(type, values)) <= {str}:
             codes[:] = list(map(lookup.get, values, repeat(unknown)))  # C-level: no Python code per record
@@ -158,10 +158,10 @@ def _categorical_encoder(feature: FeatureSpec) -> ColumnEncoder:
                     fail(row, FailureReason.WRONG_TYPE, f"field {name!r} must be a string, got {short_repr(value)}")
                     codes[row] = unknown
         if feature.reject_unknown:
-            for bad in np.flatnonzero(codes == unknown):
+            for bad in map(int, np.flatnonzero(codes == unknown)):
                 value = values[bad]
                 if isinstance(value, str | int):
-                    fail(int(bad), FailureReason.UNKNOWN_CATEGORY, f"field {name!r}: {short_repr(value)} is unknown")
+                    fail(bad, FailureReason.UNKNOWN_CATEGORY, f"field {name!r}: {short_repr(value)} is unknown")
         if one_hot:
             columns[:] = 0
             columns[np.arange(len(values)), codes] = 1
@@ -175,7 +175,7 @@ def _array_encoder(feature: FeatureSpec) -> ColumnEncoder:
     name, shape, scale = feature.name, tuple(feature.shape or ()), _scaler(feature)
     fill = None if feature.required or feature.default is None else float(feature.default)
 
-    def encode(values: list[Any], columns: np.ndarray, fail: Fail) -> None:
+    def encode(values: Sequence[Any], columns: np.ndarray, fail: Fail) -> None:
         block = _all_valid_arrays(values, shape)
         if block is None:
             block = _arrays_one_by_one(values, columns.shape, fail)
@@ -186,7 +186,7 @@ def _array_encoder(feature: FeatureSpec) -> ColumnEncoder:
                 fail(int(bad), FailureReason.NON_FINITE, f"field {name!r} holds NaN or infinite values")
         columns[:] = scaled
 
-    def _arrays_one_by_one(values: list[Any], block_shape: tuple[int, ...], fail: Fail) -> np.ndarray:
+    def _arrays_one_by_one(values: Sequence[Any], block_shape: tuple[int, ...], fail: Fail) -> np.ndarray:
         block = np.zeros(block_shape, dtype=np.float64)
         for row, value in enumerate(values):
             if value is None:
@@ -215,7 +215,7 @@ def _array_encoder(feature: FeatureSpec) -> ColumnEncoder:
     return encode
 
 
-def _all_valid_arrays(values: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+def _all_valid_arrays(values: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray | None:
     """The whole batch as one (rows, width) float64 block when every value is a well-formed array, else None.
 
     One ``np.array`` over the batch is several times faster than one per record; any irregularity (a missing

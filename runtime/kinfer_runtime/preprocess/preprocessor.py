@@ -98,11 +98,10 @@ class Preprocessor:
         return cls(features, metadata.inputs, mapping, max_record_bytes=settings.max_record_bytes, hook=hook)
 
     def encode(self, values: Sequence[bytes | str | None]) -> EncodedBatch:
-        typed = self.typed
-        records = typed.decode(values) if typed is not None else None
-        if typed is not None and records is not None:  # the usual batch: every feature there, of the right type
-            positions = list(range(len(records)))
-            encoded = self._fill(len(records), partial(typed.field, records), positions, {}, typed=True)
+        columns = self.typed.decode(values) if self.typed is not None else None
+        if columns is not None:  # the usual batch: every feature there, of the right type
+            positions = list(range(len(values)))
+            encoded = self._fill(len(values), columns.__getitem__, positions, {}, typed=True)
             encoded.positions, encoded.undecoded = positions, values
             return encoded
         docs, positions, failures = self._decode_batch(values)
@@ -158,7 +157,7 @@ class Preprocessor:
     def _fill(
         self,
         rows: int,
-        field_of: Callable[[str], list[Any]],
+        field_of: Callable[[str], Sequence[Any]],
         positions: list[int],
         failures: dict[int, RecordFailure],
         typed: bool = False,

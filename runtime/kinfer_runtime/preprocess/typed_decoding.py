@@ -15,10 +15,10 @@ is wrong with which record. The two ways give the same tensors and the same fail
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 
 from kinfer_runtime.spec import FeatureSpec, FeatureType
 
@@ -27,7 +27,7 @@ _FIELD_TYPES: dict[FeatureType, type] = {FeatureType.NUMERIC: float, FeatureType
 
 
 class TypedDecoder:
-    """Decodes records into structs with one attribute per feature; :meth:`field` reads one feature of a batch."""
+    """Decodes a batch into one column of values per feature."""
 
     def __init__(self, features: Sequence[FeatureSpec], max_record_bytes: int) -> None:
         # Attributes are f0, f1...: a feature's name is any JSON key, not necessarily a Python identifier.
@@ -38,7 +38,7 @@ class TypedDecoder:
             rename={attribute: name for name, attribute in attributes.items()},
         )
         self._decode = msgspec.json.Decoder(struct).decode
-        self._getters = {name: attrgetter(attribute) for name, attribute in attributes.items()}
+        self.names = list(attributes)  # in the struct's order
         self.max_record_bytes = max_record_bytes
 
     @classmethod
@@ -48,16 +48,15 @@ class TypedDecoder:
             return None
         return cls(features, max_record_bytes)
 
-    def decode(self, values: Sequence[bytes | str | None]) -> list[Any] | None:
-        """One struct per value, or None unless every value is an object with every feature, typed as expected."""
+    def decode(self, values: Sequence[bytes | str | None]) -> dict[str, tuple[Any, ...]] | None:
+        """Each feature's value in every record (by feature name), or None unless every value is an object with
+        every feature, typed as expected."""
         try:
             unchecked: Sequence[Any] = values
             if not unchecked or max(map(len, unchecked)) > self.max_record_bytes:
                 return None
-            return list(map(self._decode, unchecked))  # C-level: no Python code per record
+            records = list(map(self._decode, unchecked))  # C-level maps: no Python code per record
         except (TypeError, msgspec.DecodeError, RecursionError):  # None has no len; ValidationError is a DecodeError
             return None
-
-    def field(self, records: list[Any], name: str) -> list[Any]:
-        """Feature ``name`` of each decoded record."""
-        return list(map(self._getters[name], records))
+        # A struct as a tuple, the tuples turned into columns: half the time of one attribute read per feature.
+        return dict(zip(self.names, zip(*map(astuple, records), strict=True), strict=True))
